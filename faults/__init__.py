@@ -1,0 +1,1 @@
+"""faults: fault plans, injectors, seeded replay and the hang detector."""

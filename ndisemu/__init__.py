@@ -1,0 +1,1 @@
+"""ndisemu: the emulated NT kernel side — executive work queues, NDIS, miniports, PnP, wires."""

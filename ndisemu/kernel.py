@@ -1,0 +1,396 @@
+"""The trio driver of the emulated kernel: timers, DPCs and worker threads in virtual time.
+
+Theory of operation. `ExecutiveCore` decides *what* happens (which worker takes which item, when
+threads are created); this driver makes it happen. Exactly one emulated activity runs at a time,
+and the dispatcher picks it:
+
+1. DPC-level callbacks (timer expirations, miniport completions, frame indications) queued for
+   the current instant run first, in the order they were scheduled — they preempt threads, as
+   DPCs do on NT.
+2. Then one ready worker thread (an item to start, or a wait that was satisfied) gets the baton:
+   among the ready workers of the highest queue priority the choice is FIFO or, with
+   ``schedule="random"``, drawn from the kernel's seeded generator. The worker runs its item until
+   the item waits on an executive object or returns, then hands the baton back.
+3. When nothing is ready the dispatcher sleeps until the next timer or balance-manager deadline.
+
+Each worker thread is a trio task in the kernel's nursery, parked between turns. Because the
+dispatcher serialises every step and orders them itself, trio's own run order never influences
+the emulation: a run is a function of the parameters and the seed (faults.md §6 explains why
+that matters — trio shuffles runnable batches on purpose). Virtual time is trio's clock: use
+`trio.testing.MockClock(autojump_threshold=0)` to run as fast as possible, or ``rate=`` to pace.
+
+Work items must block only through `Kernel.wait` (an executive wait object); awaiting any other
+trio primitive inside an item would stall the baton and is reported as a bugcheck.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import outcome
+import trio
+
+from .errors import BugCheck, ExecutiveError
+from .executive.core import (
+    ExecutiveCore,
+    ItemState,
+    QueueState,
+    Resume,
+    Start,
+    WaitObject,
+    Worker,
+    WorkerExit,
+    WorkItem,
+)
+from .params import ExecutiveParams, QueueSpec
+from .trace import Tracer
+
+Routine = Callable[[WorkItem], Awaitable[None]]
+
+_EXIT = object()
+
+
+@dataclass(eq=False)
+class Timer:
+    when: float
+    seq: int
+    fn: Callable[..., None]
+    args: tuple[Any, ...]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: Timer) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+@dataclass
+class KernelStats:
+    dpcs: int = 0
+    thread_turns: int = 0
+    sleeps: int = 0
+    external: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Kernel:
+    """One emulated machine's executive. Start it with ``await nursery.start(kernel.run)``."""
+
+    def __init__(
+        self,
+        params: ExecutiveParams | None = None,
+        *,
+        seed: int = 0,
+        schedule: str = "random",
+        tracer: Tracer | None = None,
+        name: str = "host",
+    ) -> None:
+        if schedule not in ("fifo", "random"):
+            raise ExecutiveError(f"schedule must be 'fifo' or 'random', not {schedule!r}")
+        self.name = name
+        self.params = params or ExecutiveParams()
+        self.seed = seed
+        self.schedule = schedule
+        self.rng = random.Random(f"kernel:{seed}")
+        self.tracer = tracer or Tracer()
+        self.tracer.bind_clock(lambda: self._now)
+        trace = self.tracer if self.tracer.enabled else None
+        self.core = ExecutiveCore(self.params, trace=trace)
+        self.stats = KernelStats()
+        self._now = 0.0
+        self._epoch = 0.0
+        self._timers: list[Timer] = []
+        self._timer_seq = itertools.count()
+        self._dpcs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._ready: dict[int, Any] = {}  # priority -> list (random) or deque (fifo)
+        self._priorities: list[int] = []
+        self._nready = 0
+        self._current: Worker | None = None
+        self._dispatcher: trio.lowlevel.Task | None = None
+        self._dispatcher_parked = False
+        self._nursery: trio.Nursery | None = None
+        self._wakeup = trio.Event()
+        self._sleeping = False
+        self._bugcheck: BugCheck | None = None
+        self._running = False
+        self.stopped = trio.Event()
+
+    # -- time and DPC-level scheduling ----------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """Virtual seconds since the kernel started."""
+        return self._now
+
+    def call_at(self, when: float, fn: Callable[..., None], *args: Any) -> Timer:
+        """Run `fn(*args)` at DPC level at virtual time `when` (a KTIMER + KDPC)."""
+        t = Timer(max(when, self._now), next(self._timer_seq), fn, args)
+        heapq.heappush(self._timers, t)
+        if self._sleeping:
+            self._wakeup.set()
+        return t
+
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> Timer:
+        return self.call_at(self._now + delay, fn, *args)
+
+    def queue_dpc(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` at DPC level at the current instant, after DPCs already queued."""
+        self._dpcs.append((fn, args))
+        if self._sleeping:
+            self._wakeup.set()
+
+    def post(self, fn: Callable[..., None], *args: Any) -> None:
+        """From another trio task (an I/O driver): inject an interrupt-like callback."""
+        self._dpcs.append((fn, args))
+        self.stats.external += 1
+        if self._sleeping:
+            self._wakeup.set()
+
+    # -- executive API used by drivers -----------------------------------------------------
+
+    def queue(self, name: str) -> QueueState:
+        return self.core.queues[name]
+
+    def add_private_queue(self, spec: QueueSpec) -> QueueState:
+        """A driver's own threads (e.g. the hotfix's dedicated OID thread)."""
+        return self.core.add_queue(spec, self._now)
+
+    def create_system_thread(self, queue: str, routine: Routine, *, name: str,
+                             tags: dict[str, Any] | None = None) -> WorkItem:
+        """PsCreateSystemThread: run `routine` on a thread of its own (a queue created with
+        ``thread_per_item=True``); the thread ends when the routine returns."""
+        if queue not in self.core.queues:
+            self.add_private_queue(QueueSpec(queue, 0, thread_per_item=True, priority=12))
+        return self.queue_work_item(queue, routine, name=name, tags=tags)
+
+    def create_event(self, name: str, **tags: Any) -> WaitObject:
+        return self.core.new_wait_object(name, tags)
+
+    def queue_work_item(
+        self,
+        queue: str,
+        routine: Routine,
+        *,
+        name: str,
+        tags: dict[str, Any] | None = None,
+        signals: tuple[WaitObject, ...] = (),
+    ) -> WorkItem:
+        """ExQueueWorkItem. `signals` declares the wait objects this item will set."""
+        item = self.core.new_item(queue, routine, name, tags, signals)
+        self.core.insert(item, self._now)
+        self._apply_actions()
+        return item
+
+    def requeue(self, item: WorkItem, queue: str | None = None) -> None:
+        """Insert an item that was removed from a queue (a rescuer's hand-over)."""
+        item.state = ItemState.QUEUED
+        item.worker = None
+        if queue is not None:
+            item.queue = queue
+        self.core.insert(item, self._now)
+        self._apply_actions()
+
+    def remove_work_item(self, item: WorkItem) -> bool:
+        return self.core.remove(item, self._now)
+
+    def set_event(self, obj: WaitObject) -> None:
+        """KeSetEvent: legal from DPC level and from work items."""
+        self.core.signal(obj, self._now)
+        self._apply_actions()
+
+    @property
+    def current_worker(self) -> Worker | None:
+        return self._current
+
+    async def wait(self, obj: WaitObject) -> None:
+        """KeWaitForSingleObject from inside a work item: blocks the worker thread."""
+        w = self._current
+        if w is None:
+            raise ExecutiveError("Kernel.wait() called outside a work item")
+        if not self.core.begin_wait(w, obj, self._now):
+            return
+        self._apply_actions()
+        cmd = await self._hand_back()
+        if cmd is _EXIT:  # pragma: no cover - exit is only sent to idle workers
+            raise ExecutiveError("worker told to exit while blocked")
+
+    # -- the dispatcher ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Kernel] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._running:
+            raise ExecutiveError("kernel already running")
+        self._running = True
+        self._dispatcher = trio.lowlevel.current_task()
+        self._epoch = trio.current_time()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started(self)
+                await self._loop()
+        except BaseExceptionGroup:
+            if self._bugcheck is not None:
+                raise self._bugcheck from None
+            raise
+        finally:
+            self._running = False
+            self.stopped.set()
+
+    async def _loop(self) -> None:
+        while True:
+            self._fire_due_timers()
+            self.core.advance(self._now)
+            self._apply_actions()
+            while self._dpcs or self._nready:
+                if self._dpcs:
+                    fn, args = self._dpcs.popleft()
+                    self.stats.dpcs += 1
+                    fn(*args)
+                    self._apply_actions()
+                else:
+                    worker, cmd = self._pick_ready()
+                    await self._run_worker(worker, cmd)
+                    if self._bugcheck is not None:
+                        raise self._bugcheck
+                self._fire_due_timers()
+            deadline = self.core.next_deadline()
+            if self._timers:
+                deadline = min(deadline, self._timers[0].when)
+            await self._sleep_until(deadline)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        self.stats.sleeps += 1
+        self._sleeping = True
+        try:
+            if math.isinf(deadline):
+                await self._wakeup.wait()
+            else:
+                with trio.move_on_at(self._epoch + deadline) as scope:
+                    await self._wakeup.wait()
+                if scope.cancelled_caught:
+                    # Emulated time moves from event to event: land exactly on the deadline,
+                    # whatever wall time the emulation's own computing took (with a paced
+                    # clock that time would otherwise leak into the model).
+                    self._now = max(self._now, deadline)
+                    return
+            # Woken by an external event (an I/O driver's post): take the clock's time.
+            self._now = max(self._now, trio.current_time() - self._epoch)
+        finally:
+            self._sleeping = False
+            if self._wakeup.is_set():
+                self._wakeup = trio.Event()
+
+    def _fire_due_timers(self) -> None:
+        timers = self._timers
+        while timers and timers[0].when <= self._now:
+            t = heapq.heappop(timers)
+            if not t.cancelled:
+                self._dpcs.append((t.fn, t.args))
+
+    def _apply_actions(self) -> None:
+        if self._sleeping:  # called from outside the emulation (setup code, tests)
+            self._wakeup.set()
+        for action in self.core.take_actions():
+            if isinstance(action, Start):
+                self._make_ready(action.worker, action.item)
+            elif isinstance(action, Resume):
+                self._make_ready(action.worker, None)
+            elif isinstance(action, WorkerExit) and action.worker.task is not None:
+                self._make_ready(action.worker, _EXIT)
+
+    def _make_ready(self, worker: Worker, cmd: Any) -> None:
+        lst = self._ready.get(worker.priority)
+        if lst is None:
+            lst = self._ready[worker.priority] = deque() if self.schedule == "fifo" else []
+            self._priorities = sorted(self._ready, reverse=True)
+        lst.append((worker, cmd))
+        self._nready += 1
+
+    def _pick_ready(self) -> tuple[Worker, Any]:
+        """Highest priority first; FIFO, or a seeded draw among equals ("random")."""
+        self._nready -= 1
+        for prio in self._priorities:
+            lst = self._ready[prio]
+            if not lst:
+                continue
+            entry: tuple[Worker, Any]
+            if isinstance(lst, deque):
+                entry = lst.popleft()
+                return entry
+            n = len(lst)
+            if n > 1:
+                i = self.rng.randrange(n)
+                lst[i], lst[-1] = lst[-1], lst[i]
+            entry = lst.pop()
+            return entry
+        raise ExecutiveError("no ready worker")  # pragma: no cover
+
+    async def _run_worker(self, worker: Worker, cmd: Any) -> None:
+        """Give the baton to `worker` and park until it hands it back."""
+        assert self._nursery is not None
+        self.stats.thread_turns += 1
+        self._current = worker
+        if worker.task is None:
+            if cmd is _EXIT:
+                return
+            self._nursery.start_soon(self._worker_main, worker, cmd,
+                                     name=f"{self.name}:{worker.name}")
+        else:
+            trio.lowlevel.reschedule(worker.task, outcome.Value(cmd))
+        self._dispatcher_parked = True
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._dispatcher_parked = False
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        self._current = None
+
+    async def _hand_back(self) -> Any:
+        """Called in a worker task: return the baton to the dispatcher and park."""
+        self._current = None
+        if self._dispatcher_parked and self._dispatcher is not None:
+            self._dispatcher_parked = False
+            trio.lowlevel.reschedule(self._dispatcher, outcome.Value(None))
+        return await trio.lowlevel.wait_task_rescheduled(
+            lambda _: trio.lowlevel.Abort.SUCCEEDED
+        )
+
+    async def _worker_main(self, worker: Worker, cmd: Any) -> None:
+        worker.task = trio.lowlevel.current_task()
+        while cmd is not _EXIT:
+            item: WorkItem = cmd
+            try:
+                await item.routine(item)
+            except trio.Cancelled:
+                raise
+            except Exception as exc:
+                self._bugcheck = BugCheck(
+                    f"work item {item.label} on {worker.name} raised {type(exc).__name__}: {exc}"
+                )
+                self._bugcheck.__cause__ = exc
+                await self._hand_back()
+                return
+            self.core.finish(worker, self._now)
+            self._apply_actions()
+            cmd = await self._hand_back()
+        worker.task = None
+        self._current = None
+        if self._dispatcher_parked and self._dispatcher is not None:
+            self._dispatcher_parked = False
+            trio.lowlevel.reschedule(self._dispatcher, outcome.Value(None))
+
+    # -- observation -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "now": self._now,
+            "queues": {name: q.snapshot() for name, q in self.core.queues.items()},
+        }

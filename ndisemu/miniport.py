@@ -1,0 +1,223 @@
+"""Emulated NDIS 5.1 miniports answering real OIDs.
+
+A miniport's MiniportQueryInformation/MiniportSetInformation either completes at once
+(NDIS_STATUS_SUCCESS or an error) or returns NDIS_STATUS_PENDING and later calls
+NdisMQueryInformationComplete / NdisMSetInformationComplete (MS ff553575, ff553626). Here a
+pending request completes after `latency` virtual seconds (± `latency_jitter`, drawn from the
+miniport's own seeded generator), at DPC level. Values are packed as the real OIDs carry them
+(ULONG little-endian; MAC addresses as 6 bytes). Lengths are checked as NDISTest expects:
+too-short buffers get NDIS_STATUS_INVALID_LENGTH.
+
+The backend (a wire end: memory, TAP, AF_PACKET) is attached separately; the miniport itself
+never touches a file descriptor.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .constants import MediaState, NdisStatus, Oid, PacketFilter, RequestType
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+_ULONG = struct.Struct("<I")
+
+
+class WireEnd(Protocol):
+    """What a miniport needs from its medium."""
+
+    def transmit(self, frame: bytes) -> None: ...
+
+    def attach(self, receiver: Callable[[bytes], None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class MiniportConfig:
+    name: str
+    mac: bytes
+    mtu: int = 1500
+    # OID_GEN_LINK_SPEED is in units of 100 bit/s (NDIS 5.1); 1 Gbit/s = 10,000,000.
+    link_speed_100bps: int = 10_000_000
+    # Pending OIDs complete after this many virtual seconds. Inferred default (a few ms of
+    # firmware round trip); must be > 0 so a pended request really pends.
+    latency: float = 0.002
+    latency_jitter: float = 0.5  # uniform ± fraction of latency
+    sync_oids: frozenset[int] = frozenset()  # OIDs answered synchronously
+    serialized: bool = True  # NDIS 5.1 serialized miniport (sends queued by NDIS)
+    max_send_packets: int = 1
+    multicast_list_size: int = 32
+    media_connected: bool = True
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.mac) != 6:
+            raise ConfigError(f"{self.name}: MAC must be 6 bytes")
+        if self.latency <= 0:
+            raise ConfigError(f"{self.name}: OID latency must be > 0 (got {self.latency})")
+        if not 0 <= self.latency_jitter < 1:
+            raise ConfigError(f"{self.name}: latency_jitter must be in [0, 1)")
+        if not 68 <= self.mtu <= 65535:
+            raise ConfigError(f"{self.name}: MTU must be in 68..65535 (got {self.mtu})")
+
+
+@dataclass(eq=False)
+class NdisRequest:
+    """NDIS_REQUEST: a query or set of one OID on one binding."""
+
+    type: RequestType
+    oid: int
+    data: bytes = b""  # set: input buffer; query: filled on completion
+    query_length: int = 64  # InformationBufferLength of a query
+    status: NdisStatus = NdisStatus.PENDING
+    bytes_needed: int = 0
+    id: int = 0
+    binding: Any = None
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        from .constants import oid_name
+
+        return f"{self.type.short} {oid_name(self.oid)}"
+
+
+class EmulatedMiniport:
+    """The hardware-facing side of one adapter."""
+
+    def __init__(self, kernel: Kernel, config: MiniportConfig) -> None:
+        self.kernel = kernel
+        self.config = config
+        self.name = config.name
+        self.mac = config.mac
+        self.rng = random.Random(f"miniport:{kernel.seed}:{config.name}")
+        self.packet_filter = PacketFilter.NONE
+        self.multicast: list[bytes] = []
+        self.lookahead = 0
+        self.media_connected = config.media_connected
+        self.hung = False
+        self.requests_handled = 0
+        self.tx_frames = 0
+        self._end: WireEnd | None = None
+        self._receive: Callable[[bytes], None] | None = None
+
+    # -- medium ---------------------------------------------------------------------------------
+
+    def attach_wire(self, end: WireEnd) -> None:
+        self._end = end
+        end.attach(self._on_frame)
+
+    def set_receive_handler(self, handler: Callable[[bytes], None]) -> None:
+        """NDIS installs its indication path here (NdisMEthIndicateReceive)."""
+        self._receive = handler
+
+    def _on_frame(self, frame: bytes) -> None:
+        if self._receive is not None and self.media_connected:
+            self._receive(frame)
+
+    def send(self, frame: bytes) -> NdisStatus:
+        if self._end is None or not self.media_connected:
+            return NdisStatus.FAILURE
+        self.tx_frames += 1
+        self._end.transmit(frame)
+        return NdisStatus.SUCCESS
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def latency(self) -> float:
+        c = self.config
+        if c.latency_jitter == 0:
+            return c.latency
+        return c.latency * (1.0 + c.latency_jitter * (2.0 * self.rng.random() - 1.0))
+
+    def handle_request(
+        self,
+        req: NdisRequest,
+        complete: Callable[[NdisStatus], None],
+        set_data: bytes | None = None,
+    ) -> NdisStatus:
+        """MiniportQuery/SetInformation. Returns the status, or PENDING and completes later.
+        `set_data` lets NDIS pass the merged value of all bindings (filter, multicast list)."""
+        self.requests_handled += 1
+        status = self._answer(req, set_data)
+        if req.oid in self.config.sync_oids:
+            return status
+        self.kernel.call_later(self.latency(), complete, status)
+        return NdisStatus.PENDING
+
+    def _answer(self, req: NdisRequest, set_data: bytes | None) -> NdisStatus:
+        if req.type is RequestType.QUERY:
+            value = self._query_value(req.oid)
+            if value is None:
+                return NdisStatus.NOT_SUPPORTED
+            if req.query_length < len(value):
+                req.bytes_needed = len(value)
+                return NdisStatus.INVALID_LENGTH
+            req.data = value
+            return NdisStatus.SUCCESS
+        return self._set(req.oid, req.data if set_data is None else set_data)
+
+    def _query_value(self, oid: int) -> bytes | None:
+        c = self.config
+        u = _ULONG.pack
+        values: dict[int, Callable[[], bytes]] = {
+            Oid.GEN_MAXIMUM_SEND_PACKETS: lambda: u(c.max_send_packets),
+            Oid.E802_3_CURRENT_ADDRESS: lambda: self.mac,
+            Oid.E802_3_PERMANENT_ADDRESS: lambda: self.mac,
+            Oid.GEN_LINK_SPEED: lambda: u(c.link_speed_100bps),
+            Oid.GEN_MAXIMUM_FRAME_SIZE: lambda: u(c.mtu),  # excludes the 14-byte header
+            Oid.GEN_MAXIMUM_TOTAL_SIZE: lambda: u(c.mtu + 14),
+            Oid.GEN_MAXIMUM_LOOKAHEAD: lambda: u(c.mtu),
+            Oid.GEN_CURRENT_LOOKAHEAD: lambda: u(self.lookahead),
+            Oid.GEN_MEDIA_CONNECT_STATUS: lambda: u(
+                MediaState.CONNECTED if self.media_connected else MediaState.DISCONNECTED),
+            Oid.GEN_CURRENT_PACKET_FILTER: lambda: u(int(self.packet_filter)),
+            Oid.E802_3_MULTICAST_LIST: lambda: b"".join(self.multicast),
+            Oid.E802_3_MAXIMUM_LIST_SIZE: lambda: u(c.multicast_list_size),
+        }
+        fn = values.get(oid)
+        return None if fn is None else fn()
+
+    def _set(self, oid: int, data: bytes) -> NdisStatus:
+        if oid == Oid.GEN_CURRENT_LOOKAHEAD:
+            if len(data) < 4:
+                return NdisStatus.INVALID_LENGTH
+            (value,) = _ULONG.unpack_from(data)
+            if value > self.config.mtu:
+                return NdisStatus.INVALID_DATA
+            self.lookahead = value
+            return NdisStatus.SUCCESS
+        if oid == Oid.GEN_CURRENT_PACKET_FILTER:
+            if len(data) < 4:
+                return NdisStatus.INVALID_LENGTH
+            (value,) = _ULONG.unpack_from(data)
+            if value & ~0x3F:
+                return NdisStatus.NOT_SUPPORTED
+            self.packet_filter = PacketFilter(value)
+            return NdisStatus.SUCCESS
+        if oid == Oid.E802_3_MULTICAST_LIST:
+            if len(data) % 6:
+                return NdisStatus.INVALID_LENGTH
+            macs = [data[i:i + 6] for i in range(0, len(data), 6)]
+            if len(macs) > self.config.multicast_list_size:
+                return NdisStatus.MULTICAST_FULL
+            if any(not m[0] & 1 for m in macs):
+                return NdisStatus.INVALID_DATA
+            self.multicast = macs
+            return NdisStatus.SUCCESS
+        return NdisStatus.NOT_SUPPORTED
+
+
+def ulong(value: int) -> bytes:
+    return _ULONG.pack(value)
+
+
+def parse_ulong(data: bytes) -> int:
+    return int(_ULONG.unpack_from(data)[0])

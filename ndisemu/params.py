@@ -1,0 +1,111 @@
+"""Model parameters of the emulated NT 5.2 executive, each with its default and its source.
+
+Sources are the reference notes (``shared/reference/nt-model.md``):
+  W = Windows Research Kernel 1.2 (Server 2003 SP1 kernel), ``base/ntos/``;
+  R = ReactOS r71987. Every number the emulation relies on is a field here, never a literal
+in the mechanics, so a user can move it and a test can compute thresholds from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+CRITICAL = "critical"
+DELAYED = "delayed"
+HYPERCRITICAL = "hypercritical"
+SYSTEM_QUEUES = (CRITICAL, DELAYED, HYPERCRITICAL)
+
+
+@dataclass(frozen=True)
+class ExecutiveParams:
+    # Critical static threads on a server with a Large system: 10.
+    # W ex/worker.c:75-80,308-344 (ExpWorkerInitialization); server = NtAs, mm/mminit.c:1688-1703.
+    critical_static: int = 10
+    # HKLM\...\Session Manager\Executive\AdditionalCriticalWorkerThreads, clamped to 16.
+    # W ex/worker.c:111-112,350-356.
+    additional_critical: int = 0
+    # Delayed: 3 + 4 = 7 on any system size. W ex/worker.c:419-459.
+    delayed_static: int = 7
+    # AdditionalDelayedWorkerThreads, clamped to 16. W ex/worker.c:111-112,350-356.
+    additional_delayed: int = 0
+    # HyperCritical: 1. W ex/worker.c:419-459.
+    hypercritical_static: int = 1
+    # MAX_ADDITIONAL_DYNAMIC_THREADS = 16 per queue. W ex/worker.c:76,256,813.
+    max_dynamic: int = 16
+    # KeInitializeQueue(q, 0) -> MaximumCount = KeNumberProcessors. W ke/queueobj.c:23-76.
+    # The eager-growth predicate compares running (unblocked) threads with it.
+    cpus: int = 2
+    # THREAD_SET_INTERVAL: the balance-set manager's 1 s periodic timer. W ex/worker.c:92.
+    balance_period: float = 1.0
+    # Dynamic threads exit after 10 min idle (KeRemoveQueue timeout). W ex/worker.c:86,1028-1036.
+    dynamic_idle_exit: float = 600.0
+    # MakeThreadsAsNecessary is set only for the critical queue: growth on insert.
+    # W ex/worker.c:387-396,558-565,229-283.
+    eager_critical_growth: bool = True
+    # Clamp applied to the Additional*WorkerThreads registry values. W ex/worker.c:350-356.
+    registry_clamp: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("critical_static", "delayed_static", "hypercritical_static"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        for name in ("additional_critical", "additional_delayed", "max_dynamic"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.cpus < 1:
+            raise ConfigError(f"cpus must be >= 1 (got {self.cpus})")
+        if self.balance_period <= 0:
+            raise ConfigError(f"balance_period must be > 0 (got {self.balance_period})")
+        if self.dynamic_idle_exit <= 0:
+            raise ConfigError(f"dynamic_idle_exit must be > 0 (got {self.dynamic_idle_exit})")
+
+    def static_threads(self, queue: str) -> int:
+        """Static threads of a system queue, registry extras included (clamped as NT does)."""
+        clamp = self.registry_clamp
+        if queue == CRITICAL:
+            return self.critical_static + min(self.additional_critical, clamp)
+        if queue == DELAYED:
+            return self.delayed_static + min(self.additional_delayed, clamp)
+        if queue == HYPERCRITICAL:
+            return self.hypercritical_static
+        raise ConfigError(f"unknown system queue {queue!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """How one executive queue behaves. System queues are built from ExecutiveParams; drivers
+    may create private queues (a driver's own threads) with no dynamic growth."""
+
+    name: str
+    static_threads: int
+    max_dynamic: int = 0
+    eager_growth: bool = False
+    balanced: bool = False  # visited by the balance-set manager's tick
+    priority: int = 13  # absolute priority; W ex/worker.c:67-69,913-942 -> 12/13/15
+    concurrency: int = 0  # KQUEUE MaximumCount; 0 = the CPU count
+    # PsCreateSystemThread semantics: a fresh thread per item, gone when the item returns
+    # (a driver's own bind thread). Such a queue has no static threads and no concurrency gate.
+    thread_per_item: bool = False
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_threads(self) -> int:
+        return self.static_threads + self.max_dynamic
+
+
+def system_queue_specs(p: ExecutiveParams) -> list[QueueSpec]:
+    """The three NT system work queues. Priorities: critical 13, delayed 12, hypercritical 15
+    (W ex/worker.c:67-69 increments on base 8)."""
+    return [
+        QueueSpec(CRITICAL, p.static_threads(CRITICAL), p.max_dynamic,
+                  eager_growth=p.eager_critical_growth, balanced=True, priority=13),
+        QueueSpec(DELAYED, p.static_threads(DELAYED), p.max_dynamic, balanced=True, priority=12),
+        QueueSpec(HYPERCRITICAL, p.static_threads(HYPERCRITICAL), p.max_dynamic,
+                  balanced=True, priority=15),
+    ]

@@ -1,0 +1,88 @@
+"""Plug and Play arrival and removal of adapters.
+
+On IRP_MN_START_DEVICE NDIS binds every registered protocol to the new miniport, calling each
+ProtocolBindAdapter in turn (R ndis/miniport.c:2341-2345,2193-2202; protocol.c:900-1100). A
+protocol may return NDIS_STATUS_PENDING and finish later with NdisCompleteBindAdapter (MS
+ff562465). Removal calls each binding's ProtocolUnbindAdapter, then drops the miniport.
+
+A *burst* is several arrivals at one virtual instant; each arrival is its own DPC-level event,
+in the order given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .constants import NdisStatus
+from .miniport import EmulatedMiniport, MiniportConfig, WireEnd
+from .ndis import BindContext, MiniportBlock, Ndis
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+
+@dataclass(eq=False)
+class Arrival:
+    config: MiniportConfig
+    at: float
+    block: MiniportBlock | None = None
+    binds: list[BindContext] = field(default_factory=list)
+
+
+class Pnp:
+    def __init__(self, kernel: Kernel, ndis: Ndis,
+                 wire_factory: Callable[[MiniportConfig], WireEnd] | None = None) -> None:
+        self.kernel = kernel
+        self.ndis = ndis
+        self.wire_factory = wire_factory
+        self.arrivals: list[Arrival] = []
+        self.removed: list[str] = []
+
+    def schedule(self, configs: Iterable[MiniportConfig], *, start: float,
+                 interval: float = 0.0) -> list[Arrival]:
+        """Adapters arrive from `start`, `interval` apart (0 = a burst at one instant)."""
+        out = []
+        for i, cfg in enumerate(configs):
+            arrival = Arrival(cfg, start + i * interval)
+            self.arrivals.append(arrival)
+            self.kernel.call_at(arrival.at, self._arrive, arrival)
+            out.append(arrival)
+        return out
+
+    def arrive(self, config: MiniportConfig) -> Arrival:
+        """An adapter arrives now."""
+        arrival = Arrival(config, self.kernel.now)
+        self.arrivals.append(arrival)
+        self._arrive(arrival)
+        return arrival
+
+    def _arrive(self, arrival: Arrival) -> None:
+        miniport = EmulatedMiniport(self.kernel, arrival.config)
+        if self.wire_factory is not None:
+            miniport.attach_wire(self.wire_factory(arrival.config))
+        block = self.ndis.add_miniport(miniport)
+        arrival.block = block
+        trace = self.kernel.tracer
+        if trace.enabled:
+            trace.emit("pnp.arrival", adapter=arrival.config.name)
+        for protocol in list(self.ndis.protocols):
+            ctx = BindContext(protocol, arrival.config.name, self.kernel.now)
+            arrival.binds.append(ctx)
+            status = protocol.bind_adapter(ctx)
+            if status is not NdisStatus.PENDING:
+                self.ndis.complete_bind_adapter(ctx, status)
+
+    def remove(self, name: str) -> None:
+        """Surprise-free removal: unbind every protocol, then drop the miniport."""
+        block = self.ndis.miniports.get(name)
+        if block is None:
+            return
+        if self.kernel.tracer.enabled:
+            self.kernel.tracer.emit("pnp.removal", adapter=name)
+        for binding in list(block.bindings):
+            binding.protocol.unbind_adapter(binding)
+            self.ndis.close_adapter(binding)
+        self.ndis.remove_miniport(name)
+        self.removed.append(name)

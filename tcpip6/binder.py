@@ -1,0 +1,286 @@
+"""tcpip6's NDIS protocol binder: ProtocolBindAdapter and what follows it.
+
+On each adapter arrival NDIS calls `bind_adapter`. tcpip6 opens the adapter, starts its OID
+sequence through the configured executor and returns NDIS_STATUS_PENDING; when the sequence is
+done it calls NdisCompleteBindAdapter and the IPv6 interface comes up (nt-model §5).
+
+The bind OID sequence (nt-model §5, rows 1–7 in table order, R tcpip/datalink/lan.c), then the
+multicast list (all-nodes and solicited-node MACs, RFC 2464 §7), then the packet filter last:
+
+  1 Q   OID_GEN_MAXIMUM_SEND_PACKETS   5 Q   OID_GEN_MAXIMUM_FRAME_SIZE
+  2 Q   OID_802_3_CURRENT_ADDRESS      6 Q   OID_GEN_MAXIMUM_TOTAL_SIZE
+  3 Set OID_GEN_CURRENT_LOOKAHEAD      7 Q   OID_GEN_MEDIA_CONNECT_STATUS
+  4 Q   OID_GEN_LINK_SPEED             +  Set OID_802_3_MULTICAST_LIST
+                                       8 Set OID_GEN_CURRENT_PACKET_FILTER
+
+Receive path (how the hang reaches IPv6 traffic, docs/model.md "receive deferral"): frames that
+NDIS indicates to tcpip6 are put on the interface's bounded backlog at DPC level, and tcpip6
+processes the backlog in a work item on `rx_queue` (the critical queue by default; inferred —
+tcpip6 defers IPv6 work that must run at PASSIVE_LEVEL to the critical queue). The item never
+blocks, so it neither serialises binds nor changes where the knot forms; but once the critical
+queue is knotted it never runs, and every bound interface — including those bound long before
+the storm — stops answering.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from ndisemu.constants import NdisStatus, Oid, PacketFilter, RequestType, oid_name
+from ndisemu.executive.core import WorkItem
+from ndisemu.miniport import NdisRequest, parse_ulong, ulong
+from ndisemu.ndis import BindContext, Binding, Ndis
+from ndisemu.params import CRITICAL, SYSTEM_QUEUES
+
+from .errors import ConfigError
+from .executors import OidExecutor, Submission
+from .stack.ipv6host import Ipv6Responder
+
+if TYPE_CHECKING:
+    from ndisemu.kernel import Kernel
+
+#: nt-model §5 rows 1–7, in table order: (OID, request type).
+BIND_OIDS_HEAD: tuple[tuple[Oid, RequestType], ...] = (
+    (Oid.GEN_MAXIMUM_SEND_PACKETS, RequestType.QUERY),
+    (Oid.E802_3_CURRENT_ADDRESS, RequestType.QUERY),
+    (Oid.GEN_CURRENT_LOOKAHEAD, RequestType.SET),
+    (Oid.GEN_LINK_SPEED, RequestType.QUERY),
+    (Oid.GEN_MAXIMUM_FRAME_SIZE, RequestType.QUERY),
+    (Oid.GEN_MAXIMUM_TOTAL_SIZE, RequestType.QUERY),
+    (Oid.GEN_MEDIA_CONNECT_STATUS, RequestType.QUERY),
+)
+#: The full sequence tcpip6 sends at bind, as (OID, type).
+BIND_OIDS: tuple[tuple[Oid, RequestType], ...] = (
+    *BIND_OIDS_HEAD,
+    (Oid.E802_3_MULTICAST_LIST, RequestType.SET),
+    (Oid.GEN_CURRENT_PACKET_FILTER, RequestType.SET),
+)
+#: Lookahead tcpip6 asks for (inferred: enough for the IPv6 header chain it parses first).
+LOOKAHEAD = 128
+PACKET_FILTER = PacketFilter.DIRECTED | PacketFilter.MULTICAST
+
+
+class BindPhase(Enum):
+    BINDING = "binding"
+    UP = "up"
+    FAILED = "failed"
+    UNBOUND = "unbound"
+
+
+@dataclass(eq=False)
+class Tcpip6Binding:
+    """tcpip6's per-adapter state (its interface)."""
+
+    adapter: str
+    binding: Binding
+    ctx: BindContext
+    started_at: float
+    phase: BindPhase = BindPhase.BINDING
+    step: int = 0
+    bound_at: float | None = None
+    failure: str | None = None
+    mac: bytes = b""
+    mtu: int = 1500
+    link_speed_100bps: int = 0
+    media_connected: bool = True
+    stack: Ipv6Responder | None = None
+    current: Submission | None = None
+    backlog: deque[bytes] = field(default_factory=deque)
+    rx_item_queued: bool = False
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+class Tcpip6Binder:
+    """The tcpip6 protocol driver (NDIS_PROTOCOL_CHARACTERISTICS handlers)."""
+
+    name = "tcpip6"
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        ndis: Ndis,
+        executor: OidExecutor,
+        *,
+        completion_queue: str = CRITICAL,
+        completion_via: str = "tcpip6",
+        rx_queue: str = CRITICAL,
+        rx_backlog: int = 256,
+        on_settled: Callable[[Tcpip6Binding], None] | None = None,
+    ) -> None:
+        if completion_via not in ("tcpip6", "ndis"):
+            raise ConfigError(f"completion_via must be 'tcpip6' or 'ndis', not {completion_via!r}")
+        for label, q in (("completion queue", completion_queue), ("rx queue", rx_queue)):
+            if q not in SYSTEM_QUEUES:
+                raise ConfigError(f"{label} must be one of {', '.join(SYSTEM_QUEUES)}, not {q!r}")
+        if rx_backlog < 1:
+            raise ConfigError("rx_backlog must be >= 1")
+        self.kernel = kernel
+        self.ndis = ndis
+        self.executor = executor
+        self.completion_queue = completion_queue
+        self.completion_via = completion_via
+        self.rx_queue = rx_queue
+        self.rx_backlog = rx_backlog
+        self.on_settled = on_settled  # called when a bind ends (up or failed)
+        self.interfaces: dict[str, Tcpip6Binding] = {}
+        self.counters: Counter[str] = Counter()
+        executor.attach(self)
+
+    # -- NDIS protocol handlers ------------------------------------------------------------
+
+    def bind_adapter(self, ctx: BindContext) -> NdisStatus:
+        binding = self.ndis.open_adapter(self, ctx.adapter)
+        state = Tcpip6Binding(ctx.adapter, binding, ctx, self.kernel.now)
+        binding.context = state
+        self.interfaces[ctx.adapter] = state
+        self._trace("tcpip6.bind.start", adapter=ctx.adapter)
+        self._submit_next(state)
+        return NdisStatus.PENDING
+
+    def unbind_adapter(self, binding: Binding) -> None:
+        state: Tcpip6Binding | None = binding.context
+        if state is None:
+            return
+        state.phase = BindPhase.UNBOUND
+        state.stack = None
+        state.backlog.clear()
+        self._trace("tcpip6.unbind", adapter=state.adapter)
+
+    def request_complete(self, binding: Binding, request: NdisRequest,
+                         status: NdisStatus) -> None:
+        """ProtocolRequestComplete. At DPC level (or in NDIS's work item with
+        completion_via="ndis"): tcpip6 learns of the result in its follow-up work item."""
+        sub: Submission | None = request.tags.get("submission")
+        if sub is None:
+            return
+        if self.completion_via == "ndis":
+            self.executor.completed(sub)
+            return
+
+        async def oid_complete(_item: WorkItem) -> None:
+            self.executor.completed(sub)
+
+        sub.completion_item = self.executor.queue_completion(sub, oid_complete)
+
+    def receive(self, binding: Binding, frame: bytes) -> None:
+        """ProtocolReceive at DPC level: backlog the frame, defer processing to a work item."""
+        state: Tcpip6Binding | None = binding.context
+        if state is None or state.phase is not BindPhase.UP:
+            self.counters["rx_drop_not_up"] += 1
+            return
+        if len(state.backlog) >= self.rx_backlog:
+            state.counters["rx_drop_backlog_full"] += 1
+            return
+        state.backlog.append(frame)
+        if not state.rx_item_queued:
+            state.rx_item_queued = True
+            self.kernel.queue_work_item(self.rx_queue, self._rx_routine(state),
+                                        name="tcpip6.receive", tags={"adapter": state.adapter})
+
+    # -- bind sequence ------------------------------------------------------------------------
+
+    def _build_request(self, state: Tcpip6Binding, oid: Oid, rtype: RequestType) -> NdisRequest:
+        if rtype is RequestType.QUERY:
+            return NdisRequest(rtype, oid)
+        if oid == Oid.GEN_CURRENT_LOOKAHEAD:
+            return NdisRequest(rtype, oid, ulong(LOOKAHEAD))
+        if oid == Oid.E802_3_MULTICAST_LIST:
+            stack = Ipv6Responder(state.mac, state.mtu)
+            state.stack = stack
+            return NdisRequest(rtype, oid, b"".join(stack.multicast_macs()))
+        if oid == Oid.GEN_CURRENT_PACKET_FILTER:
+            return NdisRequest(rtype, oid, ulong(int(PACKET_FILTER)))
+        raise AssertionError(f"no builder for {oid_name(oid)}")  # pragma: no cover
+
+    def _submit_next(self, state: Tcpip6Binding) -> None:
+        if state.phase is not BindPhase.BINDING:
+            return
+        if state.step >= len(BIND_OIDS):
+            self._up(state)
+            return
+        oid, rtype = BIND_OIDS[state.step]
+        req = self._build_request(state, oid, rtype)
+        sub = Submission(state, req, self._oid_done)
+        req.tags["submission"] = sub
+        state.current = sub
+        self.executor.submit(sub)
+
+    def _oid_done(self, sub: Submission, status: NdisStatus) -> None:
+        state = sub.state
+        req = sub.request
+        state.current = None
+        if state.phase is not BindPhase.BINDING:
+            return
+        self._trace("tcpip6.oid.done", adapter=state.adapter, oid=oid_name(req.oid),
+                    status=status.ndis_name)
+        if status is not NdisStatus.SUCCESS:
+            self._fail(state, f"{req.label} failed with {status.ndis_name}")
+            return
+        if req.type is RequestType.QUERY:
+            self._absorb(state, req)
+        state.step += 1
+        self._submit_next(state)
+
+    @staticmethod
+    def _absorb(state: Tcpip6Binding, req: NdisRequest) -> None:
+        if req.oid == Oid.E802_3_CURRENT_ADDRESS:
+            state.mac = bytes(req.data[:6])
+        elif req.oid == Oid.GEN_MAXIMUM_FRAME_SIZE:
+            state.mtu = parse_ulong(req.data)
+        elif req.oid == Oid.GEN_LINK_SPEED:
+            state.link_speed_100bps = parse_ulong(req.data)
+        elif req.oid == Oid.GEN_MEDIA_CONNECT_STATUS:
+            state.media_connected = parse_ulong(req.data) == 0
+
+    def _up(self, state: Tcpip6Binding) -> None:
+        state.phase = BindPhase.UP
+        state.bound_at = self.kernel.now
+        self.ndis.complete_bind_adapter(state.ctx, NdisStatus.SUCCESS)
+        self._trace("tcpip6.interface.up", adapter=state.adapter)
+        if self.on_settled is not None:
+            self.on_settled(state)
+
+    def _fail(self, state: Tcpip6Binding, reason: str) -> None:
+        state.phase = BindPhase.FAILED
+        state.failure = reason
+        self.ndis.close_adapter(state.binding)
+        self.ndis.complete_bind_adapter(state.ctx, NdisStatus.FAILURE)
+        self._trace("tcpip6.bind.failed", adapter=state.adapter, reason=reason)
+        if self.on_settled is not None:
+            self.on_settled(state)
+
+    # -- receive processing --------------------------------------------------------------------
+
+    def _rx_routine(self, state: Tcpip6Binding) -> Callable[[WorkItem], Any]:
+        async def receive(_item: WorkItem) -> None:
+            state.rx_item_queued = False
+            stack = state.stack
+            backlog = state.backlog
+            now = self.kernel.now
+            while backlog:
+                frame = backlog.popleft()
+                if stack is None:
+                    continue
+                for reply in stack.handle_frame(frame, now):
+                    self.ndis.send(state.binding, reply)
+
+        return receive
+
+    # -- observation ------------------------------------------------------------------------------
+
+    def _trace(self, event: str, **fields: Any) -> None:
+        tracer = self.kernel.tracer
+        if tracer.enabled:
+            tracer.emit(event, **fields)
+
+    @property
+    def bound(self) -> int:
+        return sum(1 for s in self.interfaces.values() if s.phase is BindPhase.UP)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.interfaces.values() if s.phase is BindPhase.FAILED)

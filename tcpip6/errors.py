@@ -1,0 +1,11 @@
+"""The tcpip6 exception tree. Bad inbound frames never raise: they are dropped and counted."""
+
+from __future__ import annotations
+
+
+class Tcpip6Error(Exception):
+    """Base of every tcpip6 error."""
+
+
+class ConfigError(Tcpip6Error):
+    """An executor or binder option is invalid (one line for the user)."""

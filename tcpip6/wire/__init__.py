@@ -1,0 +1,8 @@
+"""Pure wire codecs: Ethernet, IPv6, ICMPv6/ND, IPv4, ICMPv4, ARP (no I/O, no clocks).
+
+Parsers raise :class:`MalformedFrame` with a :class:`DropReason`; builders return ``bytes``.
+"""
+
+from tcpip6.wire.errors import DropReason, MalformedFrame
+
+__all__ = ["DropReason", "MalformedFrame"]

@@ -1,0 +1,43 @@
+"""Why an inbound frame was dropped.
+
+Theory of operation: codecs in ``tcpip6.wire`` raise :class:`MalformedFrame` carrying a
+:class:`DropReason`; responders (``tcpip6.stack``) catch it in ``handle_frame`` and count
+``"drop.<NAME>"``. Bad wire data therefore never propagates past a responder, matching the
+"silently discard" wording of RFC 4861 §7.1 / RFC 4443 §2.4 / RFC 1122 §3.2.1. The enum values
+equal the names so counter keys and logs stay stable across refactors.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DropReason(StrEnum):
+    """Stable drop-reason names; the value is the counter suffix (``drop.TRUNCATED``)."""
+
+    TRUNCATED = "TRUNCATED"  # shorter than a fixed header / than the length fields claim
+    BAD_VERSION = "BAD_VERSION"  # IP version nibble wrong
+    BAD_CHECKSUM = "BAD_CHECKSUM"  # RFC 1071 sum did not verify
+    BAD_LENGTH = "BAD_LENGTH"  # length fields inconsistent (IHL, message too short for its type)
+    HOP_LIMIT = "HOP_LIMIT"  # ND message not sent with hop limit 255 (RFC 4861 §7.1.1)
+    BAD_CODE = "BAD_CODE"  # ICMP code not valid for the type (ND: must be 0)
+    BAD_OPTION = "BAD_OPTION"  # ND option with length 0, overrunning, or wrong lladdr size
+    BAD_TARGET = "BAD_TARGET"  # ND target is multicast (RFC 4861 §7.1.1/§7.1.2)
+    BAD_SOURCE = "BAD_SOURCE"  # source address not allowed (multicast, or :: where forbidden)
+    BAD_DEST = "BAD_DEST"  # destination not allowed (DAD NS not to solicited-node group)
+    BAD_FLAGS = "BAD_FLAGS"  # e.g. solicited NA to a multicast address (RFC 4861 §7.1.2)
+    NOT_FOR_US = "NOT_FOR_US"  # addressed (L2 or L3) to someone else
+    UNSUPPORTED = "UNSUPPORTED"  # protocol/type/feature we do not implement (ext hdrs, frags)
+    UNSOLICITED = "UNSOLICITED"  # answer with no matching request/neighbor entry
+    TOO_BIG = "TOO_BIG"  # reply would exceed the interface MTU (we never fragment)
+    QUEUE_FULL = "QUEUE_FULL"  # outbound packet dropped while waiting for address resolution
+
+
+class MalformedFrame(Exception):
+    """Raised by wire parsers; ``reason`` says which rule the input broke."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: DropReason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason

@@ -1,0 +1,262 @@
+"""ICMPv6 (RFC 4443) and the Neighbor Discovery messages a host needs (RFC 4861).
+
+Theory of operation: :func:`parse` checks the 4-byte header and the checksum over the IPv6
+pseudo-header (RFC 4443 §2.3) and returns the type, code and a body view (everything after the
+checksum). Type-specific parsers then check lengths and content: Echo (RFC 4443 §4.1/§4.2), and
+NS/NA per the validation lists of RFC 4861 §7.1.1 and §7.1.2 that can be judged from the message
+alone (ICMP length >= 24, target not multicast, every option length > 0). The checks that need the
+IP header (hop limit 255, code 0, DAD source/destination rules, S flag vs multicast destination)
+belong to the receiving stack, which has that header.
+
+ND options (RFC 4861 §4.6) are TLVs in units of 8 octets; a zero length is invalid and the whole
+message is discarded (§4.6), unknown options are skipped (§4.6 "silently ignore"). On Ethernet a
+link-layer address option is exactly 1 unit: type, len=1, 6-byte MAC (RFC 2464 §8); any other
+length is treated as malformed, as Linux does. Duplicates: the first occurrence wins.
+
+Builders return the complete ICMPv6 message (checksum filled in) for the caller to put behind an
+IPv6 header with the same ``src``/``dst``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.wire.ipv6 import NH_ICMPV6, pseudo_header_checksum
+
+DEST_UNREACH = 1
+PACKET_TOO_BIG = 2
+TIME_EXCEEDED = 3
+PARAM_PROBLEM = 4
+ECHO_REQUEST = 128
+ECHO_REPLY = 129
+MLD_QUERY = 130
+MLD_REPORT = 131
+MLD_DONE = 132
+ROUTER_SOLICITATION = 133
+ROUTER_ADVERTISEMENT = 134
+NEIGHBOR_SOLICITATION = 135
+NEIGHBOR_ADVERTISEMENT = 136
+REDIRECT = 137
+MLDV2_REPORT = 143
+# short aliases
+RS = ROUTER_SOLICITATION
+RA = ROUTER_ADVERTISEMENT
+NS = NEIGHBOR_SOLICITATION
+NA = NEIGHBOR_ADVERTISEMENT
+ND_TYPES = frozenset({RS, RA, NS, NA, REDIRECT})  # all need hop limit 255, code 0 (RFC 4861)
+ND_HOP_LIMIT = 255
+
+OPT_SOURCE_LLADDR = 1
+OPT_TARGET_LLADDR = 2
+OPT_PREFIX_INFO = 3
+OPT_REDIRECTED_HEADER = 4
+OPT_MTU = 5
+
+NA_FLAG_ROUTER = 0x80000000
+NA_FLAG_SOLICITED = 0x40000000
+NA_FLAG_OVERRIDE = 0x20000000
+
+_HDR = struct.Struct("!BBH")
+_ECHO = struct.Struct("!BBHHH")
+_ND_TARGET = struct.Struct("!I16s")  # NS/NA body: flags (NA) or reserved (NS), target
+_LLOPT = struct.Struct("!BB6s")
+_ECHO_BODY = struct.Struct("!HH")
+_from_bytes = int.from_bytes
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Icmpv6Message:
+    """A checksum-verified ICMPv6 message; ``body`` is everything after the checksum."""
+
+    type: int
+    code: int
+    checksum: int
+    body: memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """Echo Request/Reply body (RFC 4443 §4.1, §4.2)."""
+
+    ident: int
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NdOptions:
+    """The ND options a host on Ethernet uses; unknown options are skipped."""
+
+    source_lladdr: bytes | None = None
+    target_lladdr: bytes | None = None
+
+
+NO_OPTIONS = NdOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class NeighborSolicitation:
+    """RFC 4861 §4.3."""
+
+    target: bytes
+    options: NdOptions
+
+
+@dataclass(frozen=True, slots=True)
+class NeighborAdvertisement:
+    """RFC 4861 §4.4."""
+
+    target: bytes
+    router: bool
+    solicited: bool
+    override: bool
+    options: NdOptions
+
+
+def parse(
+    src: bytes, dst: bytes, data: bytes | bytearray | memoryview, *, verify: bool = True
+) -> Icmpv6Message:
+    """Check length and checksum (RFC 4443 §2.3); ``data`` is the whole IPv6 payload."""
+    n = len(data)
+    if n < 4:
+        raise MalformedFrame(DropReason.TRUNCATED, f"icmpv6: {n} < 4 bytes")
+    if verify and pseudo_header_checksum(src, dst, n, NH_ICMPV6, data) != 0:
+        raise MalformedFrame(DropReason.BAD_CHECKSUM, "icmpv6")
+    t, code, ck = _HDR.unpack_from(data)
+    return Icmpv6Message(t, code, ck, memoryview(data)[4:])
+
+
+def parse_echo(msg: Icmpv6Message) -> Echo:
+    """Identifier, sequence number and data of an Echo Request or Reply."""
+    body = msg.body
+    if len(body) < 4:
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"echo: body {len(body)} < 4 bytes")
+    ident, seq = _ECHO_BODY.unpack_from(body)
+    return Echo(ident, seq, bytes(body[4:]))
+
+
+def parse_nd_options(buf: bytes | bytearray | memoryview) -> NdOptions:
+    """RFC 4861 §4.6 TLVs. Raise ``BAD_OPTION`` for a zero/overrunning length or bad lladdr."""
+    if not buf:
+        return NO_OPTIONS
+    slla: bytes | None = None
+    tlla: bytes | None = None
+    off = 0
+    end = len(buf)
+    while off < end:
+        if end - off < 2:
+            raise MalformedFrame(DropReason.BAD_OPTION, f"nd option header cut at {off}")
+        otype = buf[off]
+        olen = buf[off + 1] * 8
+        if olen == 0:
+            raise MalformedFrame(DropReason.BAD_OPTION, f"nd option type {otype} length 0")
+        if olen > end - off:
+            raise MalformedFrame(DropReason.BAD_OPTION, f"nd option type {otype} overruns")
+        if otype in (OPT_SOURCE_LLADDR, OPT_TARGET_LLADDR):
+            if olen != 8:  # RFC 2464 §8: Ethernet lladdr options are one 8-octet unit
+                raise MalformedFrame(DropReason.BAD_OPTION, f"lladdr option length {olen}")
+            mac = bytes(buf[off + 2 : off + 8])
+            if otype == OPT_SOURCE_LLADDR:
+                if slla is None:
+                    slla = mac
+            elif tlla is None:
+                tlla = mac
+        off += olen
+    if slla is None and tlla is None:
+        return NO_OPTIONS
+    return NdOptions(slla, tlla)
+
+
+def _parse_nd_common(msg: Icmpv6Message, what: str) -> tuple[int, bytes, NdOptions]:
+    body = msg.body
+    if len(body) < 20:  # ICMP length >= 24 (RFC 4861 §7.1.1, §7.1.2)
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"{what}: icmp length {len(body) + 4} < 24")
+    flags, target = _ND_TARGET.unpack_from(body)
+    if target[0] == 0xFF:
+        raise MalformedFrame(DropReason.BAD_TARGET, f"{what}: multicast target")
+    return flags, target, parse_nd_options(body[20:])
+
+
+def parse_neighbor_solicitation(msg: Icmpv6Message) -> NeighborSolicitation:
+    """Body checks of RFC 4861 §7.1.1 (the caller checks hop limit, code and addresses)."""
+    _, target, opts = _parse_nd_common(msg, "ns")
+    return NeighborSolicitation(target, opts)
+
+
+def parse_neighbor_advertisement(msg: Icmpv6Message) -> NeighborAdvertisement:
+    """Body checks of RFC 4861 §7.1.2 (the caller checks hop limit, code and S vs multicast)."""
+    flags, target, opts = _parse_nd_common(msg, "na")
+    return NeighborAdvertisement(
+        target,
+        bool(flags & NA_FLAG_ROUTER),
+        bool(flags & NA_FLAG_SOLICITED),
+        bool(flags & NA_FLAG_OVERRIDE),
+        opts,
+    )
+
+
+# --- builders ------------------------------------------------------------------------------
+
+
+def message(src: bytes, dst: bytes, icmp_type: int, code: int, body: bytes) -> bytes:
+    """Any ICMPv6 message: header + ``body`` with the pseudo-header checksum filled in."""
+    n = 4 + len(body)
+    # The checksum field is zero while summing, so the header contributes (type << 8 | code).
+    total = (
+        _from_bytes(src, "big")
+        + _from_bytes(dst, "big")
+        + n
+        + NH_ICMPV6
+        + ((icmp_type << 8) | code)
+        + (_from_bytes(body, "big") << (8 if n & 1 else 0))
+    )
+    r = total % 0xFFFF
+    ck = 0 if (r == 0 and total) else 0xFFFF - r
+    return _HDR.pack(icmp_type, code, ck) + body
+
+
+def echo_request(src: bytes, dst: bytes, ident: int, seq: int, data: bytes = b"") -> bytes:
+    """Echo Request (RFC 4443 §4.1)."""
+    return message(src, dst, ECHO_REQUEST, 0, _ECHO_BODY.pack(ident, seq) + data)
+
+
+def echo_reply(src: bytes, dst: bytes, ident: int, seq: int, data: bytes = b"") -> bytes:
+    """Echo Reply (RFC 4443 §4.2): the request's identifier, sequence number and data."""
+    return message(src, dst, ECHO_REPLY, 0, _ECHO_BODY.pack(ident, seq) + data)
+
+
+def lladdr_option(opt_type: int, mac: bytes) -> bytes:
+    """Source/Target Link-Layer Address option for Ethernet (RFC 4861 §4.6.1, RFC 2464 §8)."""
+    return _LLOPT.pack(opt_type, 1, mac)
+
+
+def neighbor_solicitation(src: bytes, dst: bytes, target: bytes, src_lladdr: bytes | None) -> bytes:
+    """NS (RFC 4861 §4.3). Pass ``src_lladdr=None`` when ``src`` is :: (DAD, §4.3)."""
+    body = _ND_TARGET.pack(0, target)
+    if src_lladdr is not None:
+        body += _LLOPT.pack(OPT_SOURCE_LLADDR, 1, src_lladdr)
+    return message(src, dst, NS, 0, body)
+
+
+def neighbor_advertisement(
+    src: bytes,
+    dst: bytes,
+    target: bytes,
+    *,
+    router: bool = False,
+    solicited: bool,
+    override: bool,
+    tgt_lladdr: bytes | None,
+) -> bytes:
+    """NA (RFC 4861 §4.4) with R/S/O flags and an optional Target Link-Layer Address option."""
+    flags = (
+        (NA_FLAG_ROUTER if router else 0)
+        | (NA_FLAG_SOLICITED if solicited else 0)
+        | (NA_FLAG_OVERRIDE if override else 0)
+    )
+    body = _ND_TARGET.pack(flags, target)
+    if tgt_lladdr is not None:
+        body += _LLOPT.pack(OPT_TARGET_LLADDR, 1, tgt_lladdr)
+    return message(src, dst, NA, 0, body)

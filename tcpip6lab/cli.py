@@ -1,0 +1,227 @@
+"""The `tcpip6-lab` command line.
+
+Every user error (bad values, bad combinations, unusable paths) is one line on stderr and exit
+status 2; `--debug` shows the traceback instead. `storm --expect` exits 1 on a mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import IO, Any, NoReturn
+
+from ndisemu.errors import NdisEmuError
+from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
+from tcpip6.errors import Tcpip6Error
+
+from .host import EXECUTOR_NAMES, ModelParams
+from .storm import OUTCOMES, StormConfig, dumps, run_storm
+
+PROG = "tcpip6-lab"
+
+
+class UsageError(Exception):
+    """A command-line value the user must fix (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|ms|s|m|min)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "m": 60.0, "min": 60.0}
+
+
+def duration(text: str) -> float:
+    """'0.5', '500ms', '2s', '1m' -> seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 0.5, 500ms, 2s)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def pos_int(text: str) -> int:
+    value = nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | None) -> None:
+    d = ExecutiveParams()
+    m = ModelParams()
+    g = p.add_argument_group("model (defaults: Windows Server 2003, see docs/model.md)")
+    if executor_default is not None:
+        g.add_argument("--executor", choices=EXECUTOR_NAMES, default=executor_default,
+                       help="how tcpip6 submits OIDs: critical = unpatched (default), "
+                            "dedicated = hotfix, async, rescuer")
+    g.add_argument("--static-threads", type=pos_int, default=d.critical_static, metavar="N",
+                   help=f"critical static worker threads (default {d.critical_static})")
+    g.add_argument("--additional-critical", type=nonneg_int, default=d.additional_critical,
+                   metavar="N", help="AdditionalCriticalWorkerThreads registry value "
+                                     f"(default {d.additional_critical}, clamped to 16)")
+    g.add_argument("--max-dynamic", type=nonneg_int, default=d.max_dynamic, metavar="N",
+                   help=f"dynamic threads per queue at most (default {d.max_dynamic})")
+    g.add_argument("--cpus", type=pos_int, default=d.cpus, metavar="N",
+                   help=f"CPUs = KQUEUE MaximumCount (default {d.cpus})")
+    g.add_argument("--latency", type=duration, default=m.latency, metavar="S",
+                   help=f"pended OID completion latency (default {m.latency}s)")
+    g.add_argument("--latency-jitter", type=float, default=m.latency_jitter, metavar="F",
+                   help=f"± fraction of latency, seeded (default {m.latency_jitter})")
+    g.add_argument("--completion-queue", choices=SYSTEM_QUEUES, default=m.completion_queue,
+                   help="queue where the OID completion work item runs (default critical)")
+    g.add_argument("--completion-via", choices=("tcpip6", "ndis"), default=m.completion_via,
+                   help="tcpip6's own follow-up item (default) or an NDIS work item")
+    g.add_argument("--foreign-holders", type=nonneg_int, default=m.foreign_holders,
+                   metavar="N", help="critical workers blocked by other components "
+                                     f"(default {m.foreign_holders})")
+    g.add_argument("--multicast-list-size", type=nonneg_int, default=m.multicast_list_size,
+                   metavar="N", help="miniports' multicast table size; below 2 tcpip6's "
+                                     f"bind fails (default {m.multicast_list_size})")
+    g.add_argument("--dedicated-threads", type=pos_int, default=m.dedicated_threads,
+                   metavar="N", help="threads of the dedicated executor (default 1)")
+    g.add_argument("--schedule", choices=("random", "fifo"), default=m.schedule,
+                   help="order of ready threads of equal priority: seeded draw or FIFO")
+
+
+def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
+    ex = ExecutiveParams(
+        critical_static=args.static_threads,
+        additional_critical=args.additional_critical,
+        max_dynamic=args.max_dynamic,
+        cpus=args.cpus,
+    )
+    return ModelParams(
+        executive=ex, executor=executor, latency=args.latency,
+        latency_jitter=args.latency_jitter, completion_queue=args.completion_queue,
+        completion_via=args.completion_via, foreign_holders=args.foreign_holders,
+        dedicated_threads=args.dedicated_threads, schedule=args.schedule,
+        multicast_list_size=args.multicast_list_size,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Reproduce and study the KB968597 Tcpipv6 "
+                     "critical-worker-queue deadlock in an emulated NT executive and NDIS.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    s = sub.add_parser("storm", help="bind N adapters in virtual time and report the outcome")
+    s.add_argument("--adapters", type=pos_int, required=True, metavar="N")
+    s.add_argument("--interval", type=duration, default=0.0, metavar="S",
+                   help="time between arrivals (default 0: a burst at one instant)")
+    s.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
+    s.add_argument("--horizon", type=duration, default=300.0, metavar="S",
+                   help="virtual seconds after the first arrival before a run is 'stalled'")
+    s.add_argument("--expect", choices=OUTCOMES, help="exit 1 unless the outcome is this")
+    s.add_argument("--log", metavar="FILE", help="write the JSONL event log here")
+    s.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter wire here")
+    s.add_argument("--traffic", action="store_true",
+                   help="the peer pings every adapter (IPv6 and IPv4) during the storm")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    add_model_options(s, executor_default="critical")
+
+    d = sub.add_parser("demo", help="hang vs fixed, side by side, live")
+    d.add_argument("--adapters", type=pos_int, default=24, metavar="N",
+                   help="adapters in the burst (default 24, the KB's example)")
+    d.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="virtual seconds per wall second (default 1)")
+    d.add_argument("--duration", type=duration, default=16.0, metavar="S",
+                   help="virtual seconds to run (default 16)")
+    d.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
+    d.add_argument("--plain", action="store_true", help="plain progress lines, no live view")
+    d.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter wire here")
+    add_model_options(d, executor_default=None)
+    return parser
+
+
+def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
+    params = model_params(args, args.executor)
+    log = None
+    if args.log:
+        try:
+            log = open(args.log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UsageError(f"cannot write log {args.log!r}: {exc.strerror}") from None
+    try:
+        cfg = StormConfig(adapters=args.adapters, params=params, interval=args.interval,
+                          seed=args.seed, horizon=args.horizon, log=log, pcap_dir=args.pcap,
+                          traffic=args.traffic)
+        result = run_storm(cfg)
+    finally:
+        if log is not None:
+            log.close()
+    if args.json:
+        result = {k: v for k, v in result.items() if k != "deadlock_text"}
+        out.write(dumps(result) + "\n")
+    else:
+        out.write(render_storm(result) + "\n")
+    if args.expect and result["outcome"] != args.expect:
+        sys.stderr.write(f"{PROG}: expected outcome {args.expect!r}, got "
+                         f"{result['outcome']!r}\n")
+        return 1
+    return 0
+
+
+def render_storm(r: dict[str, Any]) -> str:
+    cw = r["critical_workers"]
+    lines = [
+        f"outcome: {r['outcome'].upper()}  —  {r['adapters_bound']}/{r['adapters']} adapters "
+        f"bound by tcpip6 ({r['executor']} executor), IPv4 bound {r['ipv4_bound']}",
+        f"critical queue: {cw['static']} static + {cw['dynamic_created']} dynamic created "
+        f"(peak {cw['peak_dynamic']}, cap {cw['max_dynamic']}); "
+        f"{cw['blocked_at_end']} blocked, {cw['pending_at_end']} queued at the end",
+        f"virtual time {r['virtual_seconds']:.3f}s after the first arrival, "
+        f"wall {r['wall_seconds']:.3f}s; seed {r['seed']}",
+    ]
+    if "deadlock_text" in r:
+        lines.append(r["deadlock_text"])
+    for failure in r.get("failures", []):
+        lines.append(f"bind failure on {failure['adapters']} adapter(s): {failure['reason']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    debug = "--debug" in argv
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "storm":
+            return cmd_storm(args, sys.stdout)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args, model_params)
+        parser.error(f"unknown command {args.command!r}")
+    except (UsageError, NdisEmuError, Tcpip6Error, ValueError) as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

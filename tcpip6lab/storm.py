@@ -1,0 +1,186 @@
+"""The bind storm: N adapters arrive (a burst, or `interval` apart) on an emulated host, in
+virtual time; the outcome is whatever the emulation does.
+
+Outcomes: "bound" (every tcpip6 bind completed), "deadlock" (the hang detector proved a knot),
+"failed" (every bind finished but some failed), "stalled" (no knot, but binds still unfinished
+at the horizon). Nothing here computes a threshold: the run is observed, not predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import trio
+import trio.testing
+
+from ndisemu.params import CRITICAL
+from ndisemu.trace import JsonlSink, Tracer
+
+from .host import EmulatedHost, ModelParams
+
+OUTCOMES = ("bound", "deadlock", "stalled", "failed")
+
+
+@dataclass
+class StormConfig:
+    adapters: int
+    params: ModelParams = field(default_factory=ModelParams)
+    interval: float = 0.0
+    seed: int = 0
+    horizon: float = 300.0
+    start: float = 1.0  # first arrival, virtual seconds after boot
+    log: IO[str] | None = None
+    pcap_dir: str | None = None
+    traffic: bool = False
+    ping_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        from ndisemu.errors import ConfigError
+
+        if self.adapters < 1:
+            raise ConfigError(f"adapters must be >= 1 (got {self.adapters})")
+        if self.interval < 0:
+            raise ConfigError(f"interval must be >= 0 (got {self.interval})")
+        if self.horizon <= 0:
+            raise ConfigError(f"horizon must be > 0 (got {self.horizon})")
+        if self.start < 0:
+            raise ConfigError("start must be >= 0")
+
+
+async def run_storm_async(cfg: StormConfig,
+                          on_host: Callable[[EmulatedHost], None] | None = None) -> dict[str, Any]:
+    """Run one storm inside an existing trio run (tests use this under MockClock)."""
+    wall0 = time.perf_counter()
+    tracer = Tracer()
+    sink: JsonlSink | None = None
+    if cfg.log is not None:
+        sink = JsonlSink(cfg.log, prefix={
+            "event": "header", "tool": "tcpip6-lab", "command": "storm",
+            "adapters": cfg.adapters, "interval": cfg.interval, "seed": cfg.seed,
+            "horizon": cfg.horizon, "params": cfg.params.as_dict(),
+        })
+        tracer.add_sink(sink)
+    host = EmulatedHost(cfg.params, seed=cfg.seed, tracer=tracer, pcap_dir=cfg.pcap_dir)
+    if on_host is not None:
+        on_host(host)
+    settled = trio.Event()
+    end_reason = "horizon"
+
+    def check(_now: float = 0.0) -> None:
+        nonlocal end_reason
+        if settled.is_set():
+            return
+        if host.deadlock is not None:
+            end_reason = "deadlock"
+            settled.set()
+        elif host.settled(cfg.adapters):
+            end_reason = "settled"
+            settled.set()
+
+    host.detector.on_deadlock = lambda _dl: check()
+    host.tcpip6.on_settled = lambda _s: check()
+    first = cfg.start
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.kernel.run)
+            host.start()
+            configs = host.adapter_configs(cfg.adapters)
+            host.pnp.schedule(configs, start=first, interval=cfg.interval)
+            if cfg.traffic:
+                host.start_pinging(cfg.ping_interval, start=0.5)
+            # Failed binds do not call on_bound: poll cheaply at every balance tick as well.
+            host.kernel.core.tick_listeners.append(check)
+            with trio.move_on_at(trio.current_time() + first + cfg.horizon):
+                await settled.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        host.close()
+    now = host.kernel.now
+    result = summarize(host, cfg, now=now, first=first, end_reason=end_reason)
+    result["wall_seconds"] = round(time.perf_counter() - wall0, 6)
+    if sink is not None:
+        tracer.emit("storm.end", outcome=result["outcome"], bound=result["adapters_bound"])
+        result["trace_hash"] = sink.close({"event": "trailer", "outcome": result["outcome"]})
+    return result
+
+
+def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
+              end_reason: str) -> dict[str, Any]:
+    bound = host.bound()
+    failed = host.failed()
+    deadlock = host.deadlock
+    if deadlock is not None:
+        outcome = "deadlock"
+    elif bound == cfg.adapters:
+        outcome = "bound"
+    elif bound + failed == cfg.adapters:
+        outcome = "failed"
+    else:
+        outcome = "stalled"
+    crit = host.kernel.queue(CRITICAL)
+    bind_times = [s.bound_at - s.started_at for s in host.tcpip6_states()
+                  if s.bound_at is not None]
+    result: dict[str, Any] = {
+        "outcome": outcome,
+        "adapters": cfg.adapters,
+        "adapters_bound": bound,
+        "adapters_failed": failed,
+        "executor": cfg.params.executor,
+        "seed": cfg.seed,
+        "interval": cfg.interval,
+        "horizon": cfg.horizon,
+        "params": cfg.params.as_dict(),
+        "critical_workers": {
+            "static": crit.spec.static_threads,
+            "dynamic_created": crit.dynamic_created,
+            "peak_dynamic": crit.peak_dynamic,
+            "max_dynamic": crit.spec.max_dynamic,
+            "blocked_at_end": crit.blocked,
+            "pending_at_end": len(crit.pending),
+        },
+        "ipv4_bound": host.ipv4_bound(),
+        "virtual_seconds": round(max(0.0, now - first), 9),
+        "bind_seconds": {
+            "max": round(max(bind_times), 9) if bind_times else None,
+            "mean": round(statistics.fmean(bind_times), 9) if bind_times else None,
+        },
+        "oids": {
+            "submitted": host.executor.submitted,
+            "completions_run": host.executor.completions_run,
+            "ndis_requests": host.ndis.requests_submitted,
+        },
+        "heartbeat": {
+            "beats": len(host.heartbeat.beats),
+            "last_beat": (round(host.heartbeat.last_beat - first, 9)
+                          if host.heartbeat.last_beat is not None else None),
+        },
+        "end_reason": end_reason,
+    }
+    if deadlock is not None:
+        result["deadlock"] = deadlock.as_dict(time_origin=first)
+        result["deadlock_text"] = deadlock.render(time_origin=first, limit=6)
+    failures = Counter(s.failure for s in host.tcpip6_states() if s.failure)
+    if failures:
+        result["failures"] = [{"reason": r, "adapters": n} for r, n in failures.most_common()]
+    return result
+
+
+def run_storm(cfg: StormConfig) -> dict[str, Any]:
+    """Run one storm in its own trio run, on a virtual clock that jumps to each next event."""
+    result: dict[str, Any] = {}
+
+    async def main() -> None:
+        result.update(await run_storm_async(cfg))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return result
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2, sort_keys=False)
