@@ -100,12 +100,12 @@ class Kernel:
         self.seed = seed
         self.schedule = schedule
         self.rng = random.Random(f"kernel:{seed}")
+        self._now = 0.0
         self.tracer = tracer or Tracer()
         self.tracer.bind_clock(lambda: self._now)
         trace = self.tracer if self.tracer.enabled else None
         self.core = ExecutiveCore(self.params, trace=trace)
         self.stats = KernelStats()
-        self._now = 0.0
         self._epoch = 0.0
         self._timers: list[Timer] = []
         self._timer_seq = itertools.count()
@@ -120,6 +120,7 @@ class Kernel:
         self._wakeup = trio.Event()
         self._sleeping = False
         self._bugcheck: BugCheck | None = None
+        self._ended: set[int] = set()  # workers whose trio task has returned
         self._running = False
         self.stopped = trio.Event()
 
@@ -335,6 +336,11 @@ class Kernel:
     async def _run_worker(self, worker: Worker, cmd: Any) -> None:
         """Give the baton to `worker` and park until it hands it back."""
         assert self._nursery is not None
+        # A cancellation that arrived while the dispatcher was runnable may already have ended
+        # worker tasks: stop here rather than hand the baton to a task that is gone.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if worker.id in self._ended:
+            return
         self.stats.thread_turns += 1
         self._current = worker
         if worker.task is None:
@@ -365,6 +371,12 @@ class Kernel:
 
     async def _worker_main(self, worker: Worker, cmd: Any) -> None:
         worker.task = trio.lowlevel.current_task()
+        try:
+            await self._worker_loop(worker, cmd)
+        finally:
+            self._ended.add(worker.id)
+
+    async def _worker_loop(self, worker: Worker, cmd: Any) -> None:
         while cmd is not _EXIT:
             item: WorkItem = cmd
             try:

@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log", metavar="FILE", help="write the JSONL event log here")
     s.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter wire here")
     s.add_argument("--traffic", action="store_true",
-                   help="the peer pings every adapter (IPv6 and IPv4) during the storm")
+                   help="the peer pings every adapter (IPv6 and IPv4) every 0.5s, and goes on "
+                        "for 2s after the outcome is known")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_options(s, executor_default="critical")
 

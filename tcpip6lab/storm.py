@@ -98,6 +98,9 @@ async def run_storm_async(cfg: StormConfig,
             host.kernel.core.tick_listeners.append(check)
             with trio.move_on_at(trio.current_time() + first + cfg.horizon):
                 await settled.wait()
+            if cfg.traffic and settled.is_set():
+                # Keep the peer pinging a little longer, so the outcome shows on the wire.
+                await trio.sleep(4 * cfg.ping_interval)
             nursery.cancel_scope.cancel()
     finally:
         host.close()

@@ -160,3 +160,32 @@ async def test_system_threads_run_once_and_exit(autojump_clock: trio.testing.Moc
         assert q.workers == [] and q.completed == 3
         nursery.cancel_scope.cancel()
     assert ran == [0.0, 0.0, 0.0]
+
+
+def test_cancel_while_the_dispatcher_is_runnable_is_clean() -> None:
+    """Regression: a cancel landing while the dispatcher was runnable (a worker had just handed
+    the baton back) used to hand the baton to a worker task the cancel had already ended —
+    a TrioInternalError. Here a work item wakes the task that cancels, so that task and the
+    dispatcher are runnable together; trio's run order then varies from run to run."""
+
+    async def main() -> None:
+        k = Kernel(ExecutiveParams(cpus=1), seed=2)
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(k.run)
+
+            async def item(_: WorkItem) -> None:
+                if k.now >= 0.5:
+                    stop.set()
+
+            def kick() -> None:
+                for i in range(6):
+                    k.queue_work_item(CRITICAL, item, name=f"i{i}")
+                k.call_later(0.1, kick)
+
+            k.call_at(0.0, kick)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+    for _ in range(60):
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -1,0 +1,138 @@
+"""The command line: JSON per outcome, --expect, errors, logs, pcaps, and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
+from scapy.utils import rdpcap
+
+from tcpip6lab.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def storm_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    assert main(["storm", "--json", *args]) == 0
+    result: dict[str, object] = json.loads(capsys.readouterr().out)
+    return result
+
+
+@pytest.mark.parametrize("args,outcome", [
+    (["--adapters", "23"], "bound"),
+    (["--adapters", "24"], "deadlock"),
+    (["--adapters", "100", "--executor", "dedicated", "--horizon", "50ms"], "stalled"),
+    (["--adapters", "4", "--multicast-list-size", "1"], "failed"),
+])
+def test_storm_json_for_each_outcome(capsys: pytest.CaptureFixture[str], args: list[str],
+                                     outcome: str) -> None:
+    r = storm_json(capsys, *args)
+    assert r["outcome"] == outcome
+    for key in ("adapters", "adapters_bound", "executor", "seed", "params", "critical_workers",
+                "virtual_seconds", "wall_seconds"):
+        assert key in r
+    cw = r["critical_workers"]
+    assert isinstance(cw, dict)
+    assert set(cw) >= {"static", "dynamic_created", "peak_dynamic", "max_dynamic"}
+    params = r["params"]
+    assert isinstance(params, dict)
+    assert params["critical_static"] == 10 and params["foreign_holders"] == 2
+    if outcome == "deadlock":
+        dl = r["deadlock"]
+        assert isinstance(dl, dict)
+        assert dl["detected_at"] > 0
+        link = dl["chain"][0]
+        assert set(link) >= {"queue", "worker", "item", "adapter", "oid", "waits_on"}
+    else:
+        assert "deadlock" not in r
+
+
+def test_storm_parameters_reach_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    r = storm_json(capsys, "--adapters", "5", "--static-threads", "2", "--additional-critical",
+                   "1", "--max-dynamic", "0", "--foreign-holders", "0", "--cpus", "4",
+                   "--latency", "5ms", "--seed", "9")
+    assert r["outcome"] == "deadlock"  # 2 + 1 + 0 - 0 = 3 <= 5
+    params = r["params"]
+    assert isinstance(params, dict)
+    assert (params["critical_static"], params["additional_critical"], params["max_dynamic"],
+            params["cpus"], params["latency"], r["seed"]) == (2, 1, 0, 4, 0.005, 9)
+
+
+def test_expect_mismatch_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["storm", "--adapters", "24", "--expect", "deadlock"]) == 0
+    assert main(["storm", "--adapters", "24", "--expect", "bound"]) == 1
+    err = capsys.readouterr().err
+    assert "expected outcome 'bound', got 'deadlock'" in err
+
+
+@pytest.mark.parametrize("args", [
+    ["storm"],
+    ["storm", "--adapters", "0"],
+    ["storm", "--adapters", "x"],
+    ["storm", "--adapters", "3", "--executor", "nope"],
+    ["storm", "--adapters", "3", "--interval", "fast"],
+    ["storm", "--adapters", "3", "--latency", "0"],
+    ["storm", "--adapters", "3", "--log", "/nonexistent/dir/log.jsonl"],
+    ["demo", "--speed", "0"],
+    ["bogus"],
+])
+def test_bad_arguments_one_line_exit_2(capsys: pytest.CaptureFixture[str],
+                                       args: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        code = main(args)
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
+    assert "Traceback" not in err
+
+
+def test_log_is_jsonl_with_a_trace_hash_and_reproducible(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hashes = []
+    for i in range(2):
+        log = tmp_path / f"run{i}.jsonl"
+        r = storm_json(capsys, "--adapters", "24", "--seed", "3", "--log", str(log))
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert lines[0]["event"] == "header" and lines[0]["seed"] == 3
+        assert lines[-1]["event"] == "trailer" and lines[-1]["trace_hash"] == r["trace_hash"]
+        events = {rec["event"] for rec in lines}
+        assert {"pnp.arrival", "exec.item.queued", "exec.worker.blocked",
+                "ndis.request.submitted", "detector.deadlock"} <= events
+        hashes.append(r["trace_hash"])
+    assert hashes[0] == hashes[1]  # same seed, same model: bit-identical event log
+
+
+def test_pcap_files_hold_the_traffic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = storm_json(capsys, "--adapters", "2", "--executor", "dedicated", "--traffic",
+                   "--horizon", "3s", "--pcap", str(tmp_path))
+    assert r["outcome"] == "bound"
+    files = sorted(os.listdir(tmp_path))
+    assert files == ["host-nic000.pcap", "host-nic001.pcap"]
+    packets = rdpcap(str(tmp_path / files[0]))
+    assert any(p.haslayer(ICMPv6EchoRequest) for p in packets)
+    assert any(p.haslayer(ICMPv6EchoReply) for p in packets)
+
+
+def test_demo_without_a_tty_prints_a_verdict_quickly() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "demo", "--speed", "40"],
+                          capture_output=True, text=True, timeout=60, env=env,
+                          stdin=subprocess.DEVNULL, check=False)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 60
+    out = proc.stdout
+    assert "Verdict:" in out
+    assert "unpatched (critical): DEADLOCK" in out
+    assert "fixed (dedicated): HEALTHY — 25/25 bound" in out
+    assert "IPv4 on 25/25" in out
+    assert "waits on tcpip6.oid_done" in out
+    assert out.count("t=") >= 10  # plain progress lines
