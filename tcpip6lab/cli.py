@@ -13,6 +13,8 @@ import traceback
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
+from rich.console import Console
+
 from ndisemu.errors import NdisEmuError
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
 from tcpip6.errors import Tcpip6Error
@@ -164,7 +166,12 @@ def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
         cfg = StormConfig(adapters=args.adapters, params=params, interval=args.interval,
                           seed=args.seed, horizon=args.horizon, log=log, pcap_dir=args.pcap,
                           traffic=args.traffic)
-        result = run_storm(cfg)
+        err = Console(stderr=True)
+        if err.is_terminal:
+            with err.status(f"bind storm: {args.adapters} adapters, {args.executor} executor…"):
+                result = run_storm(cfg)
+        else:
+            result = run_storm(cfg)
     finally:
         if log is not None:
             log.close()

@@ -92,6 +92,9 @@ def _pool_glyphs(host: EmulatedHost) -> Text:
 
 def render(sides: list[Side], now: float, total: int, speed: float) -> Group:
     table = Table(title=f"KB968597 — virtual t = {now:6.2f}s  (speed ×{speed:g})",
+                  caption=f"t={PRE_BOUND_AT:g}s nic000 arrives · t={BURST_AT:g}s a burst of "
+                          f"{total - 1} adapters · the peer pings all every {PING_INTERVAL:g}s\n"
+                          "■ blocked  ▶ running  · idle  ○ not created (static + 16 dynamic)",
                   expand=False)
     table.add_column("")
     for s in sides:
@@ -108,7 +111,7 @@ def render(sides: list[Side], now: float, total: int, speed: float) -> Group:
 
     row("critical pool", pool)
     row("critical queued", lambda s: str(len(s.host.kernel.queue(CRITICAL).pending)))
-    row("pending OIDs", lambda s: str(s.host.pending_oids()))
+    row("tcpip6 OIDs pending", lambda s: str(s.host.tcpip6_oids_pending()))
     row("tcpip6 bound", lambda s: f"{s.host.bound()}/{total}")
     row("IPv4 bound", lambda s: f"{s.host.ipv4_bound()}/{total}")
 

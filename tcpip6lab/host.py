@@ -316,4 +316,9 @@ class EmulatedHost:
                    if b.protocol is self.ipv4 and b.status is NdisStatus.SUCCESS)
 
     def pending_oids(self) -> int:
+        """Requests at the miniports (in progress or queued by NDIS), all protocols."""
         return sum(b.outstanding for b in self.ndis.miniports.values())
+
+    def tcpip6_oids_pending(self) -> int:
+        """tcpip6 OID submissions whose result tcpip6 has not learnt yet."""
+        return sum(1 for s in self.tcpip6.interfaces.values() if s.current is not None)
