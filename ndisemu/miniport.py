@@ -49,7 +49,10 @@ class MiniportConfig:
     latency: float = 0.002
     latency_jitter: float = 0.5  # uniform ± fraction of latency
     sync_oids: frozenset[int] = frozenset()  # OIDs answered synchronously
-    serialized: bool = True  # NDIS 5.1 serialized miniport (sends queued by NDIS)
+    # NDIS 5.1 serialized miniport: NDIS queues sends and hands over one at a time (MS
+    # ff553613); a deserialized one takes every send and queues it itself (MS ff545488).
+    serialized: bool = True
+    tx_queue_limit: int = 256  # a deserialized miniport's own send queue, in frames
     max_send_packets: int = 1
     multicast_list_size: int = 32
     media_connected: bool = True
@@ -105,6 +108,9 @@ class EmulatedMiniport:
         self.hung = False
         self.requests_handled = 0
         self.tx_frames = 0
+        self.tx_dropped = 0
+        self.tx_busy_until = 0.0  # when the transmitter finishes the last accepted frame
+        self.tx_queued = 0  # accepted frames not yet fully transmitted
         self._end: WireEnd | None = None
         self._receive: Callable[[bytes], None] | None = None
 
@@ -122,12 +128,39 @@ class EmulatedMiniport:
         if self._receive is not None and self.media_connected:
             self._receive(frame)
 
-    def send(self, frame: bytes) -> NdisStatus:
+    def tx_time(self, frame: bytes) -> float:
+        """Seconds on the medium: frame + FCS, preamble and inter-frame gap (24 bytes)."""
+        return (max(len(frame), 60) + 24) * 8 / (self.config.link_speed_100bps * 100)
+
+    @property
+    def tx_idle(self) -> bool:
+        return self.tx_queued == 0
+
+    def send(self, frame: bytes, on_complete: Callable[[], None] | None = None) -> NdisStatus:
+        """MiniportSend: the frame leaves when the transmitter is free, one after another at
+        link speed; `on_complete` (NdisMSendComplete) runs when it has left."""
         if self._end is None or not self.media_connected:
             return NdisStatus.FAILURE
+        if self.tx_queued >= self.config.tx_queue_limit:
+            self.tx_dropped += 1
+            return NdisStatus.RESOURCES
+        k = self.kernel
+        start = max(k.now, self.tx_busy_until)
+        self.tx_busy_until = start + self.tx_time(frame)
         self.tx_frames += 1
-        self._end.transmit(frame)
+        self.tx_queued += 1
+        end = self._end
+        if start <= k.now:
+            end.transmit(frame)
+        else:
+            k.call_at(start, end.transmit, frame)
+        k.call_at(self.tx_busy_until, self._sent, on_complete)
         return NdisStatus.SUCCESS
+
+    def _sent(self, on_complete: Callable[[], None] | None) -> None:
+        self.tx_queued -= 1
+        if on_complete is not None:
+            on_complete()
 
     # -- requests -------------------------------------------------------------------------------
 

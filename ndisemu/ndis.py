@@ -120,6 +120,8 @@ class MiniportBlock:
     worker_item: WorkItem | None = None
     removed: bool = False
     requests: list[tuple[str, int, RequestType]] = field(default_factory=list)
+    send_queue: deque[bytes] = field(default_factory=deque)
+    send_dropped: int = 0
 
     @property
     def name(self) -> str:
@@ -147,6 +149,7 @@ class Ndis:
         self.dispatch_queue = dispatch_queue
         self.completion_queue = completion_queue
         self.record_requests = record_requests
+        self.send_queue_limit = 1024
         self.protocols: list[ProtocolDriver] = []
         self.miniports: dict[str, MiniportBlock] = {}
         self._ids = 0
@@ -318,12 +321,29 @@ class Ndis:
     # -- data path ------------------------------------------------------------------------------
 
     def send(self, binding: Binding, frame: bytes) -> NdisStatus:
-        """NdisSend. The memory wire takes frames at once, so serialized and deserialized
-        miniports behave alike here; a real backend queues in its driver."""
-        if not binding.open or binding.block.removed:
+        """NdisSend. A serialized miniport gets one send at a time: NDIS keeps the rest on the
+        miniport's send queue and hands over the next on NdisMSendComplete (MS ff553613). A
+        deserialized miniport gets every send at once and queues it itself (MS ff545488)."""
+        block = binding.block
+        if not binding.open or block.removed:
             return NdisStatus.CLOSING
         binding.tx_frames += 1
-        return binding.block.miniport.send(frame)
+        miniport = block.miniport
+        if not miniport.config.serialized:
+            return miniport.send(frame)
+        if block.send_queue or not miniport.tx_idle:
+            if len(block.send_queue) >= self.send_queue_limit:
+                block.send_dropped += 1
+                return NdisStatus.RESOURCES
+            block.send_queue.append(frame)
+            return NdisStatus.PENDING
+        return miniport.send(frame, lambda: self._send_complete(block))
+
+    def _send_complete(self, block: MiniportBlock) -> None:
+        """NdisMSendComplete of a serialized miniport: hand over the next queued send."""
+        if block.send_queue and not block.removed:
+            frame = block.send_queue.popleft()
+            block.miniport.send(frame, lambda: self._send_complete(block))
 
     def indicate_receive(self, block: MiniportBlock, frame: bytes) -> None:
         """NdisMEthIndicateReceive: deliver to every binding whose filter accepts it."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
+import pytest
 import trio
 import trio.testing
 
@@ -244,4 +246,31 @@ async def test_a_burst_arrives_at_one_instant(autojump_clock: trio.testing.MockC
         assert [a.block.name for a in arrivals if a.block] == [c.name for c in configs]
         assert {a.binds[0].completed_at for a in arrivals} == {2.0}
         assert all(a.binds[0].status is NdisStatus.SUCCESS for a in arrivals)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("serialized", [True, False])
+async def test_serialized_and_deserialized_sends_leave_in_order_at_link_speed(
+        serialized: bool, autojump_clock: trio.testing.MockClock) -> None:
+    async with trio.open_nursery() as nursery:
+        # 10 Mbit/s: a 1000-byte frame takes (1000 + 24) * 8 / 1e7 s on the medium.
+        rig = await start(nursery, serialized=serialized, link_speed_100bps=100_000)
+        got: list[tuple[bytes, float]] = []
+        rig.wire.b.attach(lambda f: got.append((f, rig.kernel.now)))
+        frames = [bytes([0x02, 0, 0, 0, 0, i]) + MAC + b"\x86\xdd" + bytes(986)
+                  for i in range(4)]
+        statuses = [rig.ndis.send(rig.binding, f) for f in frames]
+        block = rig.ndis.miniports["nic000"]
+        if serialized:  # NDIS holds the rest while the miniport sends the first
+            assert statuses == [NdisStatus.SUCCESS] + [NdisStatus.PENDING] * 3
+            assert len(block.send_queue) == 3
+        else:  # the miniport took them all
+            assert statuses == [NdisStatus.SUCCESS] * 4
+            assert len(block.send_queue) == 0
+        await trio.sleep(0.1)
+        assert [f for f, _ in got] == frames
+        tx = (1000 + 24) * 8 / 1e7
+        gaps = [b[1] - a[1] for a, b in itertools.pairwise(got)]
+        assert gaps == pytest.approx([tx] * 3)
+        assert block.miniport.tx_idle and not block.send_queue
         nursery.cancel_scope.cancel()
