@@ -140,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_options(s, executor_default="critical")
 
+    v = sub.add_parser("serve", help="run an emulated host on memory, TAP or veth devices "
+                                     "until Ctrl-C")
+    v.add_argument("--backend", choices=("memory", "tap", "veth"), default="memory",
+                   help="memory (default, no root), tap or veth (root: real devices whose "
+                        "Linux side is in a network namespace)")
+    v.add_argument("--adapters", type=pos_int, default=1, metavar="N")
+    v.add_argument("--interval", type=duration, default=0.0, metavar="S",
+                   help="time between arrivals (default 0: a burst)")
+    v.add_argument("--netns", metavar="NAME",
+                   help="name of the namespace to create for Linux's side (t6l- is "
+                        "prefixed if missing; default t6l-<run id>)")
+    v.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
+    v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
+    add_model_options(v, executor_default="critical")
+
+    sub.add_parser("cleanup", help="remove devices, namespaces and state files that "
+                                   "interrupted runs left behind")
+
     d = sub.add_parser("demo", help="hang vs fixed, side by side, live")
     d.add_argument("--adapters", type=pos_int, default=24, metavar="N",
                    help="adapters in the burst (default 24, the KB's example)")
@@ -213,6 +231,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "storm":
             return cmd_storm(args, sys.stdout)
+        if args.command == "serve":
+            from .serve import cmd_serve
+
+            return cmd_serve(args, model_params, sys.stdout)
+        if args.command == "cleanup":
+            from ndisemu.backends.netlink import cleanup_leftovers, require_root
+
+            require_root("cleanup")
+            removed = cleanup_leftovers()
+            for item in removed:
+                sys.stdout.write(f"removed {item}\n")
+            sys.stdout.write(f"{len(removed)} leftovers removed\n")
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -17,7 +18,7 @@ from faults.detector import Deadlock, HangDetector
 from ndisemu.constants import NdisStatus
 from ndisemu.errors import ConfigError
 from ndisemu.kernel import Kernel
-from ndisemu.miniport import MiniportConfig
+from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.ndis import Ndis
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
 from ndisemu.pcap import PcapWriter
@@ -165,6 +166,7 @@ class EmulatedHost:
         tracer: Tracer | None = None,
         pcap_dir: str | None = None,
         name: str = "host",
+        wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
     ) -> None:
         self.params = p = params or ModelParams()
         self.seed = seed
@@ -181,7 +183,7 @@ class EmulatedHost:
         self.wires: dict[str, MemoryWire] = {}
         self.peers: dict[str, PeerSide] = {}
         self.ipv4_addresses: dict[str, bytes] = {}
-        self.pnp = Pnp(self.kernel, self.ndis, wire_factory=self._wire_for)
+        self.pnp = Pnp(self.kernel, self.ndis, wire_factory=wire_factory or self._wire_for)
         if p.ipv4:
             self.ipv4: Ipv4Binder | None = Ipv4Binder(self.kernel, self.ndis,
                                                       self.ipv4_addresses)

@@ -1,0 +1,158 @@
+"""Real devices for emulated adapters: one TAP or veth per adapter, Linux's side in a namespace.
+
+    emulated adapter nicNNN ──fd──> TAP t6l-RUN-N  ──(in netns t6l-NAME)── Linux: ping, ndisc6…
+    emulated adapter nicNNN ──AF_PACKET── veth t6l-RUN-Ne (netns t6l-RUN-emu) ═ veth t6l-RUN-N
+                                                                   (in netns t6l-NAME) ── Linux
+
+Linux's side of each device gets the peer MAC, an IPv4 address in the adapter's /30, a kernel
+link-local IPv6 address (DAD off, so it is usable at once) and is brought up. The emulated side
+of a veth lives in a namespace of its own with IPv6 disabled, so that kernel never speaks there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .fdport import FdPort
+from .netlink import (
+    PREFIX,
+    BackendError,
+    Registry,
+    in_netns,
+    require_root,
+    require_tun,
+    write_sysctl,
+)
+from .tap import open_tap
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+ETH_P_ALL = 0x0003
+PACKET_MR_PROMISC = 1
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+
+
+@dataclass
+class SiteSpec:
+    """One adapter to give a device: its emulated identity and Linux's side."""
+
+    adapter: str
+    index: int
+    linux_mac: bytes
+    linux_ipv4: bytes
+    prefixlen: int = 30
+    mtu: int = 1500
+
+
+@dataclass
+class Site:
+    spec: SiteSpec
+    device: str  # Linux's side, inside `netns`
+    netns: str
+    port: FdPort
+    emu_device: str | None = None  # veth: our end
+
+
+@dataclass
+class Topology:
+    backend: str
+    netns: str
+    registry: Registry
+    sites: dict[str, Site] = field(default_factory=dict)
+    emu_netns: str | None = None
+
+    def ports(self) -> list[FdPort]:
+        return [s.port for s in self.sites.values()]
+
+    def close(self) -> list[str]:
+        for site in self.sites.values():
+            site.port.close()
+        return self.registry.teardown()
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def build(kernel: Kernel, backend: str, specs: list[SiteSpec], *, netns: str | None,
+          registry: Registry) -> Topology:
+    """Create the namespace and one device per spec. On any failure, what was made is removed
+    by `registry.teardown()` (the caller's finally)."""
+    from pyroute2 import IPRoute, NetNS
+    from pyroute2 import netns as pr_netns
+
+    if backend not in ("tap", "veth"):
+        raise BackendError(f"unknown backend {backend!r}")
+    require_root(f"--backend {backend}")
+    if backend == "tap":
+        require_tun()
+    ns_name = netns if netns is not None else f"{PREFIX}{registry.run_id}"
+    if not ns_name.startswith(PREFIX):
+        ns_name = PREFIX + ns_name
+    registry.claim_netns(ns_name)
+    pr_netns.create(ns_name)
+    topo = Topology(backend, ns_name, registry)
+    # Usable at once: no DAD delay on Linux's link-local addresses, no router solicitations.
+    write_sysctl(ns_name, "net/ipv6/conf/default/accept_dad", "0")
+    write_sysctl(ns_name, "net/ipv6/conf/default/router_solicitations", "0")
+    emu_ns = None
+    if backend == "veth":
+        emu_ns = f"{PREFIX}{registry.run_id}-emu"
+        registry.claim_netns(emu_ns)
+        pr_netns.create(emu_ns)
+        write_sysctl(emu_ns, "net/ipv6/conf/default/disable_ipv6", "1")
+        topo.emu_netns = emu_ns
+    with IPRoute() as ipr, NetNS(ns_name) as ns:
+        lo = ns.link_lookup(ifname="lo")
+        if lo:
+            ns.link("set", index=lo[0], state="up")
+        for spec in specs:
+            dev = f"{PREFIX}{registry.run_id}-{spec.index}"
+            registry.claim_link(dev)
+            if backend == "tap":
+                fd = open_tap(dev)
+                port = FdPort(kernel, fd, dev, mtu=spec.mtu)
+                emu_dev = None
+            else:
+                emu_dev = dev + "e"
+                registry.claim_link(emu_dev)
+                ipr.link("add", ifname=emu_dev, kind="veth", peer={"ifname": dev})
+                idx = ipr.link_lookup(ifname=emu_dev)[0]
+                ipr.link("set", index=idx, net_ns_fd=emu_ns)
+                port = _packet_port(kernel, emu_ns or "", emu_dev, spec)
+            idx = ipr.link_lookup(ifname=dev)[0]
+            ipr.link("set", index=idx, net_ns_fd=ns_name)
+            i = ns.link_lookup(ifname=dev)[0]
+            ns.link("set", index=i, address=_mac(spec.linux_mac), mtu=spec.mtu)
+            ns.addr("add", index=i, address=socket.inet_ntoa(spec.linux_ipv4),
+                    prefixlen=spec.prefixlen)
+            ns.link("set", index=i, state="up")
+            topo.sites[spec.adapter] = Site(spec, dev, ns_name, port, emu_dev)
+    return topo
+
+
+def _packet_port(kernel: Kernel, emu_ns: str, emu_dev: str, spec: SiteSpec) -> FdPort:
+    from pyroute2 import NetNS
+
+    with NetNS(emu_ns) as ns:
+        i = ns.link_lookup(ifname=emu_dev)[0]
+        ns.link("set", index=i, state="up", mtu=spec.mtu)
+    with in_netns(emu_ns):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            sock.bind((emu_dev, 0))
+            ifindex = socket.if_nametoindex(emu_dev)
+            mreq = ifindex.to_bytes(4, "little") + PACKET_MR_PROMISC.to_bytes(2, "little") \
+                + bytes(2) + bytes(8)
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+            sock.setblocking(False)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise
+    return FdPort(kernel, sock.fileno(), emu_dev, sock=sock, mtu=spec.mtu)

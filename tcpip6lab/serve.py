@@ -1,0 +1,176 @@
+"""`tcpip6-lab serve`: an emulated host on a chosen backend, until Ctrl-C or SIGTERM.
+
+With --backend tap or veth each adapter gets a real device whose Linux side sits in a network
+namespace (created by this command, removed on exit), so `ping -6`, `ping`, `ndisc6` … run there
+against the emulated host. With --backend memory the emulated peer pings every adapter instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import trio
+
+from ndisemu.backends.netlink import Registry
+from ndisemu.backends.topology import SiteSpec, Topology, build
+from ndisemu.miniport import MiniportConfig, WireEnd
+from ndisemu.pcap import PcapWriter
+from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
+
+from .host import EmulatedHost, ModelParams, adapter_ipv4, peer_ipv4, peer_mac
+
+
+@dataclass
+class RealHost:
+    """An emulated host whose adapters are real devices."""
+
+    host: EmulatedHost
+    topology: Topology
+    configs: list[MiniportConfig]
+    pcaps: list[PcapWriter]
+
+    def close(self) -> list[str]:
+        for w in self.pcaps:
+            w.close()
+        self.host.close()
+        return self.topology.close()
+
+    def describe(self) -> list[dict[str, Any]]:
+        rows = []
+        for cfg in self.configs:
+            site = self.topology.sites[cfg.name]
+            i = int(cfg.tags["index"])
+            rows.append({
+                "adapter": cfg.name,
+                "device": site.device,
+                "netns": site.netns,
+                "mac": ":".join(f"{b:02x}" for b in cfg.mac),
+                "link_local": addr_str(link_local_from_mac(cfg.mac)),
+                "ipv4": socket.inet_ntoa(adapter_ipv4(i)),
+                "linux_ipv4": socket.inet_ntoa(peer_ipv4(i)),
+            })
+        return rows
+
+
+def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: int,
+                   netns: str | None, registry: Registry, pcap_dir: str | None = None,
+                   name: str = "host", first: int = 0) -> RealHost:
+    """Build the devices first, then the host whose miniports use them (call inside trio)."""
+    holder: dict[str, Any] = {}
+
+    def wire_for(cfg: MiniportConfig) -> WireEnd:
+        site = holder["topology"].sites[cfg.name]
+        port = site.port
+        if pcap_dir is not None:
+            os.makedirs(pcap_dir, exist_ok=True)
+            w = PcapWriter(os.path.join(pcap_dir, f"{name}-{cfg.name}.pcap"))
+            holder["pcaps"].append(w)
+            port.recorder = w
+        port_end: WireEnd = port
+        return port_end
+
+    holder["pcaps"] = []
+    host = EmulatedHost(params, seed=seed, name=name, wire_factory=wire_for)
+    configs = host.adapter_configs(adapters, first=first)
+    specs = [SiteSpec(c.name, int(c.tags["index"]), peer_mac(int(c.tags["index"])),
+                      peer_ipv4(int(c.tags["index"])), mtu=c.mtu) for c in configs]
+    topology = build(host.kernel, backend, specs, netns=netns, registry=registry)
+    holder["topology"] = topology
+    return RealHost(host, topology, configs, holder["pcaps"])
+
+
+async def run_memory(host: EmulatedHost, configs: list[MiniportConfig], interval: float,
+                     out: IO[str]) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.kernel.run)
+        host.start()
+        host.pnp.schedule(configs, start=host.kernel.now + 0.5, interval=interval)
+        host.start_pinging(1.0, start=host.kernel.now + 0.5)
+        nursery.start_soon(_report, host, out)
+        await _until_signal()
+        nursery.cancel_scope.cancel()
+
+
+async def run_real(real: RealHost, interval: float, out: IO[str]) -> None:
+    host = real.host
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.kernel.run)
+        for port in real.topology.ports():
+            nursery.start_soon(port.run)
+        host.start()
+        host.pnp.schedule(real.configs, start=host.kernel.now + 0.2, interval=interval)
+        nursery.start_soon(_report, host, out)
+        await _until_signal()
+        nursery.cancel_scope.cancel()
+
+
+async def _until_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+async def _report(host: EmulatedHost, out: IO[str]) -> None:
+    last = ""
+    while True:
+        await trio.sleep(1.0)
+        dl = host.deadlock
+        crit = host.kernel.queue("critical")
+        status = (f"tcpip6 bound {host.bound()}/{len(host.tcpip6.interfaces)}  IPv4 bound "
+                  f"{host.ipv4_bound()}  critical {crit.blocked}/{len(crit.workers)} blocked"
+                  + (f"  DEADLOCK on {dl.queue}" if dl else ""))
+        if status != last:
+            out.write(f"t={host.kernel.now:7.1f}s  {status}\n")
+            out.flush()
+            last = status
+
+
+def print_sites(real: RealHost, out: IO[str]) -> None:
+    out.write(f"namespace {real.topology.netns} (Linux's side; run tools there with "
+              f"`ip netns exec {real.topology.netns} …`)\n")
+    for row in real.describe():
+        out.write(f"  {row['adapter']}  device {row['device']:<13} MAC {row['mac']}  "
+                  f"{row['link_local']}%{row['device']}  IPv4 {row['ipv4']} "
+                  f"(Linux {row['linux_ipv4']})\n")
+    out.flush()
+
+
+def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespace, str],
+                                                               ModelParams],
+              out: IO[str]) -> int:
+    params = build_params(args, args.executor)
+    if args.backend == "memory":
+        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap)
+        configs = host.adapter_configs(args.adapters)
+        out.write(f"memory backend: {args.adapters} adapters on virtual wires, the emulated "
+                  "peer pings each every second; Ctrl-C to stop\n")
+        try:
+            trio.run(run_memory, host, configs, args.interval, out)
+        finally:
+            host.close()
+        return 0
+    registry = Registry.open()
+    real: RealHost | None = None
+    try:
+        async def main() -> None:
+            nonlocal real
+            real = make_real_host(params, backend=args.backend, adapters=args.adapters,
+                                  seed=args.seed, netns=args.netns, registry=registry,
+                                  pcap_dir=args.pcap)
+            print_sites(real, out)
+            out.write("serving; Ctrl-C or SIGTERM to stop and remove every device\n")
+            out.flush()
+            await run_real(real, args.interval, out)
+
+        trio.run(main)
+    finally:
+        removed = real.close() if real is not None else registry.teardown()
+        out.write(f"removed {len(removed)} devices/namespaces\n")
+        out.flush()
+    return 0
