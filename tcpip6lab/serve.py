@@ -11,14 +11,14 @@ import argparse
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
 import trio
 
 from ndisemu.backends.netlink import Registry
-from ndisemu.backends.topology import SiteSpec, Topology, build
+from ndisemu.backends.topology import SiteSpec, Topology, build, preflight
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.pcap import PcapWriter
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
@@ -87,17 +87,22 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
 
 async def run_memory(host: EmulatedHost, configs: list[MiniportConfig], interval: float,
                      out: IO[str]) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(host.kernel.run)
-        host.start()
-        host.pnp.schedule(configs, start=host.kernel.now + 0.5, interval=interval)
-        host.start_pinging(1.0, start=host.kernel.now + 0.5)
-        nursery.start_soon(_report, host, out)
-        await _until_signal()
-        nursery.cancel_scope.cancel()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.kernel.run)
+            host.start()
+            host.pnp.schedule(configs, start=host.kernel.now + 0.5, interval=interval)
+            host.start_pinging(1.0, start=host.kernel.now + 0.5)
+            nursery.start_soon(_report, host, out)
+            out.write("serving; Ctrl-C or SIGTERM to stop\n")
+            out.flush()
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
 
 
-async def run_real(real: RealHost, interval: float, out: IO[str]) -> None:
+async def run_real(real: RealHost, interval: float, out: IO[str],
+                   signals: AsyncIterator[int]) -> None:
     host = real.host
     async with trio.open_nursery() as nursery:
         await nursery.start(host.kernel.run)
@@ -106,14 +111,11 @@ async def run_real(real: RealHost, interval: float, out: IO[str]) -> None:
         host.start()
         host.pnp.schedule(real.configs, start=host.kernel.now + 0.2, interval=interval)
         nursery.start_soon(_report, host, out)
-        await _until_signal()
-        nursery.cancel_scope.cancel()
-
-
-async def _until_signal() -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        out.write("serving; Ctrl-C or SIGTERM to stop and remove every device\n")
+        out.flush()
         async for _ in signals:
-            return
+            break
+        nursery.cancel_scope.cancel()
 
 
 async def _report(host: EmulatedHost, out: IO[str]) -> None:
@@ -149,24 +151,26 @@ def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespa
         host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap)
         configs = host.adapter_configs(args.adapters)
         out.write(f"memory backend: {args.adapters} adapters on virtual wires, the emulated "
-                  "peer pings each every second; Ctrl-C to stop\n")
+                  "peer pings each every second\n")
         try:
             trio.run(run_memory, host, configs, args.interval, out)
         finally:
             host.close()
         return 0
+    preflight(args.backend)
     registry = Registry.open()
     real: RealHost | None = None
     try:
         async def main() -> None:
             nonlocal real
-            real = make_real_host(params, backend=args.backend, adapters=args.adapters,
-                                  seed=args.seed, netns=args.netns, registry=registry,
-                                  pcap_dir=args.pcap)
-            print_sites(real, out)
-            out.write("serving; Ctrl-C or SIGTERM to stop and remove every device\n")
-            out.flush()
-            await run_real(real, args.interval, out)
+            # Signals are ours from here on: one during set-up stops the run right after it,
+            # through the same clean-up path.
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                real = make_real_host(params, backend=args.backend, adapters=args.adapters,
+                                      seed=args.seed, netns=args.netns, registry=registry,
+                                      pcap_dir=args.pcap)
+                print_sites(real, out)
+                await run_real(real, args.interval, out, signals)
 
         trio.run(main)
     finally:

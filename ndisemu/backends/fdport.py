@@ -8,6 +8,7 @@ frame and counts it (as a NIC whose ring is full would). No threads on the packe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -107,6 +108,10 @@ class FdPort:
         if self.closed:
             return
         self.closed = True
+        # Wake (with ClosedResourceError) a reader still waiting on the fd, if any; outside a
+        # trio run nobody can be waiting (RuntimeError).
+        with contextlib.suppress(RuntimeError):
+            trio.lowlevel.notify_closing(self.fd)
         try:
             if self.sock is not None:
                 self.sock.close()

@@ -79,6 +79,15 @@ def _mac(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
+def preflight(backend: str) -> None:
+    """Refuse early, in one line, what cannot work: an unknown backend, no root, no TUN."""
+    if backend not in ("tap", "veth"):
+        raise BackendError(f"unknown backend {backend!r}")
+    require_root(f"--backend {backend}")
+    if backend == "tap":
+        require_tun()
+
+
 def build(kernel: Kernel, backend: str, specs: list[SiteSpec], *, netns: str | None,
           registry: Registry) -> Topology:
     """Create the namespace and one device per spec. On any failure, what was made is removed
@@ -86,11 +95,7 @@ def build(kernel: Kernel, backend: str, specs: list[SiteSpec], *, netns: str | N
     from pyroute2 import IPRoute, NetNS
     from pyroute2 import netns as pr_netns
 
-    if backend not in ("tap", "veth"):
-        raise BackendError(f"unknown backend {backend!r}")
-    require_root(f"--backend {backend}")
-    if backend == "tap":
-        require_tun()
+    preflight(backend)
     ns_name = netns if netns is not None else f"{PREFIX}{registry.run_id}"
     if not ns_name.startswith(PREFIX):
         ns_name = PREFIX + ns_name
