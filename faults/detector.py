@@ -2,7 +2,8 @@
 
 A queue is knotted when (1) it is at its maximum thread count — no thread can be added, (2)
 every one of its workers is blocked on a wait object, and (3) every such object can be set only
-by work items that are still queued, not running, on that same queue. Then nothing can ever run
+by work items that are still queued, not running, on that same queue, none of which a rescuer
+with a free thread may take over. Then nothing can ever run
 those items: the knot is permanent. The proof uses only what the executive recorded — which
 worker waits on which object, and which queued item declared it signals that object — never a
 formula or an assumption about the caller.
@@ -99,6 +100,12 @@ def find_knot(core: ExecutiveCore, queue: str) -> list[KnotLink] | None:
             position = {id(item): i for i, item in enumerate(q.pending)}
         pos = position
         waker = min(live, key=lambda s: pos.get(id(s), 1 << 30))
+        for s in live:
+            # An item a rescuer may take over is not stuck for good while the rescuer's queue
+            # has a thread that is not blocked.
+            if s.rescuer is not None and s.rescuer in core.queues and any(
+                    r.state is not WorkerState.BLOCKED for r in core.queues[s.rescuer].workers):
+                return None
         chain.append(KnotLink(
             queue=q.name, worker=w.name, item=w.item.label,
             adapter=w.item.tags.get("adapter"), oid=w.item.tags.get("oid"),

@@ -29,8 +29,9 @@ import heapq
 import itertools
 import math
 import random
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,12 @@ from .trace import Tracer
 Routine = Callable[[WorkItem], Awaitable[None]]
 
 _EXIT = object()
+
+
+@types.coroutine
+def _suspend(trap: Any) -> Generator[Any, Any, Any]:
+    """Yield a trio trap that a driven coroutine produced, and return trio's answer."""
+    return (yield trap)
 
 
 @dataclass(eq=False)
@@ -120,6 +127,7 @@ class Kernel:
         self._wakeup = trio.Event()
         self._sleeping = False
         self._bugcheck: BugCheck | None = None
+        self._stop_requested = False
         self._ended: set[int] = set()  # workers whose trio task has returned
         self._running = False
         self.stopped = trio.Event()
@@ -131,8 +139,14 @@ class Kernel:
         """Virtual seconds since the kernel started."""
         return self._now
 
+    def _sync_now(self) -> None:
+        """Called from outside the emulation while the dispatcher sleeps: time has moved."""
+        if self._sleeping and self._running:
+            self._now = max(self._now, trio.current_time() - self._epoch)
+
     def call_at(self, when: float, fn: Callable[..., None], *args: Any) -> Timer:
         """Run `fn(*args)` at DPC level at virtual time `when` (a KTIMER + KDPC)."""
+        self._sync_now()
         t = Timer(max(when, self._now), next(self._timer_seq), fn, args)
         heapq.heappush(self._timers, t)
         if self._sleeping:
@@ -140,6 +154,7 @@ class Kernel:
         return t
 
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> Timer:
+        self._sync_now()
         return self.call_at(self._now + delay, fn, *args)
 
     def queue_dpc(self, fn: Callable[..., None], *args: Any) -> None:
@@ -185,6 +200,7 @@ class Kernel:
         signals: tuple[WaitObject, ...] = (),
     ) -> WorkItem:
         """ExQueueWorkItem. `signals` declares the wait objects this item will set."""
+        self._sync_now()
         item = self.core.new_item(queue, routine, name, tags, signals)
         self.core.insert(item, self._now)
         self._apply_actions()
@@ -198,6 +214,10 @@ class Kernel:
             item.queue = queue
         self.core.insert(item, self._now)
         self._apply_actions()
+
+    def declare_signal(self, item: WorkItem, obj: WaitObject) -> None:
+        """Record that `item` must run before `obj` can be set (for the knot proof)."""
+        self.core.declare_signal(item, obj)
 
     def remove_work_item(self, item: WorkItem) -> bool:
         return self.core.remove(item, self._now)
@@ -225,6 +245,14 @@ class Kernel:
 
     # -- the dispatcher ---------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """End the run at this exact point of the event sequence: nothing further is
+        dispatched, and `run` returns (cancelling the worker tasks). Deterministic, unlike
+        cancelling from another trio task, whose turn trio orders at random."""
+        self._stop_requested = True
+        if self._sleeping:
+            self._wakeup.set()
+
     async def run(self, *, task_status: trio.TaskStatus[Kernel] = trio.TASK_STATUS_IGNORED) -> None:
         if self._running:
             raise ExecutiveError("kernel already running")
@@ -236,20 +264,24 @@ class Kernel:
                 self._nursery = nursery
                 task_status.started(self)
                 await self._loop()
+                nursery.cancel_scope.cancel()  # stop(): end the parked worker tasks
         except BaseExceptionGroup:
-            if self._bugcheck is not None:
-                raise self._bugcheck from None
+            bug = self._bugcheck
+            if bug is not None:
+                raise bug from bug.__cause__  # the group stays attached as __context__
             raise
         finally:
             self._running = False
             self.stopped.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stop_requested:
             self._fire_due_timers()
             self.core.advance(self._now)
             self._apply_actions()
             while self._dpcs or self._nready:
+                if self._stop_requested:
+                    return
                 if self._dpcs:
                     fn, args = self._dpcs.popleft()
                     self.stats.dpcs += 1
@@ -261,6 +293,8 @@ class Kernel:
                     if self._bugcheck is not None:
                         raise self._bugcheck
                 self._fire_due_timers()
+            if self._stop_requested:
+                return
             deadline = self.core.next_deadline()
             if self._timers:
                 deadline = min(deadline, self._timers[0].when)
@@ -361,13 +395,42 @@ class Kernel:
 
     async def _hand_back(self) -> Any:
         """Called in a worker task: return the baton to the dispatcher and park."""
+        worker = self._current
         self._current = None
         if self._dispatcher_parked and self._dispatcher is not None:
             self._dispatcher_parked = False
             trio.lowlevel.reschedule(self._dispatcher, outcome.Value(None))
-        return await trio.lowlevel.wait_task_rescheduled(
-            lambda _: trio.lowlevel.Abort.SUCCEEDED
-        )
+        if worker is None:  # pragma: no cover - every hand-back comes from a worker's turn
+            raise ExecutiveError("hand-back outside a worker turn")
+        worker.in_kernel_wait = True
+        try:
+            return await trio.lowlevel.wait_task_rescheduled(
+                lambda _: trio.lowlevel.Abort.SUCCEEDED
+            )
+        finally:
+            worker.in_kernel_wait = False
+
+    async def _drive(self, coro: Coroutine[Any, Any, None], worker: Worker,
+                     item: WorkItem) -> None:
+        """Run a work item's coroutine, passing its suspensions on to trio — but only the
+        kernel's own (`Kernel.wait`). Any other await would let trio's clock and run order
+        into the emulation, so it is a bugcheck."""
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                trap = coro.throw(error) if error is not None else coro.send(value)
+            except StopIteration:
+                return
+            if not worker.in_kernel_wait:
+                coro.close()
+                raise ExecutiveError(
+                    f"work item {item.label} awaited something other than an executive wait "
+                    "object (items may block only through Kernel.wait)")
+            try:
+                value, error = await _suspend(trap), None
+            except BaseException as exc:  # Cancelled included: hand it to the item
+                value, error = None, exc
 
     async def _worker_main(self, worker: Worker, cmd: Any) -> None:
         worker.task = trio.lowlevel.current_task()
@@ -380,7 +443,7 @@ class Kernel:
         while cmd is not _EXIT:
             item: WorkItem = cmd
             try:
-                await item.routine(item)
+                await self._drive(item.routine(item), worker, item)
             except trio.Cancelled:
                 raise
             except Exception as exc:

@@ -112,6 +112,7 @@ class EmulatedMiniport:
         self.tx_busy_until = 0.0  # when the transmitter finishes the last accepted frame
         self.tx_queued = 0  # accepted frames not yet fully transmitted
         self._end: WireEnd | None = None
+        self._queries = self._query_table()
         self._receive: Callable[[bytes], None] | None = None
 
     # -- medium ---------------------------------------------------------------------------------
@@ -198,9 +199,13 @@ class EmulatedMiniport:
         return self._set(req.oid, req.data if set_data is None else set_data)
 
     def _query_value(self, oid: int) -> bytes | None:
+        fn = self._queries.get(oid)
+        return None if fn is None else fn()
+
+    def _query_table(self) -> dict[int, Callable[[], bytes]]:
         c = self.config
         u = _ULONG.pack
-        values: dict[int, Callable[[], bytes]] = {
+        return {
             Oid.GEN_MAXIMUM_SEND_PACKETS: lambda: u(c.max_send_packets),
             Oid.E802_3_CURRENT_ADDRESS: lambda: self.mac,
             Oid.E802_3_PERMANENT_ADDRESS: lambda: self.mac,
@@ -215,8 +220,6 @@ class EmulatedMiniport:
             Oid.E802_3_MULTICAST_LIST: lambda: b"".join(self.multicast),
             Oid.E802_3_MAXIMUM_LIST_SIZE: lambda: u(c.multicast_list_size),
         }
-        fn = values.get(oid)
-        return None if fn is None else fn()
 
     def _set(self, oid: int, data: bytes) -> NdisStatus:
         if oid == Oid.GEN_CURRENT_LOOKAHEAD:

@@ -230,6 +230,8 @@ class Ndis:
             return self._finish(block, req, NdisStatus.ADAPTER_REMOVED, notify=False)
         if block.in_progress is not None or block.queued:
             block.queued.append(req)
+            if block.worker_item is not None:
+                self._declare_dispatch(block.worker_item, req)
             return NdisStatus.PENDING
         return self._do_request(block, req, caller_waiting=True)
 
@@ -259,8 +261,6 @@ class Ndis:
         req.status = status
         req.completed_at = self.kernel.now
         self.requests_completed += 1
-        if block.in_progress is req:
-            block.in_progress = None
         binding: Binding = req.binding
         if status is NdisStatus.SUCCESS and req.type is RequestType.SET:
             if req.oid == Oid.GEN_CURRENT_PACKET_FILTER:
@@ -272,12 +272,24 @@ class Ndis:
             self.trace.emit("ndis.request.completed", adapter=block.name, req=req.id,
                             oid=oid_name(req.oid), status=status.ndis_name, notify=notify)
         if notify:
+            # ReactOS MiniRequestComplete calls the protocol's handler first, then clears
+            # PendingRequest (R miniport.c:479-525): a request issued from the handler queues.
             self._deliver_completion(binding, req, status)
+        if block.in_progress is req:
+            block.in_progress = None
         if block.queued and block.worker_item is None and not block.removed:
             block.worker_item = self.kernel.queue_work_item(
                 self.dispatch_queue, self._miniport_worker(block),
                 name="ndis.miniport_worker", tags={"adapter": block.name})
+            for queued in block.queued:
+                self._declare_dispatch(block.worker_item, queued)
         return status
+
+    def _declare_dispatch(self, worker_item: WorkItem, req: NdisRequest) -> None:
+        """A request queued by NDIS completes only after a MiniportWorker dispatches it: the
+        worker item is on the path to every waiter's event (so a knot through it is provable)."""
+        for obj in req.tags.get("signals", ()):
+            self.kernel.declare_signal(worker_item, obj)
 
     def _deliver_completion(self, binding: Binding, req: NdisRequest,
                             status: NdisStatus) -> None:
@@ -331,6 +343,8 @@ class Ndis:
         miniport = block.miniport
         if not miniport.config.serialized:
             return miniport.send(frame)
+        if block.send_queue and miniport.tx_idle:
+            self._send_complete(block)  # a queue left by a refused send: restart it
         if block.send_queue or not miniport.tx_idle:
             if len(block.send_queue) >= self.send_queue_limit:
                 block.send_dropped += 1
@@ -340,10 +354,14 @@ class Ndis:
         return miniport.send(frame, lambda: self._send_complete(block))
 
     def _send_complete(self, block: MiniportBlock) -> None:
-        """NdisMSendComplete of a serialized miniport: hand over the next queued send."""
-        if block.send_queue and not block.removed:
+        """NdisMSendComplete of a serialized miniport: hand over the next queued send; sends
+        the miniport refuses (link down…) are dropped, so the queue never wedges."""
+        while block.send_queue and not block.removed:
             frame = block.send_queue.popleft()
-            block.miniport.send(frame, lambda: self._send_complete(block))
+            st = block.miniport.send(frame, lambda: self._send_complete(block))
+            if st is NdisStatus.SUCCESS:
+                return
+            block.send_dropped += 1
 
     def indicate_receive(self, block: MiniportBlock, frame: bytes) -> None:
         """NdisMEthIndicateReceive: deliver to every binding whose filter accepts it."""

@@ -128,6 +128,8 @@ class Tcpip6Binder:
         self.on_settled = on_settled  # called when a bind ends (up or failed)
         self.interfaces: dict[str, Tcpip6Binding] = {}
         self.counters: Counter[str] = Counter()
+        self.bound = 0  # interfaces up
+        self.failed = 0  # binds that failed
         executor.attach(self)
 
     # -- NDIS protocol handlers ------------------------------------------------------------
@@ -145,6 +147,10 @@ class Tcpip6Binder:
         state: Tcpip6Binding | None = binding.context
         if state is None:
             return
+        if state.phase is BindPhase.UP:
+            self.bound -= 1
+        elif state.phase is BindPhase.FAILED:
+            self.failed -= 1
         state.phase = BindPhase.UNBOUND
         state.stack = None
         state.backlog.clear()
@@ -239,6 +245,7 @@ class Tcpip6Binder:
     def _up(self, state: Tcpip6Binding) -> None:
         state.phase = BindPhase.UP
         state.bound_at = self.kernel.now
+        self.bound += 1
         self.ndis.complete_bind_adapter(state.ctx, NdisStatus.SUCCESS)
         self._trace("tcpip6.interface.up", adapter=state.adapter)
         if self.on_settled is not None:
@@ -247,6 +254,7 @@ class Tcpip6Binder:
     def _fail(self, state: Tcpip6Binding, reason: str) -> None:
         state.phase = BindPhase.FAILED
         state.failure = reason
+        self.failed += 1
         self.ndis.close_adapter(state.binding)
         self.ndis.complete_bind_adapter(state.ctx, NdisStatus.FAILURE)
         self._trace("tcpip6.bind.failed", adapter=state.adapter, reason=reason)
@@ -276,11 +284,3 @@ class Tcpip6Binder:
         tracer = self.kernel.tracer
         if tracer.enabled:
             tracer.emit(event, **fields)
-
-    @property
-    def bound(self) -> int:
-        return sum(1 for s in self.interfaces.values() if s.phase is BindPhase.UP)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for s in self.interfaces.values() if s.phase is BindPhase.FAILED)

@@ -208,6 +208,7 @@ class RescuerExecutor(BlockingExecutor):
             await routine(item)
 
         item = super().queue_completion(sub, counted)
+        item.rescuer = self.rescue_queue  # the detector must know this item can move
         self._watched.append(item)
         if self._timer is None:
             self._progress_at_last_check = self._progress

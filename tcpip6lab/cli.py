@@ -257,6 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+    except Exception as exc:  # a bug of ours: one line, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc} (run with "
+                         "--debug for the traceback)\n")
+        return 1
     except BrokenPipeError:
         return 0
     return 0

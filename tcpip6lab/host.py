@@ -26,7 +26,7 @@ from ndisemu.pnp import Pnp
 from ndisemu.system import ForeignHolder, Heartbeat
 from ndisemu.trace import Tracer
 from ndisemu.wire import MemoryWire, MemoryWireEnd
-from tcpip6.binder import BindPhase, Tcpip6Binder, Tcpip6Binding
+from tcpip6.binder import Tcpip6Binder, Tcpip6Binding
 from tcpip6.executors import (
     AsyncExecutor,
     CriticalExecutor,
@@ -87,6 +87,10 @@ class ModelParams:
             raise ConfigError("foreign holders must be >= 0")
         if self.foreign_hold <= 0 or self.heartbeat_interval <= 0 or self.wire_delay < 0:
             raise ConfigError("foreign_hold and heartbeat_interval must be > 0, wire_delay >= 0")
+        if self.executor == "rescuer" and self.completion_via == "ndis":
+            raise ConfigError("the rescuer executor rescues tcpip6's own completion items; "
+                              "with completion via ndis there are none (use --completion-via "
+                              "tcpip6)")
         if self.multicast_list_size < 0:
             raise ConfigError("multicast list size must be >= 0")
         if self.dedicated_threads < 1:
@@ -307,9 +311,7 @@ class EmulatedHost:
         return self.tcpip6.failed
 
     def settled(self, expected: int) -> bool:
-        states = self.tcpip6.interfaces.values()
-        done = sum(1 for s in states if s.phase in (BindPhase.UP, BindPhase.FAILED))
-        return done >= expected
+        return self.tcpip6.bound + self.tcpip6.failed >= expected
 
     def ipv4_bound(self) -> int:
         if self.ipv4 is None:

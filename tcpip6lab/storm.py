@@ -69,39 +69,40 @@ async def run_storm_async(cfg: StormConfig,
     host = EmulatedHost(cfg.params, seed=cfg.seed, tracer=tracer, pcap_dir=cfg.pcap_dir)
     if on_host is not None:
         on_host(host)
-    settled = trio.Event()
     end_reason = "horizon"
+    kernel = host.kernel
 
+    # The run ends inside the emulation (Kernel.stop at a point of the event sequence), never
+    # by a trio deadline racing the kernel's own: the same seed gives the same trace.
     def check(_now: float = 0.0) -> None:
         nonlocal end_reason
-        if settled.is_set():
+        if end_reason != "horizon":
             return
         if host.deadlock is not None:
             end_reason = "deadlock"
-            settled.set()
         elif host.settled(cfg.adapters):
             end_reason = "settled"
-            settled.set()
+        else:
+            return
+        if cfg.traffic:
+            # Keep the peer pinging a little longer, so the outcome shows on the wire.
+            kernel.call_later(4 * cfg.ping_interval, kernel.stop)
+        else:
+            kernel.stop()
 
     host.detector.on_deadlock = lambda _dl: check()
     host.tcpip6.on_settled = lambda _s: check()
     first = cfg.start
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(host.kernel.run)
+            await nursery.start(kernel.run)
             host.start()
             configs = host.adapter_configs(cfg.adapters)
             host.pnp.schedule(configs, start=first, interval=cfg.interval)
             if cfg.traffic:
                 host.start_pinging(cfg.ping_interval, start=0.5)
-            # Failed binds do not call on_bound: poll cheaply at every balance tick as well.
-            host.kernel.core.tick_listeners.append(check)
-            with trio.move_on_at(trio.current_time() + first + cfg.horizon):
-                await settled.wait()
-            if cfg.traffic and settled.is_set():
-                # Keep the peer pinging a little longer, so the outcome shows on the wire.
-                await trio.sleep(4 * cfg.ping_interval)
-            nursery.cancel_scope.cancel()
+            kernel.call_at(first + cfg.horizon, kernel.stop)
+            # kernel.run returns when stopped; the nursery then has nothing left to wait for.
     finally:
         host.close()
     now = host.kernel.now

@@ -85,6 +85,9 @@ class WorkItem:
     routine: Any
     tags: dict[str, Any] = field(default_factory=dict)
     signals: tuple[WaitObject, ...] = ()
+    # A queue whose reserved thread may take this item over while it waits (a rescuer): such
+    # an item is never stuck for good behind a full queue.
+    rescuer: str | None = None
     state: ItemState = ItemState.QUEUED
     queued_at: float = 0.0
     started_at: float | None = None
@@ -113,6 +116,7 @@ class Worker:
     blocked_since: float | None = None
     priority: int = 13
     task: Any = None  # owned by the driver (its trio task)
+    in_kernel_wait: bool = False  # owned by the driver: parked in an executive wait
 
     @property
     def name(self) -> str:
@@ -299,6 +303,11 @@ class ExecutiveCore:
             self._create_worker(q, dynamic=True, now=now)
             self._dispatch(q, now)
 
+    def declare_signal(self, item: WorkItem, obj: WaitObject) -> None:
+        """Record, after the fact, that `item` must run before `obj` can be set."""
+        if item not in obj.signalers and not obj.signaled:
+            obj.signalers.append(item)
+
     def remove(self, item: WorkItem, now: float) -> bool:
         """Take a still-queued item off its queue (used by a rescuer). False if it started."""
         if item.state is not ItemState.QUEUED:
@@ -432,11 +441,16 @@ class ExecutiveCore:
     def _balance_pass(self, now: float) -> None:
         """ExpDetectWorkerThreadDeadlock for each balanced queue (W ex/worker.c:805-841)."""
         for q in self._balanced:
-            if (q.depth_last_pass > 0 and q.processed == q.processed_last_pass
-                    and q.dynamic < q.spec.max_dynamic):
+            grow = (q.depth_last_pass > 0 and q.processed == q.processed_last_pass
+                    and q.dynamic < q.spec.max_dynamic)
+            if grow:
                 self._create_worker(q, dynamic=True, now=now)
                 if self._trace is not None:
                     self._trace("exec.balance.grow", queue=q.name, dynamic=q.dynamic)
-                self._dispatch(q, now)
+            # The manager (priority 14) snapshots before the new thread (13) gets to dequeue,
+            # so that dequeue counts as progress at the next pass: +1 thread per 2 s at most
+            # on a stuck queue (W ex/worker.c:805-841).
             q.depth_last_pass = len(q.pending)
             q.processed_last_pass = q.processed
+            if grow:
+                self._dispatch(q, now)

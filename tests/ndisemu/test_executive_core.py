@@ -186,3 +186,18 @@ def test_fifo_order_is_kept() -> None:
             core.finish(a.worker, 0.0)
         pending = start_actions(core)
     assert order == [f"item{i}" for i in range(5)]
+
+
+def test_a_stuck_queue_grows_by_one_thread_every_two_balance_periods() -> None:
+    """The manager snapshots before its new thread dequeues, so that dequeue is progress at
+    the next pass (W ex/worker.c:805-841): +1 at t=2, none at t=3, +1 at t=4, ..."""
+    core = ExecutiveCore(ExecutiveParams(max_dynamic=16))
+    q = core.queues[DELAYED]
+    fill(core, DELAYED, q.spec.static_threads + 10, 0.0)
+    block_all_started(core, 0.0)
+    counts = []
+    for t in range(1, 9):
+        core.advance(float(t))
+        block_all_started(core, float(t))  # each new thread takes an item and blocks on it
+        counts.append(q.dynamic)
+    assert counts == [0, 1, 1, 2, 2, 3, 3, 4]

@@ -189,3 +189,56 @@ def test_cancel_while_the_dispatcher_is_runnable_is_clean() -> None:
 
     for _ in range(60):
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_a_bugcheck_keeps_the_items_exception_as_its_cause(
+        autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel()
+
+    async def bad(_: WorkItem) -> None:
+        raise KeyError("lost")
+
+    with pytest.raises(BugCheck) as info:
+        await _run_one(k, bad)
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+async def _run_one(k: Kernel, routine: Any) -> None:
+    k.queue_work_item(CRITICAL, routine, name="item")
+    await k.run()
+
+
+async def test_awaiting_a_trio_primitive_in_a_work_item_is_a_bugcheck(
+        autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel()
+
+    async def sleeper(_: WorkItem) -> None:
+        await trio.sleep(5)
+
+    with pytest.raises(BugCheck, match="awaited something other than an executive wait"):
+        await _run_one(k, sleeper)
+
+
+async def test_calls_from_outside_see_the_current_time(
+        autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel()
+    fired: list[float] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(k.run)
+        await trio.sleep(0.6)  # the dispatcher sleeps towards the 1 s balance tick
+        k.call_later(0.5, lambda: fired.append(k.now))
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    assert fired == [pytest.approx(1.1)]
+
+
+async def test_stop_ends_the_run_at_a_point_of_the_event_sequence(
+        autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel()
+    seen: list[float] = []
+    for t in (1.0, 2.0, 3.0):
+        k.call_at(t, lambda: seen.append(k.now))
+    k.call_at(2.0, k.stop)  # same instant as a timer scheduled before it: that one runs
+    await k.run()
+    assert seen == [1.0, 2.0]
+    assert k.stopped.is_set()

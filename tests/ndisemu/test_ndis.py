@@ -274,3 +274,26 @@ async def test_serialized_and_deserialized_sends_leave_in_order_at_link_speed(
         assert gaps == pytest.approx([tx] * 3)
         assert block.miniport.tx_idle and not block.send_queue
         nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_send_does_not_wedge_the_serialized_queue(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with trio.open_nursery() as nursery:
+        rig = await start(nursery, link_speed_100bps=100_000)
+        got: list[bytes] = []
+        rig.wire.b.attach(got.append)
+        frames = [bytes([0x02, 0, 0, 0, 0, i]) + MAC + b"\x86\xdd" + bytes(986)
+                  for i in range(5)]
+        for f in frames[:3]:
+            rig.ndis.send(rig.binding, f)
+        miniport = rig.ndis.miniports["nic000"].miniport
+        miniport.media_connected = False  # the link drops while two sends wait in NDIS
+        await trio.sleep(0.1)
+        miniport.media_connected = True
+        for f in frames[3:]:
+            rig.ndis.send(rig.binding, f)
+        await trio.sleep(0.1)
+        assert got == [frames[0], frames[3], frames[4]]
+        block = rig.ndis.miniports["nic000"]
+        assert block.send_dropped == 2 and not block.send_queue
+        nursery.cancel_scope.cancel()

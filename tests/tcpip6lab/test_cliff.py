@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from ndisemu.errors import ConfigError
 from tcpip6.binder import BIND_OIDS
 from tcpip6.ipv4 import IPV4_BIND_OIDS
 from tcpip6lab.host import ModelParams
@@ -115,3 +116,52 @@ def test_ndis_work_item_completion_gives_a_different_chain() -> None:
 
     assert wakers(own) == {"tcpip6.oid_complete"}
     assert wakers(via_ndis) == {"ndis.request_complete"}
+
+
+@pytest.mark.parametrize("mayday", [(0.010, 0.100), (0.5, 1.0)])
+def test_a_rescued_queue_is_never_reported_as_a_knot(mayday: tuple[float, float]) -> None:
+    """The rescuer's completions wait behind a full critical queue, but the rescuer can take
+    them over: the queue looks knotted between maydays and is not (regression)."""
+    params = ModelParams(executor="rescuer", foreign_holders=0, mayday_initial=mayday[0],
+                         mayday_interval=mayday[1])
+    r = run_storm(StormConfig(adapters=300, params=params))
+    assert r["outcome"] == "bound" and "deadlock" not in r
+    cw = r["critical_workers"]
+    assert isinstance(cw, dict) and cw["peak_dynamic"] == 16  # the pool did fill up
+
+
+def test_rescuer_with_ndis_completion_is_refused() -> None:
+    with pytest.raises(ConfigError, match="rescuer"):
+        ModelParams(executor="rescuer", completion_via="ndis")
+
+
+def test_a_knot_through_ndis_dispatch_items_is_proven() -> None:
+    """With NDIS's MiniportWorker on the critical queue, workers wait on requests still queued
+    in NDIS: the chain runs through the queued dispatch item (regression: was 'stalled')."""
+    r = run_storm(StormConfig(adapters=24, params=ModelParams(ndis_dispatch_queue="critical")))
+    assert r["outcome"] == "deadlock"
+    dl = r["deadlock"]
+    assert isinstance(dl, dict)
+    wakers = {link["waits_on"].split("#")[0] for link in dl["chain"]}
+    assert "ndis.miniport_worker" in wakers
+
+
+def test_ndis_work_item_completion_would_hang_ipv4_too() -> None:
+    """nt-model §6 candidate 1 (NDIS delivers completions from critical work items) starves
+    IPv4's binds as well — which the KB rules out; the default (tcpip6's own item) does not."""
+    via_ndis = run_storm(StormConfig(adapters=24, params=ModelParams(completion_via="ndis")))
+    own = run_storm(StormConfig(adapters=24))
+    assert via_ndis["ipv4_bound"] < 24
+    assert own["ipv4_bound"] == 24
+
+
+@pytest.mark.parametrize("extra", [{"traffic": True}, {"horizon": 9.0},
+                                   {"interval": 0.25, "horizon": 3.0}])
+def test_same_seed_same_run_whatever_trio_does(extra: dict[str, object]) -> None:
+    """Runs end inside the emulation, so trio's random run order cannot add or drop a step
+    (regression: a horizon or traffic tail on a trio deadline raced the kernel's timers)."""
+    params = ModelParams(foreign_hold=1000.0)
+    runs = [run_storm(StormConfig(adapters=24, params=params, seed=1, **extra))  # type: ignore[arg-type]
+            for _ in range(6)]
+    keys = ("outcome", "adapters_bound", "virtual_seconds", "heartbeat", "oids")
+    assert all({k: r[k] for k in keys} == {k: runs[0][k] for k in keys} for r in runs)

@@ -1,0 +1,1 @@
+"""bench: benchmarks that print ratios measured in the same run and save JSON."""
