@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
     d.add_argument("--plain", action="store_true", help="plain progress lines, no live view")
     d.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter wire here")
+    d.add_argument("--backend", choices=("memory", "tap"), default="memory",
+                   help="memory (default: virtual wires and time) or tap (root: real devices "
+                        "in two namespaces, real ping processes, real time)")
     add_model_options(d, executor_default=None)
     return parser
 

@@ -9,6 +9,10 @@ is paced by trio's MockClock at `--speed` virtual seconds per wall second.
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +25,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ndisemu.backends.netlink import Registry, netns_preexec
+from ndisemu.backends.topology import preflight
 from ndisemu.executive.core import WorkerState
 from ndisemu.params import CRITICAL
+from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
-from .host import EmulatedHost, ModelParams
+from .host import EmulatedHost, ModelParams, PingStats, adapter_ipv4
+from .serve import RealHost, make_real_host
 
 PRE_BOUND_AT = 1.0
 BURST_AT = 3.0
@@ -36,19 +44,23 @@ PING_WINDOW = 1.6  # an adapter "answers" if a reply arrived within this many se
 class Side:
     label: str
     host: EmulatedHost
+    #: Ping results per adapter and family, from real `ping` processes (TAP backend);
+    #: None means the emulated peer's own (memory backend).
+    pings: dict[str, dict[int, PingStats]] | None = None
+
+    def stats(self) -> dict[str, dict[int, PingStats]]:
+        if self.pings is not None:
+            return self.pings
+        return {name: {6: s.v6, 4: s.v4} for name, s in self.host.peers.items()}
 
     def answering(self, family: int, now: float) -> tuple[int, int]:
-        sides = list(self.host.peers.values())
-        ok = 0
-        for s in sides:
-            st = s.v6 if family == 6 else s.v4
-            if st.ok_since(now - PING_WINDOW):
-                ok += 1
-        return ok, len(sides)
+        stats = self.stats()
+        ok = sum(1 for st in stats.values() if st[family].ok_since(now - PING_WINDOW))
+        return ok, len(stats)
 
     def first_adapter_v6(self, now: float) -> bool:
-        side = self.host.peers.get("nic000")
-        return side is not None and side.v6.ok_since(now - PING_WINDOW)
+        st = self.stats().get("nic000")
+        return st is not None and st[6].ok_since(now - PING_WINDOW)
 
     def heartbeat_age(self, now: float) -> float | None:
         last = self.host.heartbeat.last_beat
@@ -160,74 +172,145 @@ def plain_line(sides: list[Side], now: float, total: int) -> str:
     return " | ".join(parts)
 
 
+_REPLY = re.compile(rb"bytes from .*icmp_seq=(\d+)")
+
+
+async def _ping_process(real: RealHost, adapter: str, family: int, stats: PingStats,
+                        clock_start: float) -> None:
+    """A real `ping` in the host's namespace for the whole demo; each reply line counts."""
+    site = real.topology.sites[adapter]
+    cfg = next(c for c in real.configs if c.name == adapter)
+    if family == 6:
+        target = f"{addr_str(link_local_from_mac(cfg.mac))}%{site.device}"
+    else:
+        target = socket.inet_ntoa(adapter_ipv4(int(cfg.tags["index"])))
+    argv = ["ping", f"-{family}", "-n", "-i", str(PING_INTERVAL), "-W", "1", target]
+    proc = await trio.lowlevel.open_process(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        preexec_fn=netns_preexec(site.netns))
+    try:
+        assert proc.stdout is not None
+        buf = b""
+        async for chunk in proc.stdout:
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if _REPLY.search(line):
+                    stats.answered += 1
+                    stats.last_answered = trio.current_time() - clock_start
+    finally:
+        proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+
+
+async def _drive_view(sides: list[Side], args: argparse.Namespace, console: Console,
+                      live_view: bool, total: int, clock_start: float) -> None:
+    def vnow() -> float:
+        return trio.current_time() - clock_start
+
+    if live_view:
+        with Live(render(sides, 0.0, total, args.speed), console=console,
+                  refresh_per_second=10, transient=False) as live:
+            while vnow() < args.duration:
+                await trio.sleep(0.1)
+                live.update(render(sides, vnow(), total, args.speed))
+    else:
+        next_line = 0.0
+        while vnow() < args.duration:
+            await trio.sleep(0.1)
+            if vnow() >= next_line:
+                console.print(plain_line(sides, vnow(), total), highlight=False,
+                              markup=False, soft_wrap=True)
+                next_line += 1.0
+
+
+def _schedule(host: EmulatedHost, configs: list[Any], adapters: int) -> None:
+    host.start()
+    host.pnp.schedule(configs[:1], start=PRE_BOUND_AT)
+    host.pnp.schedule(configs[1:1 + adapters], start=BURST_AT)
+
+
 async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, str], ModelParams],
                 console: Console, live_view: bool) -> int:
     total = args.adapters + 1
-    sides = []
-    for label, executor in (("unpatched (critical)", "critical"), ("fixed (dedicated)",
-                                                                   "dedicated")):
-        params = build(args, executor)
-        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
-                            name=executor)
-        sides.append(Side(label, host))
-    async with trio.open_nursery() as nursery:
-        for s in sides:
-            await nursery.start(s.host.kernel.run)
-            h = s.host
-            h.start()
-            h.pnp.schedule(h.adapter_configs(1), start=PRE_BOUND_AT)
-            h.pnp.schedule(h.adapter_configs(args.adapters, first=1), start=BURST_AT)
-            h.start_pinging(PING_INTERVAL, start=0.5)
-        clock_start = trio.current_time()
-
-        def vnow() -> float:
-            return trio.current_time() - clock_start
-
-        if live_view:
-            with Live(render(sides, 0.0, total, args.speed), console=console,
-                      refresh_per_second=10, transient=False) as live:
-                while vnow() < args.duration:
-                    await trio.sleep(0.1)
-                    live.update(render(sides, vnow(), total, args.speed))
-        else:
-            next_line = 0.0
-            while vnow() < args.duration:
-                await trio.sleep(0.1)
-                if vnow() >= next_line:
-                    console.print(plain_line(sides, vnow(), total), highlight=False,
-                                  markup=False, soft_wrap=True)
-                    next_line += 1.0
-        nursery.cancel_scope.cancel()
-    now = args.duration
-    console.print()
-    console.print("Verdict:", style="bold")
-    for s in sides:
-        console.print("  " + s.verdict(now, total), highlight=False, markup=False,
-                      soft_wrap=True)
-    unpatched = sides[0].host
-    if unpatched.deadlock is not None:
+    sides: list[Side] = []
+    reals: list[RealHost] = []
+    registry = Registry.open() if args.backend == "tap" else None
+    try:
+        async with trio.open_nursery() as nursery:
+            for label, executor in (("unpatched (critical)", "critical"),
+                                    ("fixed (dedicated)", "dedicated")):
+                params = build(args, executor)
+                if registry is not None:
+                    real = make_real_host(params, backend="tap", adapters=total,
+                                          seed=args.seed, netns=f"{registry.run_id}{executor[0]}",
+                                          registry=registry, pcap_dir=args.pcap, name=executor)
+                    reals.append(real)
+                    pings = {c.name: {6: PingStats(), 4: PingStats()} for c in real.configs}
+                    side = Side(label, real.host, pings)
+                    await nursery.start(real.host.kernel.run)
+                    for port in real.topology.ports():
+                        nursery.start_soon(port.run)
+                    _schedule(real.host, real.configs, args.adapters)
+                else:
+                    host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
+                                        name=executor)
+                    side = Side(label, host)
+                    await nursery.start(host.kernel.run)
+                    _schedule(host, host.adapter_configs(total), args.adapters)
+                    host.start_pinging(PING_INTERVAL, start=0.5)
+                sides.append(side)
+            clock_start = trio.current_time()
+            for side, real in zip(sides, reals, strict=False):
+                assert side.pings is not None
+                for name, fam in side.pings.items():
+                    for family, stats in fam.items():
+                        nursery.start_soon(_ping_process, real, name, family, stats,
+                                           clock_start)
+            await _drive_view(sides, args, console, live_view, total, clock_start)
+            nursery.cancel_scope.cancel()
+        now = args.duration
         console.print()
-        console.print("Wait-for chain of the unpatched host (built from the executive's "
-                      "recorded waits):", style="bold")
-        console.print(unpatched.deadlock.render(limit=6), highlight=False, markup=False,
-                      soft_wrap=True)
-    for s in sides:
-        s.host.close()
+        console.print("Verdict:", style="bold")
+        for s in sides:
+            console.print("  " + s.verdict(now, total), highlight=False, markup=False,
+                          soft_wrap=True)
+        unpatched = sides[0].host
+        if unpatched.deadlock is not None:
+            console.print()
+            console.print("Wait-for chain of the unpatched host (built from the executive's "
+                          "recorded waits):", style="bold")
+            console.print(unpatched.deadlock.render(limit=6), highlight=False, markup=False,
+                          soft_wrap=True)
+    finally:
+        for s in sides:
+            s.host.close()
+        for real in reals:
+            real.close()
+        if registry is not None:
+            registry.teardown()
     return 0
 
 
 def run_demo(args: argparse.Namespace,
              build: Callable[[argparse.Namespace, str], ModelParams]) -> int:
-    if args.speed <= 0:
-        from .cli import UsageError
+    from .cli import UsageError
 
+    if args.speed <= 0:
         raise UsageError(f"--speed must be > 0 (got {args.speed})")
     if args.duration <= BURST_AT:
-        from .cli import UsageError
-
         raise UsageError(f"--duration must be > {BURST_AT}s (the burst happens then)")
     console = Console(highlight=False)
     live_view = console.is_terminal and not args.plain
+    if args.backend == "tap":
+        # Real devices run on the real clock: no pacing.
+        preflight("tap")
+        if shutil.which("ping") is None:
+            raise UsageError("demo --backend tap needs Linux's ping (apt-get install "
+                             "iputils-ping)")
+        args.speed = 1.0
+        return trio.run(_demo, args, build, console, live_view)
     clock = trio.testing.MockClock(rate=args.speed)
     return trio.run(_demo, args, build, console, live_view, clock=clock)
 

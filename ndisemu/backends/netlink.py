@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +216,18 @@ def in_netns(name: str) -> Iterator[None]:
     finally:
         os.close(target)
         os.close(home)
+
+
+def netns_preexec(name: str) -> Callable[[], None]:
+    """A `preexec_fn` that moves a child process into namespace `name` before exec."""
+    path = str(NETNS_DIR / name)
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        _setns(fd)
+        os.close(fd)
+
+    return enter
 
 
 def write_sysctl(netns_name: str, key: str, value: str) -> None:
