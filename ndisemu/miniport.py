@@ -30,7 +30,10 @@ _ULONG = struct.Struct("<I")
 
 
 class WireEnd(Protocol):
-    """What a miniport needs from its medium."""
+    """What a miniport needs from its medium. `paced` is True when the emulation itself must
+    pace frames at link speed (the memory wire); a real device paces them in its own queue."""
+
+    paced: bool
 
     def transmit(self, frame: bytes) -> None: ...
 
@@ -142,6 +145,13 @@ class EmulatedMiniport:
         link speed; `on_complete` (NdisMSendComplete) runs when it has left."""
         if self._end is None or not self.media_connected:
             return NdisStatus.FAILURE
+        if not self._end.paced:
+            # A real device: its driver queue paces the frames; the send is complete for us.
+            self.tx_frames += 1
+            self._end.transmit(frame)
+            if on_complete is not None:
+                on_complete()
+            return NdisStatus.SUCCESS
         if self.tx_queued >= self.config.tx_queue_limit:
             self.tx_dropped += 1
             return NdisStatus.RESOURCES

@@ -18,6 +18,8 @@ class FrameRecorder(Protocol):
 
 
 class MemoryWireEnd:
+    paced = True  # no real medium: the miniport paces frames at link speed
+
     def __init__(self, wire: MemoryWire, name: str) -> None:
         self.wire = wire
         self.name = name

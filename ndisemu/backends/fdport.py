@@ -28,6 +28,8 @@ class Recorder(Protocol):
 class FdPort:
     """A `WireEnd` whose medium is a file descriptor."""
 
+    paced = False  # the device's own queue paces frames
+
     def __init__(self, kernel: Kernel, fd: int, name: str, *, batch: int = 64,
                  sock: socket.socket | None = None, mtu: int = 1500) -> None:
         self.kernel = kernel
