@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time between arrivals (default 0: a burst)")
     v.add_argument("--netns", metavar="NAME",
                    help="name of the namespace to create for Linux's side (t6l- is "
-                        "prefixed if missing; default t6l-<run id>)")
+                        "prefixed if missing; default t6l-<run id>); '.' keeps Linux's side "
+                        "in the current namespace")
     v.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
     add_model_options(v, executor_default="critical")

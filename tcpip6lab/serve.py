@@ -18,7 +18,7 @@ from typing import IO, Any
 import trio
 
 from ndisemu.backends.netlink import Registry
-from ndisemu.backends.topology import SiteSpec, Topology, build, preflight
+from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.pcap import PcapWriter
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
@@ -134,8 +134,11 @@ async def _report(host: EmulatedHost, out: IO[str]) -> None:
 
 
 def print_sites(real: RealHost, out: IO[str]) -> None:
-    out.write(f"namespace {real.topology.netns} (Linux's side; run tools there with "
-              f"`ip netns exec {real.topology.netns} …`)\n")
+    if real.topology.netns == CURRENT:
+        out.write("Linux's side of each device is in the current namespace\n")
+    else:
+        out.write(f"namespace {real.topology.netns} (Linux's side; run tools there with "
+                  f"`ip netns exec {real.topology.netns} …`)\n")
     for row in real.describe():
         out.write(f"  {row['adapter']}  device {row['device']:<13} MAC {row['mac']}  "
                   f"{row['link_local']}%{row['device']}  IPv4 {row['ipv4']} "

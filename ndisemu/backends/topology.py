@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from .tap import open_tap
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
+CURRENT = "."  # `netns` value: Linux's side stays in this process's namespace
 ETH_P_ALL = 0x0003
 PACKET_MR_PROMISC = 1
 SOL_PACKET = 263
@@ -96,15 +98,20 @@ def build(kernel: Kernel, backend: str, specs: list[SiteSpec], *, netns: str | N
     from pyroute2 import netns as pr_netns
 
     preflight(backend)
-    ns_name = netns if netns is not None else f"{PREFIX}{registry.run_id}"
-    if not ns_name.startswith(PREFIX):
-        ns_name = PREFIX + ns_name
-    registry.claim_netns(ns_name)
-    pr_netns.create(ns_name)
+    current = netns == CURRENT
+    if current:
+        ns_name = CURRENT
+    else:
+        ns_name = netns if netns is not None else f"{PREFIX}{registry.run_id}"
+        if not ns_name.startswith(PREFIX):
+            ns_name = PREFIX + ns_name
+        registry.claim_netns(ns_name)
+        pr_netns.create(ns_name)
+        # Usable at once: no DAD delay on Linux's link-local addresses, no router
+        # solicitations (new devices inherit these defaults of their namespace).
+        write_sysctl(ns_name, "net/ipv6/conf/default/accept_dad", "0")
+        write_sysctl(ns_name, "net/ipv6/conf/default/router_solicitations", "0")
     topo = Topology(backend, ns_name, registry)
-    # Usable at once: no DAD delay on Linux's link-local addresses, no router solicitations.
-    write_sysctl(ns_name, "net/ipv6/conf/default/accept_dad", "0")
-    write_sysctl(ns_name, "net/ipv6/conf/default/router_solicitations", "0")
     emu_ns = None
     if backend == "veth":
         emu_ns = f"{PREFIX}{registry.run_id}-emu"
@@ -112,9 +119,9 @@ def build(kernel: Kernel, backend: str, specs: list[SiteSpec], *, netns: str | N
         pr_netns.create(emu_ns)
         write_sysctl(emu_ns, "net/ipv6/conf/default/disable_ipv6", "1")
         topo.emu_netns = emu_ns
-    with IPRoute() as ipr, NetNS(ns_name) as ns:
+    with IPRoute() as ipr, (IPRoute() if current else NetNS(ns_name)) as ns:
         lo = ns.link_lookup(ifname="lo")
-        if lo:
+        if lo and not current:
             ns.link("set", index=lo[0], state="up")
         for spec in specs:
             dev = f"{PREFIX}{registry.run_id}-{spec.index}"
@@ -131,7 +138,13 @@ def build(kernel: Kernel, backend: str, specs: list[SiteSpec], *, netns: str | N
                 ipr.link("set", index=idx, net_ns_fd=emu_ns)
                 port = _packet_port(kernel, emu_ns or "", emu_dev, spec)
             idx = ipr.link_lookup(ifname=dev)[0]
-            ipr.link("set", index=idx, net_ns_fd=ns_name)
+            if current:
+                # In the current namespace the defaults are the user's: set ours per device.
+                for key in ("accept_dad", "router_solicitations"):
+                    with contextlib.suppress(OSError):
+                        Path(f"/proc/sys/net/ipv6/conf/{dev}/{key}").write_text("0")
+            else:
+                ipr.link("set", index=idx, net_ns_fd=ns_name)
             i = ns.link_lookup(ifname=dev)[0]
             ns.link("set", index=i, address=_mac(spec.linux_mac), mtu=spec.mtu)
             ns.addr("add", index=i, address=socket.inet_ntoa(spec.linux_ipv4),

@@ -218,3 +218,33 @@ def test_demo_on_tap_with_real_ping_processes() -> None:
     assert "IPv6 answers on 25/25 adapters (nic000, bound before the storm, too), IPv4 on 25/25" \
         in out
     assert leftovers() == before
+
+
+async def test_linux_side_in_the_current_namespace() -> None:
+    require_real_net("ping")
+    registry = Registry.open()
+    real = None
+    try:
+        real = make_real_host(ModelParams(executor="dedicated"), backend="tap", adapters=1,
+                              seed=1, netns=".", registry=registry)
+        site = real.topology.sites["nic000"]
+        assert os.path.exists(f"/sys/class/net/{site.device}")  # visible here, no namespace
+        assert not registry.netns
+        host = real.host
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.kernel.run)
+            nursery.start_soon(site.port.run)
+            host.start()
+            host.pnp.schedule(real.configs, start=host.kernel.now)
+            await wait_for(lambda: host.bound() == 1)
+            target = f"{addr_str(link_local_from_mac(real.configs[0].mac))}%{site.device}"
+            proc = await trio.run_process(["ping", "-6", "-n", "-c", "2", "-i", "0.3", "-W",
+                                           "1", target], check=False, capture_stdout=True)
+            assert proc.returncode == 0
+            nursery.cancel_scope.cancel()
+    finally:
+        if real is not None:
+            real.close()
+        else:
+            registry.teardown()
+    assert not [x for x in leftovers() if registry.run_id in x]
