@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .fdport import FdPort
