@@ -20,7 +20,7 @@ from scapy.layers.inet import ICMP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
 from scapy.utils import rdpcap
 
-from ndisemu.backends.netlink import PREFIX, Registry, netns_preexec
+from ndisemu.backends.netlink import PREFIX, Registry, link_exists, netns_preexec
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab.cli import main
 from tcpip6lab.host import ModelParams, adapter_ipv4
@@ -228,7 +228,7 @@ async def test_linux_side_in_the_current_namespace() -> None:
         real = make_real_host(ModelParams(executor="dedicated"), backend="tap", adapters=1,
                               seed=1, netns=".", registry=registry)
         site = real.topology.sites["nic000"]
-        assert os.path.exists(f"/sys/class/net/{site.device}")  # visible here, no namespace
+        assert link_exists(site.device)  # visible in this namespace
         assert not registry.netns
         host = real.host
         async with trio.open_nursery() as nursery:
