@@ -11,6 +11,16 @@ formula or an assumption about the caller.
 The check runs at each balance-manager tick (faults.md §8, recommendation 8: the first tick
 where the knot holds is the detection time). A queue that is merely slow (a worker waits on a
 request still in the miniport, whose completion item is not queued yet) is not a knot.
+
+Stalls (the Linux workqueue watchdog's rule, faults.md §4 and recommendation 7): a queue with
+pending items whose last dequeue — or the moment it became non-empty, if later — is more than
+two balance periods ago, and which is not knotted, is reported as a stall, naming the workers
+that hold it and what they wait on, and the injected fault behind a wait when there is one. A
+stall ends when the queue dequeues again; a queue that keeps dequeuing, however slowly its OIDs
+complete, is never reported.
+
+Reports come as structured events (`detector.deadlock`, `detector.stall`, `detector.stall_end`),
+readable text (`render`) and Graphviz DOT (`to_dot`).
 """
 
 from __future__ import annotations
@@ -19,7 +29,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ndisemu.executive.core import ExecutiveCore, ItemState, QueueState, WorkerState
+from ndisemu.executive.core import (
+    ExecutiveCore,
+    ItemState,
+    QueueState,
+    WaitObject,
+    Worker,
+    WorkerState,
+)
 
 if TYPE_CHECKING:
     from ndisemu.kernel import Kernel
@@ -81,6 +98,137 @@ class Deadlock:
             lines.append(f"  ... {len(self.chain) - limit} more workers in the same knot")
         return "\n".join(lines)
 
+    def to_dot(self) -> str:
+        """The knot as a Graphviz digraph: worker -> item -> awaited event -> waking item."""
+        out = ["digraph deadlock {", "  rankdir=LR;", "  node [fontname=monospace];",
+               f'  label="deadlock on {self.queue}: {self.workers} workers blocked";']
+        for link in self.chain:
+            w, it, ev, wk = (_q(link.worker), _q(link.item), _q(link.event), _q(link.waits_on))
+            detail = ", ".join(x for x in (link.adapter, link.oid) if x)
+            out.append(f"  {w} [shape=box];")
+            out.append(f'  {it} [shape=ellipse, label="{link.item}\\n{detail}"];')
+            out.append(f"  {ev} [shape=diamond];")
+            out.append(f'  {wk} [shape=ellipse, style=dashed, label="{link.waits_on}\\n'
+                       f'queued #{link.position + 1} on {link.queue}"];')
+            out.append(f'  {w} -> {it} [label="runs"];')
+            out.append(f'  {it} -> {ev} [label="waits on"];')
+            out.append(f'  {ev} -> {wk} [label="set only by"];')
+            out.append(f'  {wk} -> {_q("queue " + link.queue)} [label="behind a full queue"];')
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', "'") + '"'
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A worker of a stalled queue and what it is stuck on."""
+
+    worker: str
+    state: str
+    item: str | None
+    adapter: str | None
+    waits_on: str | None
+    signalled_by: tuple[str, ...]
+    fault: str | None
+
+
+@dataclass
+class Stall:
+    queue: str
+    detected_at: float
+    since: float  # last progress
+    pending: int
+    holders: list[Holder] = field(default_factory=list)
+    ended_at: float | None = None
+
+    @property
+    def faults(self) -> list[str]:
+        return sorted({h.fault for h in self.holders if h.fault})
+
+    def as_dict(self, *, time_origin: float = 0.0) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "detected_at": round(self.detected_at - time_origin, 9),
+            "since": round(self.since - time_origin, 9),
+            "ended_at": (round(self.ended_at - time_origin, 9)
+                         if self.ended_at is not None else None),
+            "pending": self.pending,
+            "faults": self.faults,
+            "holders": [asdict(h) for h in self.holders],
+        }
+
+    def render(self, *, time_origin: float = 0.0) -> str:
+        cause = f" (fault: {', '.join(self.faults)})" if self.faults else ""
+        lines = [f"STALL on the {self.queue} queue at t={self.detected_at - time_origin:.3f}s: "
+                 f"no dequeue since t={self.since - time_origin:.3f}s, {self.pending} items "
+                 f"queued{cause}"]
+        for h in self.holders:
+            wait = f" waits on {h.waits_on}" if h.waits_on else ""
+            by = f" (set by {', '.join(h.signalled_by)})" if h.signalled_by else \
+                (" (set by nothing queued: an outside event)" if h.waits_on else "")
+            lines.append(f"  {h.worker:<14} {h.state} {h.item or ''}"
+                         f"{' [' + h.adapter + ']' if h.adapter else ''}{wait}{by}"
+                         f"{' <- fault ' + h.fault if h.fault else ''}")
+        return "\n".join(lines)
+
+    def to_dot(self) -> str:
+        out = ["digraph stall {", "  rankdir=LR;", "  node [fontname=monospace];",
+               f'  label="stall on {self.queue}: {self.pending} queued";']
+        for h in self.holders:
+            out.append(f"  {_q(h.worker)} [shape=box];")
+            if h.item:
+                out.append(f'  {_q(h.worker)} -> {_q(h.item)} [label="runs"];')
+            if h.item and h.waits_on:
+                out.append(f'  {_q(h.item)} -> {_q(h.waits_on)} [label="waits on"];')
+                for s in h.signalled_by:
+                    out.append(f'  {_q(h.waits_on)} -> {_q(s)} [label="set by"];')
+            if h.fault and h.waits_on:
+                out.append(f"  {_q('fault ' + h.fault)} [shape=octagon];")
+                out.append(f'  {_q("fault " + h.fault)} -> {_q(h.waits_on)} [label="holds"];')
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+
+def _fault_of(worker: Worker) -> str | None:
+    """The injected fault behind a worker's wait, if the records name one."""
+    item = worker.item
+    if item is not None and item.tags.get("fault"):
+        return str(item.tags["fault"])
+    obj: WaitObject | None = worker.waiting_on
+    if obj is None:
+        return None
+    if obj.tags.get("fault"):
+        return str(obj.tags["fault"])
+    req = obj.tags.get("request")
+    fault = getattr(req, "tags", {}).get("fault") if req is not None else None
+    return str(fault) if fault else None
+
+
+def find_stall(core: ExecutiveCore, queue: str, now: float,
+               threshold: float) -> Stall | None:
+    """A stall on `queue` at `now` (no knot check here: callers check knots first)."""
+    q = core.queues[queue]
+    if not q.pending or q.nonempty_since is None or q.spec.thread_per_item:
+        return None
+    since = max(q.last_dequeue_at if q.last_dequeue_at is not None else q.nonempty_since,
+                q.nonempty_since)
+    if now - since <= threshold:
+        return None
+    holders = []
+    for w in q.workers:
+        obj = w.waiting_on
+        live = [s.label for s in (obj.signalers if obj is not None else [])
+                if s.state in (ItemState.QUEUED, ItemState.RUNNING)]
+        holders.append(Holder(
+            worker=w.name, state=w.state.value, item=w.item.label if w.item else None,
+            adapter=w.item.tags.get("adapter") if w.item else None,
+            waits_on=obj.label if obj is not None else None, signalled_by=tuple(live),
+            fault=_fault_of(w)))
+    return Stall(queue, now, since, len(q.pending), holders)
+
 
 def find_knot(core: ExecutiveCore, queue: str) -> list[KnotLink] | None:
     """The proven knot on `queue`, as its chain, or None."""
@@ -119,30 +267,56 @@ class HangDetector:
     """Checks every queue for a knot at each balance tick; remembers the first per queue."""
 
     def __init__(self, kernel: Kernel,
-                 on_deadlock: Callable[[Deadlock], None] | None = None) -> None:
+                 on_deadlock: Callable[[Deadlock], None] | None = None,
+                 stall_periods: float = 2.0) -> None:
         self.kernel = kernel
         self.on_deadlock = on_deadlock
         self.deadlocks: dict[str, Deadlock] = {}
+        self.stalls: list[Stall] = []  # every stall episode, ended or not
+        self.active_stalls: dict[str, Stall] = {}
+        self.stall_threshold = stall_periods * kernel.params.balance_period
         self.checks = 0
         kernel.core.tick_listeners.append(self.check)
 
     def check(self, now: float) -> None:
         self.checks += 1
         core = self.kernel.core
+        tracer = self.kernel.tracer
         for name, q in core.queues.items():
             if name in self.deadlocks:
                 continue
             chain = find_knot(core, name)
             if chain is None:
+                self._check_stall(name, now)
                 continue
+            self.active_stalls.pop(name, None)
             dl = Deadlock(name, now, len(q.workers), q.spec.static_threads, q.dynamic,
                           len(q.pending), chain)
             self.deadlocks[name] = dl
-            if self.kernel.tracer.enabled:
-                self.kernel.tracer.emit("detector.deadlock", queue=name, workers=len(q.workers),
-                                        pending=len(q.pending))
+            if tracer.enabled:
+                tracer.emit("detector.deadlock", queue=name, workers=len(q.workers),
+                            pending=len(q.pending))
             if self.on_deadlock is not None:
                 self.on_deadlock(dl)
+
+    def _check_stall(self, name: str, now: float) -> None:
+        tracer = self.kernel.tracer
+        stall = find_stall(self.kernel.core, name, now, self.stall_threshold)
+        active = self.active_stalls.get(name)
+        if stall is None:
+            if active is not None:
+                active.ended_at = now
+                del self.active_stalls[name]
+                if tracer.enabled:
+                    tracer.emit("detector.stall_end", queue=name)
+            return
+        if active is not None and active.since == stall.since:
+            return  # the same episode, already reported
+        self.active_stalls[name] = stall
+        self.stalls.append(stall)
+        if tracer.enabled:
+            tracer.emit("detector.stall", queue=name, pending=stall.pending,
+                        faults=stall.faults)
 
     @property
     def first(self) -> Deadlock | None:

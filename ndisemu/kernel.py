@@ -128,6 +128,8 @@ class Kernel:
         self._sleeping = False
         self._bugcheck: BugCheck | None = None
         self._stop_requested = False
+        #: faults/ may set this: (queue, item name, tags) -> id of a fault that fails it
+        self.alloc_hook: Callable[[str, str, dict[str, Any]], str | None] | None = None
         self._ended: set[int] = set()  # workers whose trio task has returned
         self._running = False
         self.stopped = trio.Event()
@@ -205,6 +207,26 @@ class Kernel:
         self.core.insert(item, self._now)
         self._apply_actions()
         return item
+
+    def try_queue_work_item(
+        self,
+        queue: str,
+        routine: Routine,
+        *,
+        name: str,
+        tags: dict[str, Any] | None = None,
+        signals: tuple[WaitObject, ...] = (),
+    ) -> WorkItem | None:
+        """IoAllocateWorkItem + IoQueueWorkItem: the allocation may fail (None) — Driver
+        Verifier's low-resources simulation fails it on purpose (faults.md §1)."""
+        hook = self.alloc_hook
+        if hook is not None:
+            fault = hook(queue, name, tags or {})
+            if fault is not None:
+                if self.tracer.enabled:
+                    self.tracer.emit("exec.alloc.failed", queue=queue, item=name, fault=fault)
+                return None
+        return self.queue_work_item(queue, routine, name=name, tags=tags, signals=signals)
 
     def requeue(self, item: WorkItem, queue: str | None = None) -> None:
         """Insert an item that was removed from a queue (a rescuer's hand-over)."""

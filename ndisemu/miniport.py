@@ -29,6 +29,27 @@ if TYPE_CHECKING:
 _ULONG = struct.Struct("<I")
 
 
+@dataclass(frozen=True)
+class RequestFault:
+    """What a fault injector decided for one request (faults/ decides; the miniport obeys)."""
+
+    fault: str  # the fault's id
+    action: str  # delay | pend | fail | double-complete
+    status: NdisStatus | None = None
+    delay: float = 0.0
+
+
+class MiniportFaultHook(Protocol):
+    """Implemented by faults/: consulted on every request a miniport handles."""
+
+    def on_request(self, miniport: EmulatedMiniport, req: NdisRequest) -> RequestFault | None:
+        ...
+
+    def hold_until_healed(self, release: Callable[[], None]) -> bool:
+        """Keep `release` for the heal; False when already healed (release at once)."""
+        ...
+
+
 class WireEnd(Protocol):
     """What a miniport needs from its medium. `paced` is True when the emulation itself must
     pace frames at link speed (the memory wire); a real device paces them in its own queue."""
@@ -116,6 +137,9 @@ class EmulatedMiniport:
         self.tx_queued = 0  # accepted frames not yet fully transmitted
         self._end: WireEnd | None = None
         self._queries = self._query_table()
+        self.fault_hook: MiniportFaultHook | None = None
+        self.hung = False
+        self.held: list[Callable[[], None]] = []  # completions kept back by a hang
         self._receive: Callable[[bytes], None] | None = None
 
     # -- medium ---------------------------------------------------------------------------------
@@ -191,10 +215,51 @@ class EmulatedMiniport:
         `set_data` lets NDIS pass the merged value of all bindings (filter, multicast list)."""
         self.requests_handled += 1
         status = self._answer(req, set_data)
+        fault = self.fault_hook.on_request(self, req) if self.fault_hook is not None else None
+        delay = self.latency()
+        if fault is not None:
+            req.tags["fault"] = fault.fault
+            if fault.action == "fail" and fault.status is not None:
+                status = fault.status
+            elif fault.action == "pend":
+                # Never completes while the fault lasts; the heal releases it.
+                self._hold(lambda: complete(status))
+                return NdisStatus.PENDING
+            elif fault.action == "delay":
+                self.kernel.call_later(delay + fault.delay, self._complete, complete, status)
+                return NdisStatus.PENDING
+            elif fault.action == "double-complete":
+                self.kernel.call_later(delay, self._complete, complete, status)
+                self.kernel.call_later(delay * 1.5, self._complete, complete, status)
+                return NdisStatus.PENDING
+        if self.hung:
+            self._hold(lambda: complete(status))
+            return NdisStatus.PENDING
         if req.oid in self.config.sync_oids:
             return status
-        self.kernel.call_later(self.latency(), complete, status)
+        self.kernel.call_later(delay, self._complete, complete, status)
         return NdisStatus.PENDING
+
+    def _complete(self, complete: Callable[[NdisStatus], None], status: NdisStatus) -> None:
+        """NdisM*InformationComplete — unless the miniport hangs, which keeps it back."""
+        if self.hung:
+            self._hold(lambda: complete(status))
+            return
+        complete(status)
+
+    def _hold(self, release: Callable[[], None]) -> None:
+        if self.fault_hook is None or not self.fault_hook.hold_until_healed(release):
+            self.held.append(release)
+
+    def hang(self) -> None:
+        """Stop completing anything (a hung firmware) until `unhang`."""
+        self.hung = True
+
+    def unhang(self) -> None:
+        self.hung = False
+        held, self.held = self.held, []
+        for release in held:
+            release()
 
     def _answer(self, req: NdisRequest, set_data: bytes | None) -> NdisStatus:
         if req.type is RequestType.QUERY:

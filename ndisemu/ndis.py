@@ -176,10 +176,15 @@ class Ndis:
         return block
 
     def remove_miniport(self, name: str) -> None:
+        """The miniport is gone: queued requests and the one in progress fail with
+        NDIS_STATUS_ADAPTER_REMOVED (a late completion of it is ignored)."""
         block = self.miniports.pop(name)
         block.removed = True
-        for req in list(block.queued):
-            block.queued.remove(req)
+        queued = list(block.queued)
+        block.queued.clear()
+        if block.in_progress is not None:
+            self._finish(block, block.in_progress, NdisStatus.ADAPTER_REMOVED, notify=True)
+        for req in queued:
             self._finish(block, req, NdisStatus.ADAPTER_REMOVED, notify=True)
 
     # -- bindings ---------------------------------------------------------------------------
@@ -284,6 +289,21 @@ class Ndis:
             for queued in block.queued:
                 self._declare_dispatch(block.worker_item, queued)
         return status
+
+    def reset_miniport(self, name: str) -> None:
+        """MiniportReset: the request in progress is aborted by the miniport, queued ones fail
+        with NDIS_STATUS_RESET_IN_PROGRESS; a late completion of the aborted one is ignored."""
+        block = self.miniports.get(name)
+        if block is None:
+            return
+        if self.trace.enabled:
+            self.trace.emit("ndis.miniport.reset", adapter=name)
+        queued = list(block.queued)
+        block.queued.clear()
+        if block.in_progress is not None:
+            self._finish(block, block.in_progress, NdisStatus.REQUEST_ABORTED, notify=True)
+        for req in queued:
+            self._finish(block, req, NdisStatus.RESET_IN_PROGRESS, notify=True)
 
     def _declare_dispatch(self, worker_item: WorkItem, req: NdisRequest) -> None:
         """A request queued by NDIS completes only after a MiniportWorker dispatches it: the

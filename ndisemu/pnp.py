@@ -39,6 +39,8 @@ class Pnp:
         self.wire_factory = wire_factory
         self.arrivals: list[Arrival] = []
         self.removed: list[str] = []
+        #: called with each new miniport before it is bound (fault injectors hook in here)
+        self.on_miniport: list[Callable[[EmulatedMiniport], None]] = []
 
     def schedule(self, configs: Iterable[MiniportConfig], *, start: float,
                  interval: float = 0.0) -> list[Arrival]:
@@ -60,6 +62,8 @@ class Pnp:
 
     def _arrive(self, arrival: Arrival) -> None:
         miniport = EmulatedMiniport(self.kernel, arrival.config)
+        for hook in self.on_miniport:
+            hook(miniport)
         if self.wire_factory is not None:
             miniport.attach_wire(self.wire_factory(arrival.config))
         block = self.ndis.add_miniport(miniport)
@@ -73,6 +77,21 @@ class Pnp:
             status = protocol.bind_adapter(ctx)
             if status is not NdisStatus.PENDING:
                 self.ndis.complete_bind_adapter(ctx, status)
+
+    def surprise_remove(self, name: str) -> None:
+        """The hardware vanishes: its requests fail at once (NDIS_STATUS_ADAPTER_REMOVED),
+        then each protocol is unbound (NDIS 5.1 surprise removal)."""
+        block = self.ndis.miniports.get(name)
+        if block is None:
+            return
+        if self.kernel.tracer.enabled:
+            self.kernel.tracer.emit("pnp.surprise_removal", adapter=name)
+        bindings = list(block.bindings)
+        self.ndis.remove_miniport(name)
+        for binding in bindings:
+            binding.protocol.unbind_adapter(binding)
+            self.ndis.close_adapter(binding)
+        self.removed.append(name)
 
     def remove(self, name: str) -> None:
         """Surprise-free removal: unbind every protocol, then drop the miniport."""

@@ -17,12 +17,21 @@ class FrameRecorder(Protocol):
     def write(self, frame: bytes, timestamp: float) -> None: ...
 
 
+class WireFaultHook(Protocol):
+    """Implemented by faults/: what becomes of one frame put on a wire. Returns None (deliver
+    as usual) or a list of (extra delay, frame) to deliver instead — [] drops it."""
+
+    def on_frame(self, wire: MemoryWire, direction: str,
+                 frame: bytes) -> list[tuple[float, bytes]] | None: ...
+
+
 class MemoryWireEnd:
     paced = True  # no real medium: the miniport paces frames at link speed
 
-    def __init__(self, wire: MemoryWire, name: str) -> None:
+    def __init__(self, wire: MemoryWire, name: str, direction: str) -> None:
         self.wire = wire
         self.name = name
+        self.direction = direction  # "out": adapter -> peer; "in": peer -> adapter
         self.peer: MemoryWireEnd | None = None
         self._receiver: Callable[[bytes], None] | None = None
         self.tx_frames = 0
@@ -38,6 +47,12 @@ class MemoryWireEnd:
         if wire.recorder is not None:
             wire.recorder.write(frame, wire.kernel.now + wire.pcap_epoch)
         assert self.peer is not None
+        if wire.fault_hook is not None:
+            out = wire.fault_hook.on_frame(wire, self.direction, frame)
+            if out is not None:
+                for extra, f in out:
+                    wire.kernel.call_later(wire.delay + extra, self.peer._deliver, f)
+                return
         wire.kernel.call_later(wire.delay, self.peer._deliver, frame)
 
     def _deliver(self, frame: bytes) -> None:
@@ -58,7 +73,8 @@ class MemoryWire:
         self.delay = delay
         self.recorder = recorder
         self.pcap_epoch = pcap_epoch
-        self.a = MemoryWireEnd(self, f"{name}.a")
-        self.b = MemoryWireEnd(self, f"{name}.b")
+        self.fault_hook: WireFaultHook | None = None
+        self.a = MemoryWireEnd(self, f"{name}.a", "out")
+        self.b = MemoryWireEnd(self, f"{name}.b", "in")
         self.a.peer = self.b
         self.b.peer = self.a

@@ -90,8 +90,11 @@ class BlockingExecutor(OidExecutor):
         tags = self._tags(sub)
         # Created before the request so that a completion can never be lost.
         sub.event = k.create_event("tcpip6.oid_done", **tags)
+        sub.event.tags["request"] = sub.request  # lets a detector name a fault behind it
         sub.request.tags["signals"] = (sub.event,)
-        k.queue_work_item(self.queue, self._routine(sub), name="tcpip6.oid_submit", tags=tags)
+        if k.try_queue_work_item(self.queue, self._routine(sub), name="tcpip6.oid_submit",
+                                 tags=tags) is None:
+            sub.on_done(sub, NdisStatus.RESOURCES)  # no work item: the bind fails cleanly
 
     def _routine(self, sub: Submission) -> Callable[[WorkItem], Any]:
         async def oid_submit(_item: WorkItem) -> None:
@@ -163,7 +166,9 @@ class AsyncExecutor(OidExecutor):
             if status is not NdisStatus.PENDING:
                 sub.on_done(sub, status)
 
-        self.kernel.queue_work_item(CRITICAL, oid_submit, name="tcpip6.oid_submit", tags=tags)
+        if self.kernel.try_queue_work_item(CRITICAL, oid_submit, name="tcpip6.oid_submit",
+                                           tags=tags) is None:
+            sub.on_done(sub, NdisStatus.RESOURCES)  # no work item: the bind fails cleanly
 
     def completed(self, sub: Submission) -> None:
         self.completions_run += 1

@@ -15,6 +15,8 @@ from typing import IO, Any, NoReturn
 
 from rich.console import Console
 
+from faults.errors import FaultsError
+from faults.plan import FaultPlan, load_plan
 from ndisemu.errors import NdisEmuError
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
 from tcpip6.errors import Tcpip6Error
@@ -128,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--adapters", type=pos_int, required=True, metavar="N")
     s.add_argument("--interval", type=duration, default=0.0, metavar="S",
                    help="time between arrivals (default 0: a burst at one instant)")
-    s.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
+    s.add_argument("--seed", type=nonneg_int, default=None, metavar="K",
+                   help="root seed (default: the plan's [run] seed, else 0)")
     s.add_argument("--horizon", type=duration, default=300.0, metavar="S",
                    help="virtual seconds after the first arrival before a run is 'stalled'")
     s.add_argument("--expect", choices=OUTCOMES, help="exit 1 unless the outcome is this")
@@ -138,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the peer pings every adapter (IPv6 and IPv4) every 0.5s, and goes on "
                         "for 2s after the outcome is known")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan")
+    s.add_argument("--dot", metavar="FILE", help="write the wait-for graph of a deadlock "
+                                                  "(or the last stall) as Graphviz DOT")
     add_model_options(s, executor_default="critical")
 
     v = sub.add_parser("serve", help="run an emulated host on memory, TAP or veth devices "
@@ -176,8 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_faults(path: str | None) -> FaultPlan | None:
+    return None if path is None else load_plan(path)
+
+
 def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
     params = model_params(args, args.executor)
+    plan = load_faults(args.faults)
+    seed = args.seed if args.seed is not None else (plan.seed if plan and plan.seed else 0)
     log = None
     if args.log:
         try:
@@ -186,8 +198,8 @@ def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
             raise UsageError(f"cannot write log {args.log!r}: {exc.strerror}") from None
     try:
         cfg = StormConfig(adapters=args.adapters, params=params, interval=args.interval,
-                          seed=args.seed, horizon=args.horizon, log=log, pcap_dir=args.pcap,
-                          traffic=args.traffic)
+                          seed=seed, horizon=args.horizon, log=log, pcap_dir=args.pcap,
+                          traffic=args.traffic, plan=plan)
         err = Console(stderr=True)
         if err.is_terminal:
             with err.status(f"bind storm: {args.adapters} adapters, {args.executor} executor…"):
@@ -197,8 +209,15 @@ def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
     finally:
         if log is not None:
             log.close()
+    dot = result.pop("dot", None)
+    if args.dot and dot:
+        try:
+            with open(args.dot, "w", encoding="utf-8") as fh:
+                fh.write(dot)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.dot!r}: {exc.strerror}") from None
     if args.json:
-        result = {k: v for k, v in result.items() if k != "deadlock_text"}
+        result = {k: v for k, v in result.items() if not k.endswith("_text")}
         out.write(dumps(result) + "\n")
     else:
         out.write(render_storm(result) + "\n")
@@ -220,8 +239,15 @@ def render_storm(r: dict[str, Any]) -> str:
         f"virtual time {r['virtual_seconds']:.3f}s after the first arrival, "
         f"wall {r['wall_seconds']:.3f}s; seed {r['seed']}",
     ]
+    if "faults" in r:
+        f = r["faults"]
+        fired = ", ".join(f"{k}×{v}" for k, v in f["fired"].items()) or "none"
+        lines.append(f"faults ({f['plan']}): fired {fired}; "
+                     + (f"healed at {f['heal_at']}s" if f["healed"] else "not healed"))
     if "deadlock_text" in r:
         lines.append(r["deadlock_text"])
+    for text in r.get("stalls_text", []):
+        lines.append(text)
     for failure in r.get("failures", []):
         lines.append(f"bind failure on {failure['adapters']} adapter(s): {failure['reason']}")
     return "\n".join(lines)
@@ -253,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(args, model_params)
         parser.error(f"unknown command {args.command!r}")
-    except (UsageError, NdisEmuError, Tcpip6Error, ValueError) as exc:
+    except (UsageError, NdisEmuError, Tcpip6Error, FaultsError, ValueError) as exc:
         if debug:
             traceback.print_exc()
         sys.stderr.write(f"{PROG}: error: {exc}\n")

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from faults.detector import Deadlock, HangDetector
+from faults.injector import FaultInjector
+from faults.plan import FaultPlan
 from ndisemu.constants import NdisStatus
 from ndisemu.errors import ConfigError
 from ndisemu.kernel import Kernel
@@ -101,6 +103,17 @@ class ModelParams:
         d.update(d.pop("executive"))
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelParams:
+        """The inverse of `as_dict` (a replay header back into parameters)."""
+        exec_fields = set(ExecutiveParams.__dataclass_fields__)
+        own = set(cls.__dataclass_fields__) - {"executive"}
+        unknown = set(d) - exec_fields - own
+        if unknown:
+            raise ConfigError(f"unknown model parameters: {', '.join(sorted(unknown))}")
+        ex = ExecutiveParams(**{k: v for k, v in d.items() if k in exec_fields})
+        return cls(executive=ex, **{k: v for k, v in d.items() if k in own})
+
     def with_(self, **changes: Any) -> ModelParams:
         exec_fields = set(ExecutiveParams.__dataclass_fields__)
         ex = {k: v for k, v in changes.items() if k in exec_fields}
@@ -171,6 +184,7 @@ class EmulatedHost:
         pcap_dir: str | None = None,
         name: str = "host",
         wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
+        plan: FaultPlan | None = None,
     ) -> None:
         self.params = p = params or ModelParams()
         self.seed = seed
@@ -205,6 +219,12 @@ class EmulatedHost:
         self.holders = [ForeignHolder(self.kernel, i, p.foreign_hold)
                         for i in range(p.foreign_holders)]
         self.detector = HangDetector(self.kernel)
+        self.plan = plan
+        self.faults: FaultInjector | None = None
+        if plan is not None:
+            self.faults = FaultInjector(plan, self.kernel, seed, self.ndis, self.pnp,
+                                        make_config=self._config)
+            self.pnp.on_miniport.append(self.faults.attach_miniport)
         self._ping_ident = 0x6c61  # "la"
         self._ping_seq = 0
 
@@ -215,18 +235,19 @@ class EmulatedHost:
         self.heartbeat.start()
         for h in self.holders:
             h.start()
+        if self.faults is not None:
+            self.faults.start()
 
     def adapter_configs(self, count: int, *, first: int = 0) -> list[MiniportConfig]:
+        return [self._config(i) for i in range(first, first + count)]
+
+    def _config(self, i: int) -> MiniportConfig:
         p = self.params
-        out = []
-        for i in range(first, first + count):
-            name = f"nic{i:03d}"
-            self.ipv4_addresses[name] = adapter_ipv4(i)
-            out.append(MiniportConfig(name=name, mac=adapter_mac(i), latency=p.latency,
-                                      latency_jitter=p.latency_jitter,
-                                      multicast_list_size=p.multicast_list_size,
-                                      tags={"index": i}))
-        return out
+        name = f"nic{i:03d}"
+        self.ipv4_addresses[name] = adapter_ipv4(i)
+        return MiniportConfig(name=name, mac=adapter_mac(i), latency=p.latency,
+                              latency_jitter=p.latency_jitter,
+                              multicast_list_size=p.multicast_list_size, tags={"index": i})
 
     def _wire_for(self, cfg: MiniportConfig) -> MemoryWireEnd:
         index = int(cfg.tags.get("index", len(self.wires)))
@@ -237,6 +258,8 @@ class EmulatedHost:
             self._pcaps.append(recorder)
         wire = MemoryWire(self.kernel, cfg.name, delay=self.params.wire_delay,
                           recorder=recorder)
+        if self.faults is not None:
+            self.faults.attach_wire(wire)
         self.wires[cfg.name] = wire
         port = PeerPort(peer_mac(index), peer_ipv4(index))
         side = PeerSide(index, cfg.name, port, wire.b, link_local_from_mac(cfg.mac),

@@ -19,6 +19,7 @@ from typing import IO, Any
 import trio
 import trio.testing
 
+from faults.plan import FaultPlan
 from ndisemu.params import CRITICAL
 from ndisemu.trace import JsonlSink, Tracer
 
@@ -39,6 +40,18 @@ class StormConfig:
     pcap_dir: str | None = None
     traffic: bool = False
     ping_interval: float = 0.5
+    plan: FaultPlan | None = None
+    extra_sinks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+    def header(self) -> dict[str, Any]:
+        """Everything a replay needs to run this storm again."""
+        return {"event": "header", "tool": "tcpip6-lab", "command": "storm",
+                "adapters": self.adapters, "interval": self.interval, "seed": self.seed,
+                "horizon": self.horizon, "start": self.start, "traffic": self.traffic,
+                "ping_interval": self.ping_interval, "params": self.params.as_dict(),
+                "plan": self.plan.text if self.plan is not None and self.plan.text is not None
+                else (self.plan.as_dict() if self.plan is not None else None),
+                "plan_source": self.plan.source if self.plan is not None else None}
 
     def __post_init__(self) -> None:
         from ndisemu.errors import ConfigError
@@ -60,13 +73,12 @@ async def run_storm_async(cfg: StormConfig,
     tracer = Tracer()
     sink: JsonlSink | None = None
     if cfg.log is not None:
-        sink = JsonlSink(cfg.log, prefix={
-            "event": "header", "tool": "tcpip6-lab", "command": "storm",
-            "adapters": cfg.adapters, "interval": cfg.interval, "seed": cfg.seed,
-            "horizon": cfg.horizon, "params": cfg.params.as_dict(),
-        })
+        sink = JsonlSink(cfg.log, prefix=cfg.header())
         tracer.add_sink(sink)
-    host = EmulatedHost(cfg.params, seed=cfg.seed, tracer=tracer, pcap_dir=cfg.pcap_dir)
+    for extra in cfg.extra_sinks:
+        tracer.add_sink(extra)
+    host = EmulatedHost(cfg.params, seed=cfg.seed, tracer=tracer, pcap_dir=cfg.pcap_dir,
+                        plan=cfg.plan)
     if on_host is not None:
         on_host(host)
     end_reason = "horizon"
@@ -169,6 +181,24 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
     if deadlock is not None:
         result["deadlock"] = deadlock.as_dict(time_origin=first)
         result["deadlock_text"] = deadlock.render(time_origin=first, limit=6)
+        result["dot"] = deadlock.to_dot()
+    elif host.detector.stalls:
+        last = host.detector.stalls[-1]
+        result["dot"] = last.to_dot()
+    if host.detector.stalls:
+        result["stalls_text"] = [s.render(time_origin=first) for s in host.detector.stalls[-3:]]
+    detector = host.detector
+    if detector.stalls:
+        result["stalls"] = [s.as_dict(time_origin=first) for s in detector.stalls]
+    if host.faults is not None:
+        inj = host.faults
+        result["faults"] = {
+            "plan": inj.plan.source,
+            "fired": dict(sorted(inj.firings.items())),
+            "total_fired": inj.total_firings,
+            "healed": inj.healed,
+            "heal_at": inj.plan.heal_at,
+        }
     failures = Counter(s.failure for s in host.tcpip6_states() if s.failure)
     if failures:
         result["failures"] = [{"reason": r, "adapters": n} for r, n in failures.most_common()]

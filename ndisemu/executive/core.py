@@ -163,6 +163,7 @@ class QueueState:
     depth_last_pass: int = 0
     processed_last_pass: int = 0
     last_dequeue_at: float | None = None
+    nonempty_since: float | None = None  # when the list last went from empty to non-empty
 
     @property
     def name(self) -> str:
@@ -286,6 +287,8 @@ class ExecutiveCore:
                                  "queued once at a time)")
         q = self.queues[item.queue]
         item.queued_at = now
+        if not q.pending:
+            q.nonempty_since = now
         q.pending.append(item)
         q.inserted += 1
         for obj in item.signals:
@@ -318,6 +321,8 @@ class ExecutiveCore:
         except ValueError:
             return False
         item.state = ItemState.REMOVED
+        if not q.pending:
+            q.nonempty_since = None
         for obj in item.signals:
             if item in obj.signalers:
                 obj.signalers.remove(item)
@@ -430,6 +435,8 @@ class ExecutiveCore:
         q.running += 1
         q.processed += 1
         q.last_dequeue_at = now
+        if not q.pending:
+            q.nonempty_since = None
         self._actions.append(Start(worker, item))
         if self._trace is not None:
             self._trace("exec.item.started", queue=q.name, item=item.label, worker=worker.name)
