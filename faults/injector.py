@@ -100,10 +100,10 @@ class FaultInjector:
         now = self.kernel.now
         if t.nth is not None:
             fire = st.matches == t.nth
-        elif t.count is not None and st.fired >= t.count:
+        elif t.count is not None and st.fired >= t.count:  # noqa: SIM114 - fault_attr order
             fire = False
         elif (t.after is not None and now < t.after) or (t.until is not None and now >= t.until):
-            fire = False  # noqa: SIM114 - kept apart: the precedence of fault_attr, in order
+            fire = False
         else:
             fire = t.probability >= 1.0 or st.rng.random() < t.probability
         if fire:
