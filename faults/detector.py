@@ -318,6 +318,12 @@ class HangDetector:
             tracer.emit("detector.stall", queue=name, pending=stall.pending,
                         faults=stall.faults)
 
+    def close(self, now: float) -> None:
+        """At the end of a run: end the stalls whose queue has progressed since."""
+        for name in list(self.active_stalls):
+            if find_stall(self.kernel.core, name, now, self.stall_threshold) is None:
+                self.active_stalls.pop(name).ended_at = now
+
     @property
     def first(self) -> Deadlock | None:
         if not self.deadlocks:

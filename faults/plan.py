@@ -26,6 +26,7 @@ with the file, the line of the entry's table header, and the key, in one message
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import tomllib
@@ -68,7 +69,7 @@ class Trigger:
             return True
         if adapter is None:
             return False
-        return any(_glob(p).fullmatch(adapter) for p in self.adapters)
+        return any(fnmatch.fnmatchcase(adapter, p) for p in self.adapters)
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,7 @@ class FaultPlan:
             out["run"]["heal_at"] = self.heal_at
         for f in self.faults:
             entry: dict[str, Any] = {"id": f.id, "action": f.action}
-            entry.update({k: (Oid(v).ndis_name if k == "oid" and isinstance(v, int)
-                              and v in Oid._value2member_map_ else v)
-                          for k, v in f.params.items()})
+            entry.update({k: _plain(k, v) for k, v in f.params.items()})
             t = f.trigger
             for key in ("nth", "count", "after", "until"):
                 if getattr(t, key) is not None:
@@ -140,6 +139,21 @@ class FaultPlan:
                 entry["adapters"] = list(t.adapters)
             out.setdefault(f.kind, []).append(entry)
         return out
+
+
+def _plain(key: str, value: Any) -> Any:
+    """A parameter back in the plan's own notation (for as_dict and replay headers)."""
+    if key == "oid" and isinstance(value, int):
+        return Oid(value).ndis_name
+    if isinstance(value, NdisStatus):
+        return value.ndis_name
+    if isinstance(value, Delay):
+        if value.fixed is not None:
+            return value.fixed
+        keys = {"uniform": ("low", "high"), "normal": ("mean", "stddev"),
+                "exponential": ("mean",)}[value.distribution or "exponential"]
+        return {"distribution": value.distribution, **{k: getattr(value, k) for k in keys}}
+    return value
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -356,15 +370,13 @@ def _delay(value: Any, where: str) -> Delay:
         if key != "distribution" and key not in keys:
             raise PlanError(f"{where}.{key}: unknown key for a {dist} distribution "
                             f"(expected {', '.join(keys)})")
-    nums = {k: _number(value.get(k, _missing(where, k)), f"{where}.{k}", minimum=0.0)
-            for k in keys}
+    for k in keys:
+        if k not in value:
+            raise PlanError(f"{where}.{k}: required for a {dist} distribution")
+    nums = {k: _number(value[k], f"{where}.{k}", minimum=0.0) for k in keys}
     if dist == "uniform" and nums["high"] < nums["low"]:
         raise PlanError(f"{where}.high: must be >= low")
     return Delay(distribution=dist, **nums)
-
-
-def _missing(where: str, key: str) -> Any:
-    raise PlanError(f"{where}.{key}: required")
 
 
 def _number(value: Any, where: str, *, minimum: float) -> float:
@@ -382,11 +394,6 @@ def _integer(value: Any, where: str, *, minimum: int) -> int:
     if value < minimum:
         raise PlanError(f"{where}: must be >= {minimum} (got {value})")
     return value
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                              for c in pattern))
 
 
 def _header_line(text: str | None, kind: str, index: int) -> int | None:

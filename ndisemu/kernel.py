@@ -56,6 +56,7 @@ from .trace import Tracer
 Routine = Callable[[WorkItem], Awaitable[None]]
 
 _EXIT = object()
+SCHEDULES = ("random", "fifo", "pct")
 
 
 @types.coroutine
@@ -99,9 +100,12 @@ class Kernel:
         schedule: str = "random",
         tracer: Tracer | None = None,
         name: str = "host",
+        pct_depth: int = 3,
+        pct_steps: int = 5000,
     ) -> None:
-        if schedule not in ("fifo", "random"):
-            raise ExecutiveError(f"schedule must be 'fifo' or 'random', not {schedule!r}")
+        if schedule not in SCHEDULES:
+            raise ExecutiveError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                                 f"not {schedule!r}")
         self.name = name
         self.params = params or ExecutiveParams()
         self.seed = seed
@@ -117,7 +121,14 @@ class Kernel:
         self._timers: list[Timer] = []
         self._timer_seq = itertools.count()
         self._dpcs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self._ready: dict[int, Any] = {}  # priority -> list (random) or deque (fifo)
+        self._ready: dict[int, Any] = {}  # priority -> list (random, pct) or deque (fifo)
+        # PCT (Burckhardt et al., ASPLOS 2010; shuttle's pct.rs): each thread a random
+        # priority, and at pct_depth - 1 random steps the running thread drops below all.
+        self.pct_depth = pct_depth
+        self._pct: dict[int, float] = {}
+        self._pct_step = 0
+        self._pct_changes = ({self.rng.randrange(1, pct_steps) for _ in range(pct_depth - 1)}
+                             if schedule == "pct" else set())
         self._priorities: list[int] = []
         self._nready = 0
         self._current: Worker | None = None
@@ -381,6 +392,8 @@ class Kernel:
             if isinstance(lst, deque):
                 entry = lst.popleft()
                 return entry
+            if self.schedule == "pct":
+                return self._pick_pct(lst)
             n = len(lst)
             if n > 1:
                 i = self.rng.randrange(n)
@@ -388,6 +401,18 @@ class Kernel:
             entry = lst.pop()
             return entry
         raise ExecutiveError("no ready worker")  # pragma: no cover
+
+    def _pick_pct(self, lst: list[tuple[Worker, Any]]) -> tuple[Worker, Any]:
+        pct = self._pct
+        for w, _ in lst:
+            if w.id not in pct:
+                pct[w.id] = self.rng.random()
+        i = max(range(len(lst)), key=lambda j: pct[lst[j][0].id])
+        entry = lst.pop(i)
+        self._pct_step += 1
+        if self._pct_step in self._pct_changes:
+            pct[entry[0].id] = -float(self._pct_step)  # a change point: below every thread
+        return entry
 
     async def _run_worker(self, worker: Worker, cmd: Any) -> None:
         """Give the baton to `worker` and park until it hands it back."""

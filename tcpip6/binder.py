@@ -130,6 +130,7 @@ class Tcpip6Binder:
         self.counters: Counter[str] = Counter()
         self.bound = 0  # interfaces up
         self.failed = 0  # binds that failed
+        self.unbound = 0  # interfaces (or binds in progress) ended by the adapter's removal
         executor.attach(self)
 
     # -- NDIS protocol handlers ------------------------------------------------------------
@@ -147,11 +148,20 @@ class Tcpip6Binder:
         state: Tcpip6Binding | None = binding.context
         if state is None:
             return
+        if state.phase is BindPhase.UNBOUND:
+            return
         if state.phase is BindPhase.UP:
             self.bound -= 1
         elif state.phase is BindPhase.FAILED:
             self.failed -= 1
+        was_binding = state.phase is BindPhase.BINDING
         state.phase = BindPhase.UNBOUND
+        self.unbound += 1
+        if was_binding and state.ctx.status is NdisStatus.PENDING:
+            # The bind ends with the adapter: cleanly, not stuck (NdisCompleteBindAdapter).
+            self.ndis.complete_bind_adapter(state.ctx, NdisStatus.ADAPTER_REMOVED)
+        if self.on_settled is not None:
+            self.on_settled(state)
         state.stack = None
         state.backlog.clear()
         self._trace("tcpip6.unbind", adapter=state.adapter)

@@ -7,6 +7,7 @@ status 2; `--debug` shows the traceback instead. `storm --expect` exits 1 on a m
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import traceback
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from faults.errors import FaultsError
 from faults.plan import FaultPlan, load_plan
@@ -99,8 +101,9 @@ def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | Non
                                      f"bind fails (default {m.multicast_list_size})")
     g.add_argument("--dedicated-threads", type=pos_int, default=m.dedicated_threads,
                    metavar="N", help="threads of the dedicated executor (default 1)")
-    g.add_argument("--schedule", choices=("random", "fifo"), default=m.schedule,
-                   help="order of ready threads of equal priority: seeded draw or FIFO")
+    g.add_argument("--schedule", choices=("random", "fifo", "pct"), default=m.schedule,
+                   help="order of ready threads of equal priority: seeded draw, FIFO, or "
+                        "PCT (random thread priorities with change points)")
 
 
 def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
@@ -161,6 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
     add_model_options(v, executor_default="critical")
+
+    e = sub.add_parser("explore", help="run many seeded schedules (PCT) and fault timings; "
+                                       "report the smallest failing configuration")
+    e.add_argument("--adapters", type=pos_int, required=True, metavar="N")
+    e.add_argument("--runs", type=pos_int, default=50, metavar="K", help="seeds to try")
+    e.add_argument("--seed", type=nonneg_int, default=0, metavar="K", help="first seed")
+    e.add_argument("--plan", metavar="PLAN.toml", help="a fault plan to vary")
+    e.add_argument("--depth", type=pos_int, default=3, metavar="D",
+                   help="PCT depth: priority change points + 1 (default 3)")
+    e.add_argument("--interval", type=duration, default=0.0, metavar="S")
+    e.add_argument("--horizon", type=duration, default=60.0, metavar="S")
+    e.add_argument("--json", action="store_true")
+    add_model_options(e, executor_default="critical")
+
+    r = sub.add_parser("replay", help="run a storm log again and report the first event "
+                                      "that differs")
+    r.add_argument("log", metavar="LOG", help="a JSONL log written by storm --log")
 
     sub.add_parser("cleanup", help="remove devices, namespaces and state files that "
                                    "interrupted runs left behind")
@@ -228,6 +248,90 @@ def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace, out: IO[str]) -> int:
+    from faults.explore import RunRecord, explore
+
+    from .storm import run_storm
+
+    plan = load_faults(args.plan)
+    params = model_params(args, args.executor).with_(schedule="pct", pct_depth=args.depth)
+
+    def run_one(adapters: int, seed: int) -> RunRecord:
+        r = run_storm(StormConfig(adapters=adapters, params=params, interval=args.interval,
+                                  seed=seed, horizon=args.horizon, plan=plan))
+        fired = int(r.get("faults", {}).get("total_fired", 0))
+        return RunRecord(adapters, seed, r["outcome"] in ("deadlock", "stalled"),
+                         r["outcome"], fired)
+
+    err = Console(stderr=True)
+    if err.is_terminal:
+        with Progress(TextColumn("exploring"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("runs", total=args.runs)
+            report = explore(run_one, adapters=args.adapters, runs=args.runs, seed=args.seed,
+                             progress=lambda n: bar.update(task, completed=n))
+    else:
+        report = explore(run_one, adapters=args.adapters, runs=args.runs, seed=args.seed)
+    best = report.smallest
+    reproduce = None
+    if best is not None:
+        reproduce = (f"tcpip6-lab storm --adapters {best.adapters} --executor {args.executor} "
+                     f"--seed {best.seed} --schedule pct --horizon {args.horizon:g}"
+                     + (f" --interval {args.interval:g}" if args.interval else "")
+                     + (f" --faults {args.plan}" if args.plan else "")
+                     + _nondefault_model_args(args))
+    summary = {
+        "runs": report.runs, "storms": report.storms, "failures": len(report.failures),
+        "failing_seeds": [f.seed for f in report.failures],
+        "smallest": None if best is None else {
+            "adapters": best.adapters, "seed": best.seed, "outcome": best.outcome,
+            "fault_firings": best.firings, "reproduce": reproduce},
+    }
+    if args.json:
+        out.write(json.dumps(summary, indent=2) + "\n")
+        return 0
+    out.write(f"explored {report.runs} seeds ({report.storms} storms with shrinking): "
+              f"{len(report.failures)} failed\n")
+    if best is None:
+        out.write("no failing configuration found\n")
+    else:
+        out.write(f"smallest failing configuration: {best.adapters} adapters, seed {best.seed}, "
+                  f"{best.firings} fault firings -> {best.outcome}\n")
+        out.write(f"reproduce: {reproduce}\n")
+    return 0
+
+
+def _nondefault_model_args(args: argparse.Namespace) -> str:
+    d, m = ExecutiveParams(), ModelParams()
+    pairs = [("--static-threads", args.static_threads, d.critical_static),
+             ("--additional-critical", args.additional_critical, d.additional_critical),
+             ("--max-dynamic", args.max_dynamic, d.max_dynamic), ("--cpus", args.cpus, d.cpus),
+             ("--latency", args.latency, m.latency),
+             ("--latency-jitter", args.latency_jitter, m.latency_jitter),
+             ("--completion-queue", args.completion_queue, m.completion_queue),
+             ("--completion-via", args.completion_via, m.completion_via),
+             ("--foreign-holders", args.foreign_holders, m.foreign_holders),
+             ("--multicast-list-size", args.multicast_list_size, m.multicast_list_size),
+             ("--dedicated-threads", args.dedicated_threads, m.dedicated_threads)]
+    return "".join(f" {flag} {value:g}" if isinstance(value, float) else f" {flag} {value}"
+                   for flag, value, default in pairs if value != default)
+
+
+def cmd_replay(args: argparse.Namespace, out: IO[str]) -> int:
+    from .storm import replay
+
+    rep, result = replay(args.log)
+    d = rep.divergence
+    if d is None:
+        out.write(f"replay: identical — {rep.events} events, outcome {result['outcome']}"
+                  + (f", trace hash {rep.logged_hash}" if rep.logged_hash else "") + "\n")
+        return 0
+    out.write(f"replay: diverged at event #{d.seq}\n")
+    out.write(f"  logged:   {json.dumps(d.expected, sort_keys=True)}\n")
+    out.write(f"  replayed: {json.dumps(d.got, sort_keys=True)}\n")
+    return 1
+
+
 def render_storm(r: dict[str, Any]) -> str:
     cw = r["critical_workers"]
     lines = [
@@ -265,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .serve import cmd_serve
 
             return cmd_serve(args, model_params, sys.stdout)
+        if args.command == "explore":
+            return cmd_explore(args, sys.stdout)
+        if args.command == "replay":
+            return cmd_replay(args, sys.stdout)
         if args.command == "cleanup":
             from ndisemu.backends.netlink import cleanup_leftovers, require_root
 

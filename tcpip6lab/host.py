@@ -71,6 +71,7 @@ class ModelParams:
     wire_delay: float = 50e-6
     ipv4: bool = True
     schedule: str = "random"
+    pct_depth: int = 3  # with schedule = "pct": priority change points + 1
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTOR_NAMES:
@@ -190,7 +191,7 @@ class EmulatedHost:
         self.seed = seed
         self.name = name
         self.kernel = Kernel(p.executive, seed=seed, schedule=p.schedule, tracer=tracer,
-                             name=name)
+                             name=name, pct_depth=p.pct_depth)
         self.ndis = Ndis(
             self.kernel,
             dispatch_queue=p.ndis_dispatch_queue,
@@ -334,7 +335,16 @@ class EmulatedHost:
         return self.tcpip6.failed
 
     def settled(self, expected: int) -> bool:
-        return self.tcpip6.bound + self.tcpip6.failed >= expected
+        """Every expected adapter's tcpip6 bind has ended: up, failed, or removed."""
+        t = self.tcpip6
+        return t.bound + t.failed + t.unbound >= expected
+
+    def expected_adapters(self, adapters: int) -> int:
+        """Adapters a storm waits for: its own plus those a fault plan's PnP bursts add."""
+        if self.plan is None:
+            return adapters
+        return adapters + sum(int(f.params["count"]) for f in self.plan.of_kind("pnp")
+                              if f.action == "burst")
 
     def ipv4_bound(self) -> int:
         if self.ipv4 is None:

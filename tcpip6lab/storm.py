@@ -20,6 +20,7 @@ import trio
 import trio.testing
 
 from faults.plan import FaultPlan
+from faults.replay import ReplayResult
 from ndisemu.params import CRITICAL
 from ndisemu.trace import JsonlSink, Tracer
 
@@ -92,7 +93,7 @@ async def run_storm_async(cfg: StormConfig,
             return
         if host.deadlock is not None:
             end_reason = "deadlock"
-        elif host.settled(cfg.adapters):
+        elif host.settled(expected):
             end_reason = "settled"
         else:
             return
@@ -102,6 +103,7 @@ async def run_storm_async(cfg: StormConfig,
         else:
             kernel.stop()
 
+    expected = host.expected_adapters(cfg.adapters)
     host.detector.on_deadlock = lambda _dl: check()
     host.tcpip6.on_settled = lambda _s: check()
     first = cfg.start
@@ -118,10 +120,11 @@ async def run_storm_async(cfg: StormConfig,
     finally:
         host.close()
     now = host.kernel.now
+    host.detector.close(now)
     result = summarize(host, cfg, now=now, first=first, end_reason=end_reason)
     result["wall_seconds"] = round(time.perf_counter() - wall0, 6)
+    tracer.emit("storm.end", outcome=result["outcome"], bound=result["adapters_bound"])
     if sink is not None:
-        tracer.emit("storm.end", outcome=result["outcome"], bound=result["adapters_bound"])
         result["trace_hash"] = sink.close({"event": "trailer", "outcome": result["outcome"]})
     return result
 
@@ -130,12 +133,14 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
               end_reason: str) -> dict[str, Any]:
     bound = host.bound()
     failed = host.failed()
+    removed = host.tcpip6.unbound
+    expected = host.expected_adapters(cfg.adapters)
     deadlock = host.deadlock
     if deadlock is not None:
         outcome = "deadlock"
-    elif bound == cfg.adapters:
+    elif bound + removed >= expected and failed == 0:
         outcome = "bound"
-    elif bound + failed == cfg.adapters:
+    elif bound + failed + removed >= expected:
         outcome = "failed"
     else:
         outcome = "stalled"
@@ -147,6 +152,7 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
         "adapters": cfg.adapters,
         "adapters_bound": bound,
         "adapters_failed": failed,
+        "adapters_removed": removed,
         "executor": cfg.params.executor,
         "seed": cfg.seed,
         "interval": cfg.interval,
@@ -214,6 +220,45 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     return result
+
+
+def config_from_header(header: dict[str, Any]) -> StormConfig:
+    """The StormConfig a log's header describes (for replay)."""
+    from faults.plan import parse_plan, plan_from_dict
+
+    plan_data = header.get("plan")
+    source = str(header.get("plan_source") or "<log>")
+    plan = None
+    if isinstance(plan_data, str):
+        plan = parse_plan(plan_data, source=source)
+    elif isinstance(plan_data, dict):
+        plan = plan_from_dict(plan_data, source=source)
+    return StormConfig(
+        adapters=int(header["adapters"]), params=ModelParams.from_dict(header["params"]),
+        interval=float(header["interval"]), seed=int(header["seed"]),
+        horizon=float(header["horizon"]), start=float(header.get("start", 1.0)),
+        traffic=bool(header.get("traffic", False)),
+        ping_interval=float(header.get("ping_interval", 0.5)), plan=plan)
+
+
+def replay(path: str) -> tuple[ReplayResult, dict[str, Any]]:
+    """Run the logged storm again; report the first divergent event."""
+    from faults.replay import Comparator, ReplayResult, read_log
+
+    header, events, trailer = read_log(path)
+    cfg = config_from_header(header)
+    hosts: list[EmulatedHost] = []
+    comparator = Comparator(events, lambda: hosts[0].kernel.stop() if hosts else None)
+    cfg.extra_sinks.append(comparator)
+    result: dict[str, Any] = {}
+
+    async def main() -> None:
+        result.update(await run_storm_async(cfg, on_host=hosts.append))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    comparator.finish()
+    logged_hash = trailer.get("trace_hash") if trailer else None
+    return ReplayResult(comparator.seen, logged_hash, comparator.divergence), result
 
 
 def dumps(result: dict[str, Any]) -> str:

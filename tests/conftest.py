@@ -14,6 +14,8 @@ from collections.abc import Callable
 import pytest
 import trio
 
+pytest_plugins = ["pytester"]
+
 
 def require_real_net(*tools: str, tun: bool = True) -> None:
     missing = []
