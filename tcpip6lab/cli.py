@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "in the current namespace")
     v.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
+    v.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan "
+                                                         "(wire faults: memory backend only)")
     add_model_options(v, executor_default="critical")
 
     e = sub.add_parser("explore", help="run many seeded schedules (PCT) and fault timings; "
@@ -195,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
     d.add_argument("--plain", action="store_true", help="plain progress lines, no live view")
     d.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter wire here")
+    d.add_argument("--faults", metavar="PLAN.toml",
+                   help="inject the faults of this plan into both hosts")
     d.add_argument("--backend", choices=("memory", "tap"), default="memory",
                    help="memory (default: virtual wires and time) or tap (root: real devices "
                         "in two namespaces, real ping processes, real time)")

@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from faults.plan import load_plan
 from ndisemu.backends.netlink import Registry, netns_preexec
 from ndisemu.backends.topology import preflight
 from ndisemu.executive.core import WorkerState
@@ -234,6 +235,7 @@ def _schedule(host: EmulatedHost, configs: list[Any], adapters: int) -> None:
 async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, str], ModelParams],
                 console: Console, live_view: bool) -> int:
     total = args.adapters + 1
+    plan = load_plan(args.faults) if args.faults else None
     sides: list[Side] = []
     reals: list[RealHost] = []
     registry = Registry.open() if args.backend == "tap" else None
@@ -245,7 +247,8 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                 if registry is not None:
                     real = make_real_host(params, backend="tap", adapters=total,
                                           seed=args.seed, netns=f"{registry.run_id}{executor[0]}",
-                                          registry=registry, pcap_dir=args.pcap, name=executor)
+                                          registry=registry, pcap_dir=args.pcap, name=executor,
+                                          plan=plan)
                     reals.append(real)
                     pings = {c.name: {6: PingStats(), 4: PingStats()} for c in real.configs}
                     side = Side(label, real.host, pings)
@@ -255,7 +258,7 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                     _schedule(real.host, real.configs, args.adapters)
                 else:
                     host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
-                                        name=executor)
+                                        name=executor, plan=plan)
                     side = Side(label, host)
                     await nursery.start(host.kernel.run)
                     _schedule(host, host.adapter_configs(total), args.adapters)
@@ -301,6 +304,8 @@ def run_demo(args: argparse.Namespace,
         raise UsageError(f"--speed must be > 0 (got {args.speed})")
     if args.duration <= BURST_AT:
         raise UsageError(f"--duration must be > {BURST_AT}s (the burst happens then)")
+    if args.faults:
+        load_plan(args.faults)  # a bad plan is refused before anything starts
     console = Console(highlight=False)
     live_view = console.is_terminal and not args.plain
     if args.backend == "tap":

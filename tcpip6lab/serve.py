@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import trio
 
+from faults.plan import FaultPlan, load_plan
 from ndisemu.backends.netlink import Registry
 from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
 from ndisemu.miniport import MiniportConfig, WireEnd
@@ -60,7 +61,8 @@ class RealHost:
 
 def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: int,
                    netns: str | None, registry: Registry, pcap_dir: str | None = None,
-                   name: str = "host", first: int = 0) -> RealHost:
+                   name: str = "host", first: int = 0,
+                   plan: FaultPlan | None = None) -> RealHost:
     """Build the devices first, then the host whose miniports use them (call inside trio)."""
     holder: dict[str, Any] = {}
 
@@ -76,7 +78,7 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
         return port_end
 
     holder["pcaps"] = []
-    host = EmulatedHost(params, seed=seed, name=name, wire_factory=wire_for)
+    host = EmulatedHost(params, seed=seed, name=name, wire_factory=wire_for, plan=plan)
     configs = host.adapter_configs(adapters, first=first)
     specs = [SiteSpec(c.name, int(c.tags["index"]), peer_mac(int(c.tags["index"])),
                       peer_ipv4(int(c.tags["index"])), mtu=c.mtu) for c in configs]
@@ -151,7 +153,8 @@ def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespa
               out: IO[str]) -> int:
     params = build_params(args, args.executor)
     if args.backend == "memory":
-        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap)
+        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
+                            plan=load_plan(args.faults) if args.faults else None)
         configs = host.adapter_configs(args.adapters)
         out.write(f"memory backend: {args.adapters} adapters on virtual wires, the emulated "
                   "peer pings each every second\n")
@@ -160,6 +163,7 @@ def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespa
         finally:
             host.close()
         return 0
+    plan = load_plan(args.faults) if args.faults else None  # a bad plan: refused before set-up
     preflight(args.backend)
     registry = Registry.open()
     real: RealHost | None = None
@@ -171,7 +175,7 @@ def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespa
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 real = make_real_host(params, backend=args.backend, adapters=args.adapters,
                                       seed=args.seed, netns=args.netns, registry=registry,
-                                      pcap_dir=args.pcap)
+                                      pcap_dir=args.pcap, plan=plan)
                 print_sites(real, out)
                 await run_real(real, args.interval, out, signals)
 
