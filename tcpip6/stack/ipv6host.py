@@ -1,4 +1,9 @@
-"""A sans-IO IPv6 host for one Ethernet interface: the seed of the emulated TCPIP6 stack.
+"""A minimal sans-IO IPv6 responder for one Ethernet interface (NS -> NA, Echo).
+
+The full per-interface host stack — DAD, SLAAC, NUD, MLDv2, fragments, ICMPv6 errors, UDP — is
+:class:`tcpip6.stack.host.Ipv6Host`. This responder stays as it was for its callers (the
+emulated peer composes it; the binder used it first): no timers, no start, addresses usable at
+once.
 
 Theory of operation: :meth:`Ipv6Responder.handle_frame` takes one received frame and the
 virtual time and returns the frames to transmit; it never raises for bad input — every discarded

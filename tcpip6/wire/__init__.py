@@ -1,4 +1,5 @@
-"""Pure wire codecs: Ethernet, IPv6, ICMPv6/ND, IPv4, ICMPv4, ARP (no I/O, no clocks).
+"""Pure wire codecs: Ethernet, IPv6 and its extension headers, ICMPv6/ND, MLD, UDP, IPv4,
+ICMPv4, ARP (no I/O, no clocks).
 
 Parsers raise :class:`MalformedFrame` with a :class:`DropReason`; builders return ``bytes``.
 """

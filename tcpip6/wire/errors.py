@@ -31,6 +31,23 @@ class DropReason(StrEnum):
     UNSOLICITED = "UNSOLICITED"  # answer with no matching request/neighbor entry
     TOO_BIG = "TOO_BIG"  # reply would exceed the interface MTU (we never fragment)
     QUEUE_FULL = "QUEUE_FULL"  # outbound packet dropped while waiting for address resolution
+    # --- the full host stack (tcpip6.stack.host) ---
+    ZERO_CHECKSUM = "ZERO_CHECKSUM"  # UDP over IPv6 with checksum 0 (RFC 8200 §8.1)
+    BAD_HEADER = "BAD_HEADER"  # extension header malformed or in a forbidden place (RFC 8200 §4)
+    UNRECOGNIZED = "UNRECOGNIZED"  # unknown option/next header/routing type -> RFC 8200 §4 action
+    FRAG_INVALID = "FRAG_INVALID"  # fragment length/offset rules of RFC 8200 §4.5 broken
+    FRAG_OVERLAP = "FRAG_OVERLAP"  # overlapping fragments: the whole datagram goes (RFC 5722)
+    FRAG_TIMEOUT = "FRAG_TIMEOUT"  # reassembly not complete after 60 s (RFC 8200 §4.5)
+    REASSEMBLY_FULL = "REASSEMBLY_FULL"  # reassembly buffers/bytes bound reached
+    TENTATIVE = "TENTATIVE"  # addressed to an address still under DAD (RFC 4862 §5.4)
+    DISABLED = "DISABLED"  # IPv6 disabled on the interface (duplicate EUI-64 link-local)
+    FOR_ROUTERS = "FOR_ROUTERS"  # RS / MLD reports: hosts discard them (RFC 4861 §6.2.6)
+    NO_ROUTE = "NO_ROUTE"  # off-link destination and no default router (RFC 4861 §5.2)
+    NO_SOURCE = "NO_SOURCE"  # no usable (non-tentative) source address for the destination
+    ADDRESS_UNREACHABLE = "ADDRESS_UNREACHABLE"  # address resolution failed (RFC 4861 §7.2.2)
+    PORT_UNREACHABLE = "PORT_UNREACHABLE"  # UDP datagram for a port nobody bound
+    RATE_LIMITED = "RATE_LIMITED"  # ICMPv6 error suppressed by the token bucket (RFC 4443 §2.4)
+    LOOPED = "LOOPED"  # our own frame came back (our MAC as Ethernet source)
 
 
 class MalformedFrame(Exception):

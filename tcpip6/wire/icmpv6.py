@@ -13,6 +13,12 @@ message is discarded (§4.6), unknown options are skipped (§4.6 "silently ignor
 link-layer address option is exactly 1 unit: type, len=1, 6-byte MAC (RFC 2464 §8); any other
 length is treated as malformed, as Linux does. Duplicates: the first occurrence wins.
 
+Router Solicitation, Router Advertisement and Redirect bodies are checked for the minimum ICMP
+lengths of RFC 4861 §6.1.1 (8), §6.1.2 (16) and §8.1 (40); their options add the Prefix
+Information (§4.6.2, exactly 4 units), Redirected Header (§4.6.3) and MTU (§4.6.4, exactly 1
+unit) options. Error messages (RFC 4443 §3) share one layout: a 32-bit field (unused, MTU or
+pointer) and as much of the invoking packet as fits in the minimum MTU (§2.4 c).
+
 Builders return the complete ICMPv6 message (checksum filled in) for the caller to put behind an
 IPv6 header with the same ``src``/``dst``.
 """
@@ -54,6 +60,29 @@ OPT_PREFIX_INFO = 3
 OPT_REDIRECTED_HEADER = 4
 OPT_MTU = 5
 
+# Destination Unreachable codes (RFC 4443 §3.1)
+DU_NO_ROUTE = 0
+DU_ADMIN_PROHIBITED = 1
+DU_BEYOND_SCOPE = 2
+DU_ADDRESS_UNREACHABLE = 3
+DU_PORT_UNREACHABLE = 4
+# Time Exceeded codes (§3.3)
+TE_HOP_LIMIT = 0
+TE_REASSEMBLY = 1
+# Parameter Problem codes (§3.4, RFC 7112)
+PP_HEADER_FIELD = 0
+PP_NEXT_HEADER = 1
+PP_OPTION = 2
+PP_INCOMPLETE_CHAIN = 3
+MIN_MTU = 1280  # RFC 8200 §5
+ERROR_INVOKING_MAX = MIN_MTU - 40 - 8  # RFC 4443 §2.4 (c): the error must fit in 1280 bytes
+
+RA_FLAG_MANAGED = 0x80
+RA_FLAG_OTHER = 0x40
+PI_FLAG_ONLINK = 0x80
+PI_FLAG_AUTO = 0x40
+INFINITE_LIFETIME = 0xFFFFFFFF  # RFC 4861 §4.6.2 "all one bits (0xffffffff) represents infinity"
+
 NA_FLAG_ROUTER = 0x80000000
 NA_FLAG_SOLICITED = 0x40000000
 NA_FLAG_OVERRIDE = 0x20000000
@@ -63,6 +92,11 @@ _ECHO = struct.Struct("!BBHHH")
 _ND_TARGET = struct.Struct("!I16s")  # NS/NA body: flags (NA) or reserved (NS), target
 _LLOPT = struct.Struct("!BB6s")
 _ECHO_BODY = struct.Struct("!HH")
+_PREFIX = struct.Struct("!BBBBIII16s")  # type, len=4, prefix len, flags, valid, preferred, rsvd
+_MTU_OPT = struct.Struct("!BBHI")
+_RA_BODY = struct.Struct("!BBHII")
+_REDIRECT_BODY = struct.Struct("!I16s16s")
+_U32 = struct.Struct("!I")
 _from_bytes = int.from_bytes
 
 
@@ -86,11 +120,33 @@ class Echo:
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixInfo:
+    """Prefix Information option (RFC 4861 §4.6.2); lifetimes in seconds, 0xffffffff = ∞."""
+
+    prefix_len: int
+    on_link: bool
+    autonomous: bool
+    valid_lifetime: int
+    preferred_lifetime: int
+    prefix: bytes
+
+    def emit(self) -> bytes:
+        flags = (PI_FLAG_ONLINK if self.on_link else 0) | (PI_FLAG_AUTO if self.autonomous else 0)
+        return _PREFIX.pack(
+            OPT_PREFIX_INFO, 4, self.prefix_len, flags,
+            self.valid_lifetime, self.preferred_lifetime, 0, self.prefix,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class NdOptions:
     """The ND options a host on Ethernet uses; unknown options are skipped."""
 
     source_lladdr: bytes | None = None
     target_lladdr: bytes | None = None
+    prefixes: tuple[PrefixInfo, ...] = ()
+    mtu: int | None = None
+    redirected: bytes | None = None  # Redirected Header option data (the invoking packet)
 
 
 NO_OPTIONS = NdOptions()
@@ -143,6 +199,9 @@ def parse_nd_options(buf: bytes | bytearray | memoryview) -> NdOptions:
         return NO_OPTIONS
     slla: bytes | None = None
     tlla: bytes | None = None
+    prefixes: list[PrefixInfo] = []
+    mtu: int | None = None
+    redirected: bytes | None = None
     off = 0
     end = len(buf)
     while off < end:
@@ -163,10 +222,23 @@ def parse_nd_options(buf: bytes | bytearray | memoryview) -> NdOptions:
                     slla = mac
             elif tlla is None:
                 tlla = mac
+        elif otype == OPT_PREFIX_INFO:
+            if olen != 32:  # RFC 4861 §4.6.2: Length 4
+                raise MalformedFrame(DropReason.BAD_OPTION, f"prefix option length {olen}")
+            _t, _l, plen, flags, valid, pref, _r, prefix = _PREFIX.unpack_from(buf, off)
+            on_link, auto = bool(flags & PI_FLAG_ONLINK), bool(flags & PI_FLAG_AUTO)
+            prefixes.append(PrefixInfo(plen, on_link, auto, valid, pref, prefix))
+        elif otype == OPT_MTU:
+            if olen != 8:  # RFC 4861 §4.6.4: Length 1
+                raise MalformedFrame(DropReason.BAD_OPTION, f"mtu option length {olen}")
+            if mtu is None:
+                mtu = _MTU_OPT.unpack_from(buf, off)[3]
+        elif otype == OPT_REDIRECTED_HEADER and redirected is None:
+            redirected = bytes(buf[off + 8 : off + olen])  # after 6 reserved octets (§4.6.3)
         off += olen
-    if slla is None and tlla is None:
+    if slla is None and tlla is None and not prefixes and mtu is None and redirected is None:
         return NO_OPTIONS
-    return NdOptions(slla, tlla)
+    return NdOptions(slla, tlla, tuple(prefixes), mtu, redirected)
 
 
 def _parse_nd_common(msg: Icmpv6Message, what: str) -> tuple[int, bytes, NdOptions]:
@@ -195,6 +267,84 @@ def parse_neighbor_advertisement(msg: Icmpv6Message) -> NeighborAdvertisement:
         bool(flags & NA_FLAG_OVERRIDE),
         opts,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSolicitation:
+    """RFC 4861 §4.1."""
+
+    options: NdOptions
+
+
+@dataclass(frozen=True, slots=True)
+class RouterAdvertisement:
+    """RFC 4861 §4.2; times in the wire units (lifetime s, reachable/retrans ms)."""
+
+    cur_hop_limit: int
+    managed: bool
+    other: bool
+    router_lifetime: int
+    reachable_time: int
+    retrans_timer: int
+    options: NdOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """RFC 4861 §4.5."""
+
+    target: bytes
+    destination: bytes
+    options: NdOptions
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class IcmpError:
+    """An ICMPv6 error (RFC 4443 §3): the 32-bit field and the invoking packet view."""
+
+    type: int
+    code: int
+    param: int  # unused (0), MTU (Packet Too Big) or pointer (Parameter Problem)
+    invoking: memoryview
+
+
+def parse_router_solicitation(msg: Icmpv6Message) -> RouterSolicitation:
+    """RFC 4861 §6.1.1 body checks: ICMP length >= 8, options valid."""
+    body = msg.body
+    if len(body) < 4:
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"rs: icmp length {len(body) + 4} < 8")
+    return RouterSolicitation(parse_nd_options(body[4:]))
+
+
+def parse_router_advertisement(msg: Icmpv6Message) -> RouterAdvertisement:
+    """RFC 4861 §6.1.2 body checks: ICMP length >= 16, options valid."""
+    body = msg.body
+    if len(body) < 12:
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"ra: icmp length {len(body) + 4} < 16")
+    hop, flags, lifetime, reachable, retrans = _RA_BODY.unpack_from(body)
+    return RouterAdvertisement(
+        hop, bool(flags & RA_FLAG_MANAGED), bool(flags & RA_FLAG_OTHER),
+        lifetime, reachable, retrans, parse_nd_options(body[12:]),
+    )  # fmt: skip
+
+
+def parse_redirect(msg: Icmpv6Message) -> Redirect:
+    """RFC 4861 §8.1 body checks: ICMP length >= 40, destination not multicast, options."""
+    body = msg.body
+    if len(body) < 36:
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"redirect: icmp length {len(body) + 4} < 40")
+    _r, target, dest = _REDIRECT_BODY.unpack_from(body)
+    if dest[0] == 0xFF:
+        raise MalformedFrame(DropReason.BAD_TARGET, "redirect: multicast destination")
+    return Redirect(target, dest, parse_nd_options(body[36:]))
+
+
+def parse_error(msg: Icmpv6Message) -> IcmpError:
+    """The common error layout (RFC 4443 §3): a 32-bit field and the invoking packet."""
+    body = msg.body
+    if len(body) < 4:
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"icmp error: body {len(body)} < 4 bytes")
+    return IcmpError(msg.type, msg.code, _U32.unpack_from(body)[0], body[4:])
 
 
 # --- builders ------------------------------------------------------------------------------
@@ -260,3 +410,75 @@ def neighbor_advertisement(
     if tgt_lladdr is not None:
         body += _LLOPT.pack(OPT_TARGET_LLADDR, 1, tgt_lladdr)
     return message(src, dst, NA, 0, body)
+
+
+def router_solicitation(src: bytes, dst: bytes, src_lladdr: bytes | None) -> bytes:
+    """RS (RFC 4861 §4.1); no SLLA when ``src`` is :: (§4.1 "MUST NOT be included")."""
+    body = bytes(4)
+    if src_lladdr is not None:
+        body += _LLOPT.pack(OPT_SOURCE_LLADDR, 1, src_lladdr)
+    return message(src, dst, RS, 0, body)
+
+
+def mtu_option(mtu: int) -> bytes:
+    """MTU option (RFC 4861 §4.6.4)."""
+    return _MTU_OPT.pack(OPT_MTU, 1, 0, mtu)
+
+
+def router_advertisement(
+    src: bytes,
+    dst: bytes,
+    *,
+    cur_hop_limit: int = 64,
+    managed: bool = False,
+    other: bool = False,
+    router_lifetime: int = 1800,
+    reachable_time: int = 0,
+    retrans_timer: int = 0,
+    src_lladdr: bytes | None = None,
+    mtu: int | None = None,
+    prefixes: tuple[PrefixInfo, ...] = (),
+) -> bytes:
+    """RA (RFC 4861 §4.2) — what a router sends; the tests' and the peer's side."""
+    flags = (RA_FLAG_MANAGED if managed else 0) | (RA_FLAG_OTHER if other else 0)
+    body = _RA_BODY.pack(cur_hop_limit, flags, router_lifetime, reachable_time, retrans_timer)
+    if src_lladdr is not None:
+        body += _LLOPT.pack(OPT_SOURCE_LLADDR, 1, src_lladdr)
+    if mtu is not None:
+        body += mtu_option(mtu)
+    for p in prefixes:
+        body += p.emit()
+    return message(src, dst, RA, 0, body)
+
+
+def redirect(
+    src: bytes,
+    dst: bytes,
+    target: bytes,
+    destination: bytes,
+    *,
+    tgt_lladdr: bytes | None = None,
+    redirected: bytes = b"",
+) -> bytes:
+    """Redirect (RFC 4861 §4.5) with optional TLLA and Redirected Header (§4.6.3) options."""
+    body = _REDIRECT_BODY.pack(0, target, destination)
+    if tgt_lladdr is not None:
+        body += _LLOPT.pack(OPT_TARGET_LLADDR, 1, tgt_lladdr)
+    if redirected:
+        data = redirected + bytes(-len(redirected) % 8)
+        body += bytes((OPT_REDIRECTED_HEADER, 1 + len(data) // 8)) + bytes(6) + data
+    return message(src, dst, REDIRECT, 0, body)
+
+
+def error_message(
+    src: bytes,
+    dst: bytes,
+    icmp_type: int,
+    code: int,
+    param: int,
+    invoking: bytes | bytearray | memoryview,
+) -> bytes:
+    """An ICMPv6 error (RFC 4443 §3) quoting at most 1232 bytes of ``invoking`` (§2.4 c)."""
+    return message(
+        src, dst, icmp_type, code, _U32.pack(param) + bytes(invoking[:ERROR_INVOKING_MAX])
+    )

@@ -1,0 +1,140 @@
+"""What every part of one interface's host stack shares: configuration, link parameters, the
+timer queue, counters, the injected random generator and the event log.
+
+Theory of operation: :class:`HostConfig` is frozen and validated once (bad values raise
+:class:`tcpip6.errors.ConfigError`). :class:`LinkParams` holds the variables that Router
+Advertisements may change at run time (RFC 4861 §6.3.2: CurHopLimit, BaseReachableTime,
+ReachableTime, RetransTimer, LinkMTU). :class:`StackContext` bundles them with the
+:class:`~tcpip6.stack.timers.TimerQueue`, the ``Counter`` and the ``random.Random`` so that
+components (neighbor cache, address configuration, MLD, router discovery, reassembly) stay free
+of I/O, clocks and global randomness. Things worth a log line (a duplicate address, a router
+gone) become :class:`HostEvent` records in a bounded deque that the driver drains
+(:meth:`tcpip6.stack.host.Ipv6Host.pop_events`) and logs; the core never logs itself.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from dataclasses import dataclass, fields
+from enum import Enum
+
+from tcpip6.errors import ConfigError
+from tcpip6.stack import constants as c
+from tcpip6.stack.timers import TimerQueue
+from tcpip6.wire.errors import DropReason
+
+
+class IidMode(Enum):
+    """How interface identifiers are formed for SLAAC and the link-local address."""
+
+    EUI64 = "eui64"  # modified EUI-64 from the MAC (RFC 4291 App. A)
+    STABLE = "stable"  # RFC 7217 semantically opaque, stable per prefix
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Per-interface knobs; defaults are the RFC values (``tcpip6.stack.constants``)."""
+
+    hop_limit: int = 64  # CurHopLimit default for originated packets
+    iid_mode: IidMode = IidMode.EUI64
+    stable_secret: bytes = b""  # RFC 7217 secret_key (>= 16 bytes required in STABLE mode)
+    network_id: bytes = b""  # RFC 7217 Network_ID (optional)
+    dad_transmits: int = c.DUP_ADDR_DETECT_TRANSMITS  # 0 disables DAD (RFC 4862 §5.1)
+    retrans_timer: float = c.RETRANS_TIMER
+    base_reachable_time: float = c.REACHABLE_TIME
+    startup_delay: bool = True  # random delays before the first RS / DAD / MLD report
+    accept_ra: bool = True
+    autoconf: bool = True  # SLAAC from Prefix Information options with A=1
+    max_rtr_solicitations: int = c.MAX_RTR_SOLICITATIONS
+    rtr_solicitation_interval: float = c.RTR_SOLICITATION_INTERVAL
+    max_rtr_solicitation_delay: float = c.MAX_RTR_SOLICITATION_DELAY
+    neighbor_cache_size: int = 256
+    neighbor_queue_len: int = 16  # packets queued per INCOMPLETE entry (RFC 4861 §7.2.2)
+    destination_cache_size: int = 256
+    max_routers: int = 8
+    max_prefixes: int = 16
+    max_addresses: int = 16
+    reassembly_timeout: float = c.REASSEMBLY_TIMEOUT
+    reassembly_max_datagrams: int = 64
+    reassembly_max_bytes: int = 256 * 1024
+    mld_robustness: int = c.ROBUSTNESS_VARIABLE
+    mld_unsolicited_report_interval: float = c.UNSOLICITED_REPORT_INTERVAL
+    icmp_error_rate: float = 10.0  # tokens per second (RFC 4443 §2.4 f)
+    icmp_error_burst: int = 10
+    udp_queue_len: int = 64
+    udp_echo: bool = True  # RFC 862 echo service on port 7
+    disable_on_duplicate_lladdr: bool = True  # RFC 4862 §5.4.5 for a MAC-derived link-local
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.hop_limit <= 255:
+            raise ConfigError(f"hop_limit must be 1..255, not {self.hop_limit}")
+        if self.iid_mode is IidMode.STABLE and len(self.stable_secret) < 16:
+            raise ConfigError("stable interface identifiers need a secret of >= 16 bytes")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
+                raise ConfigError(f"{f.name} must not be negative")
+        for name in ("neighbor_cache_size", "neighbor_queue_len", "reassembly_max_datagrams",
+                     "mld_robustness", "icmp_error_burst", "udp_queue_len",
+                     "destination_cache_size"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        if self.retrans_timer <= 0 or self.base_reachable_time <= 0:
+            raise ConfigError("retrans_timer and base_reachable_time must be > 0")
+
+
+@dataclass(slots=True)
+class LinkParams:
+    """RFC 4861 §6.3.2 host variables (RA-updatable) and the link MTU."""
+
+    cur_hop_limit: int
+    base_reachable_time: float
+    reachable_time: float
+    retrans_timer: float
+    link_mtu: int
+    max_link_mtu: int  # what the NIC can do; an RA MTU option may only lower it
+
+
+@dataclass(frozen=True, slots=True)
+class HostEvent:
+    """Something a driver should log: ``kind`` is a stable dotted name (``dad.duplicate``)."""
+
+    now: float
+    kind: str
+    address: bytes | None = None
+    detail: str = ""
+
+
+class StackContext:
+    """Shared by the components of one interface's stack (see module docstring)."""
+
+    __slots__ = ("config", "counters", "events", "mac", "params", "rng", "timers")
+
+    def __init__(self, mac: bytes, mtu: int, rng: random.Random, config: HostConfig) -> None:
+        self.mac = mac
+        self.rng = rng
+        self.config = config
+        self.timers = TimerQueue()
+        self.counters: Counter[str] = Counter()
+        self.events: deque[HostEvent] = deque(maxlen=256)
+        self.params = LinkParams(
+            cur_hop_limit=config.hop_limit,
+            base_reachable_time=config.base_reachable_time,
+            reachable_time=self.randomized_reachable_time(config.base_reachable_time),
+            retrans_timer=config.retrans_timer,
+            link_mtu=mtu,
+            max_link_mtu=mtu,
+        )
+
+    def randomized_reachable_time(self, base: float) -> float:
+        """RFC 4861 §6.3.2: uniformly between MIN_RANDOM_FACTOR and MAX_RANDOM_FACTOR × base."""
+        return base * self.rng.uniform(c.MIN_RANDOM_FACTOR, c.MAX_RANDOM_FACTOR)
+
+    def event(self, now: float, kind: str, address: bytes | None = None, detail: str = "") -> None:
+        self.counters["event." + kind] += 1
+        self.events.append(HostEvent(now, kind, address, detail))
+
+    def drop(self, reason: DropReason, n: int = 1) -> list[bytes]:
+        self.counters["drop." + reason.value] += n
+        return []
