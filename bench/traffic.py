@@ -123,7 +123,7 @@ async def run(count: int, rtt_count: int) -> dict[str, Any]:
             host.start()
             host.pnp.schedule(configs, start=host.kernel.now)
             with trio.fail_after(10):
-                while host.bound() < 1:  # noqa: ASYNC110 - the host signals nothing to await
+                while host.ipv6_ready() < 1:  # noqa: ASYNC110 - the host signals nothing to await
                     await trio.sleep(0.01)
             await trio.sleep(0.2)
             results["floor"] = await _measure(ns, f"{addr_str(floor_ll)}%{floor_dev}",

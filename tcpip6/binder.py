@@ -24,6 +24,7 @@ the storm — stops answering.
 
 from __future__ import annotations
 
+import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,10 +39,11 @@ from ndisemu.params import CRITICAL, SYSTEM_QUEUES
 
 from .errors import ConfigError
 from .executors import OidExecutor, Submission
-from .stack.ipv6host import Ipv6Responder
+from .stack.context import HostConfig
+from .stack.host import Ipv6Host
 
 if TYPE_CHECKING:
-    from ndisemu.kernel import Kernel
+    from ndisemu.kernel import Kernel, Timer
 
 #: nt-model §5 rows 1–7, in table order: (OID, request type).
 BIND_OIDS_HEAD: tuple[tuple[Oid, RequestType], ...] = (
@@ -87,8 +89,12 @@ class Tcpip6Binding:
     mtu: int = 1500
     link_speed_100bps: int = 0
     media_connected: bool = True
-    stack: Ipv6Responder | None = None
+    stack: Ipv6Host | None = None
     current: Submission | None = None
+    timer: Timer | None = None  # the stack's next deadline, as a kernel timer
+    timer_item_queued: bool = False
+    mcast_gen: int = 0  # the multicast set programmed into the NIC
+    mcast_pending: bool = False
     backlog: deque[bytes] = field(default_factory=deque)
     rx_item_queued: bool = False
     counters: Counter[str] = field(default_factory=Counter)
@@ -110,6 +116,7 @@ class Tcpip6Binder:
         rx_queue: str = CRITICAL,
         rx_backlog: int = 256,
         on_settled: Callable[[Tcpip6Binding], None] | None = None,
+        stack_config: HostConfig | None = None,
     ) -> None:
         if completion_via not in ("tcpip6", "ndis"):
             raise ConfigError(f"completion_via must be 'tcpip6' or 'ndis', not {completion_via!r}")
@@ -125,6 +132,7 @@ class Tcpip6Binder:
         self.completion_via = completion_via
         self.rx_queue = rx_queue
         self.rx_backlog = rx_backlog
+        self.stack_config = stack_config
         self.on_settled = on_settled  # called when a bind ends (up or failed)
         self.interfaces: dict[str, Tcpip6Binding] = {}
         self.counters: Counter[str] = Counter()
@@ -156,6 +164,9 @@ class Tcpip6Binder:
             self.failed -= 1
         was_binding = state.phase is BindPhase.BINDING
         state.phase = BindPhase.UNBOUND
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
         self.unbound += 1
         if was_binding and state.ctx.status is NdisStatus.PENDING:
             # The bind ends with the adapter: cleanly, not stuck (NdisCompleteBindAdapter).
@@ -205,8 +216,10 @@ class Tcpip6Binder:
         if oid == Oid.GEN_CURRENT_LOOKAHEAD:
             return NdisRequest(rtype, oid, ulong(LOOKAHEAD))
         if oid == Oid.E802_3_MULTICAST_LIST:
-            stack = Ipv6Responder(state.mac, state.mtu)
+            stack = Ipv6Host(state.mac, state.mtu, config=self.stack_config,
+                             rng=random.Random(f"ipv6:{self.kernel.seed}:{state.adapter}"))
             state.stack = stack
+            state.mcast_gen = stack.multicast_generation
             return NdisRequest(rtype, oid, b"".join(stack.multicast_macs()))
         if oid == Oid.GEN_CURRENT_PACKET_FILTER:
             return NdisRequest(rtype, oid, ulong(int(PACKET_FILTER)))
@@ -258,6 +271,8 @@ class Tcpip6Binder:
         self.bound += 1
         self.ndis.complete_bind_adapter(state.ctx, NdisStatus.SUCCESS)
         self._trace("tcpip6.interface.up", adapter=state.adapter)
+        if state.stack is not None:
+            self._after_stack(state, state.stack.start(self.kernel.now))
         if self.on_settled is not None:
             self.on_settled(state)
 
@@ -279,14 +294,85 @@ class Tcpip6Binder:
             stack = state.stack
             backlog = state.backlog
             now = self.kernel.now
+            out: list[bytes] = []
             while backlog:
                 frame = backlog.popleft()
-                if stack is None:
-                    continue
-                for reply in stack.handle_frame(frame, now):
-                    self.ndis.send(state.binding, reply)
+                if stack is not None:
+                    out += stack.handle_frame(frame, now)
+            if stack is not None and state.phase is BindPhase.UP:
+                self._after_stack(state, out)
 
         return receive
+
+    # -- the stack's timers and multicast changes ------------------------------------------------
+
+    def _after_stack(self, state: Tcpip6Binding, frames: list[bytes]) -> None:
+        """After any call into the stack: send, log, re-arm its timer, and reprogram the NIC's
+        multicast list when the stack's groups changed."""
+        for frame in frames:
+            self.ndis.send(state.binding, frame)
+        stack = state.stack
+        if stack is None:
+            return
+        tracer = self.kernel.tracer
+        events = stack.pop_events()
+        if tracer.enabled:
+            for ev in events:
+                tracer.emit("tcpip6." + ev.kind, adapter=state.adapter,
+                            address=ev.address.hex() if ev.address else None, detail=ev.detail)
+        self._arm(state)
+        if stack.multicast_generation != state.mcast_gen and not state.mcast_pending:
+            self._reprogram_multicast(state)
+
+    def _arm(self, state: Tcpip6Binding) -> None:
+        stack = state.stack
+        deadline = stack.next_deadline() if stack is not None else None
+        if state.timer is not None:
+            if deadline is not None and state.timer.when == deadline:
+                return
+            state.timer.cancel()
+            state.timer = None
+        if deadline is not None:
+            state.timer = self.kernel.call_at(deadline, self._timer_dpc, state)
+
+    def _timer_dpc(self, state: Tcpip6Binding) -> None:
+        """tcpip6's timer DPC defers the stack's timer work to the same work queue as its
+        receive processing (inferred, docs/model.md): a knotted queue freezes DAD, NUD, MLD."""
+        state.timer = None
+        if state.timer_item_queued or state.phase is not BindPhase.UP:
+            return
+        state.timer_item_queued = True
+
+        async def ipv6_timer(_item: WorkItem) -> None:
+            state.timer_item_queued = False
+            if state.stack is not None and state.phase is BindPhase.UP:
+                self._after_stack(state, state.stack.handle_timer(self.kernel.now))
+
+        self.kernel.queue_work_item(self.rx_queue, ipv6_timer, name="tcpip6.timer",
+                                    tags={"adapter": state.adapter})
+
+    def _reprogram_multicast(self, state: Tcpip6Binding) -> None:
+        """New addresses, new solicited-node groups: set OID_802_3_MULTICAST_LIST again, through
+        the same executor as the bind's OIDs."""
+        stack = state.stack
+        assert stack is not None
+        gen = stack.multicast_generation
+        req = NdisRequest(RequestType.SET, Oid.E802_3_MULTICAST_LIST,
+                          b"".join(stack.multicast_macs()))
+        state.mcast_pending = True
+
+        def done(sub: Submission, status: NdisStatus) -> None:
+            state.mcast_pending = False
+            if status is NdisStatus.SUCCESS:
+                state.mcast_gen = gen
+            self._trace("tcpip6.multicast.set", adapter=state.adapter, status=status.ndis_name)
+            if state.stack is not None and state.stack.multicast_generation != state.mcast_gen \
+                    and status is NdisStatus.SUCCESS:
+                self._reprogram_multicast(state)
+
+        sub = Submission(state, req, done)
+        req.tags["submission"] = sub
+        self.executor.submit(sub)
 
     # -- observation ------------------------------------------------------------------------------
 

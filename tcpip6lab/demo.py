@@ -35,7 +35,7 @@ from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from .host import EmulatedHost, ModelParams, PingStats, adapter_ipv4
 from .serve import RealHost, make_real_host
 
-PRE_BOUND_AT = 1.0
+PRE_BOUND_AT = 0.5
 BURST_AT = 3.0
 PING_INTERVAL = 0.5
 PING_WINDOW = 1.6  # an adapter "answers" if a reply arrived within this many seconds

@@ -28,7 +28,7 @@ from ndisemu.pnp import Pnp
 from ndisemu.system import ForeignHolder, Heartbeat
 from ndisemu.trace import Tracer
 from ndisemu.wire import MemoryWire, MemoryWireEnd
-from tcpip6.binder import Tcpip6Binder, Tcpip6Binding
+from tcpip6.binder import BindPhase, Tcpip6Binder, Tcpip6Binding
 from tcpip6.executors import (
     AsyncExecutor,
     CriticalExecutor,
@@ -37,6 +37,7 @@ from tcpip6.executors import (
     RescuerExecutor,
 )
 from tcpip6.ipv4 import Ipv4Binder
+from tcpip6.stack.context import HostConfig
 from tcpip6.stack.peer import PeerPort
 from tcpip6.wire.ipv6 import link_local_from_mac
 
@@ -70,6 +71,12 @@ class ModelParams:
     ndis_dispatch_queue: str = "delayed"
     wire_delay: float = 50e-6
     ipv4: bool = True
+    # The IPv6 stack of each interface (tcpip6/stack): DAD probes per address (RFC 4862 §5.1;
+    # Windows sends 1), no random start-up delay (inferred: the interface starts when its bind
+    # completes), and Windows Server 2003's default hop limit of 128.
+    ipv6_dad_transmits: int = 1
+    ipv6_startup_delay: bool = False
+    ipv6_hop_limit: int = 128
     schedule: str = "random"
     pct_depth: int = 3  # with schedule = "pct": priority change points + 1
 
@@ -214,6 +221,9 @@ class EmulatedHost:
             self.kernel, self.ndis, self.executor,
             completion_queue=p.completion_queue, completion_via=p.completion_via,
             rx_queue=p.rx_queue,
+            stack_config=HostConfig(dad_transmits=p.ipv6_dad_transmits,
+                                    startup_delay=p.ipv6_startup_delay,
+                                    hop_limit=p.ipv6_hop_limit),
         )
         self.ndis.register_protocol(self.tcpip6)
         self.heartbeat = Heartbeat(self.kernel, p.heartbeat_interval)
@@ -345,6 +355,18 @@ class EmulatedHost:
             return adapters
         return adapters + sum(int(f.params["count"]) for f in self.plan.of_kind("pnp")
                               if f.action == "burst")
+
+    def ipv6_ready(self) -> int:
+        """Interfaces up whose link-local address has passed DAD (answers NS and pings)."""
+        from tcpip6.stack.addrconf import AddrState
+
+        n = 0
+        for s in self.tcpip6.interfaces.values():
+            stack = s.stack
+            if s.phase is BindPhase.UP and stack is not None and \
+                    stack.address_state(stack.link_local) is AddrState.PREFERRED:
+                n += 1
+        return n
 
     def ipv4_bound(self) -> int:
         if self.ipv4 is None:

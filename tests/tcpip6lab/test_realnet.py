@@ -73,7 +73,7 @@ async def test_linux_ping_reaches_each_adapter(backend: str, tmp_path: Path) -> 
                 nursery.start_soon(port.run)
             host.start()
             host.pnp.schedule(real.configs, start=host.kernel.now)
-            await wait_for(lambda: host.bound() == 3 and host.ipv4_bound() == 3)
+            await wait_for(lambda: host.ipv6_ready() == 3 and host.ipv4_bound() == 3)
             names = [c.name for c in real.configs]
             assert await ping_all(real, names, 6) == dict.fromkeys(names, True)
             assert await ping_all(real, names, 4) == dict.fromkeys(names, True)
@@ -108,14 +108,14 @@ async def test_burst_of_24_stops_ipv6_only_with_the_unpatched_binder(executor: s
                 nursery.start_soon(port.run)
             host.start()
             host.pnp.schedule([first], start=host.kernel.now)
-            await wait_for(lambda: host.bound() == 1)
+            await wait_for(lambda: host.ipv6_ready() == 1)  # bound, and DAD done
             assert await ping(real, first.name, 6)  # answered before the storm
             host.pnp.schedule(burst, start=host.kernel.now)
             crit = host.kernel.queue("critical")
             if executor == "critical":
                 await wait_for(lambda: crit.blocked == len(crit.workers) == 26)
             else:
-                await wait_for(lambda: host.bound() == 25)
+                await wait_for(lambda: host.ipv6_ready() == 25)
             await wait_for(lambda: host.ipv4_bound() == 25)
             names = [c.name for c in real.configs]
             v6 = await ping_all(real, names, 6)
@@ -236,7 +236,7 @@ async def test_linux_side_in_the_current_namespace() -> None:
             nursery.start_soon(site.port.run)
             host.start()
             host.pnp.schedule(real.configs, start=host.kernel.now)
-            await wait_for(lambda: host.bound() == 1)
+            await wait_for(lambda: host.ipv6_ready() == 1)
             target = f"{addr_str(link_local_from_mac(real.configs[0].mac))}%{site.device}"
             proc = await trio.run_process(["ping", "-6", "-n", "-c", "2", "-i", "0.3", "-W",
                                            "1", target], check=False, capture_stdout=True)
