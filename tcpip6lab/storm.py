@@ -21,6 +21,7 @@ import trio.testing
 
 from faults.plan import FaultPlan
 from faults.replay import ReplayResult
+from ndisemu import invariants
 from ndisemu.params import CRITICAL
 from ndisemu.trace import JsonlSink, Tracer
 
@@ -120,6 +121,8 @@ async def run_storm_async(cfg: StormConfig,
     finally:
         host.close()
     now = host.kernel.now
+    # No leaks, whatever the faults did: checked after every storm (a violation is our bug).
+    invariants.check(host.kernel, host.ndis, stopped=True)
     host.detector.close(now)
     result = summarize(host, cfg, now=now, first=first, end_reason=end_reason)
     result["wall_seconds"] = round(time.perf_counter() - wall0, 6)
