@@ -165,11 +165,14 @@ def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespa
         return 0
     plan = load_plan(args.faults) if args.faults else None  # a bad plan: refused before set-up
     preflight(args.backend)
-    registry = Registry.open()
+    registry: Registry | None = None
     real: RealHost | None = None
     try:
+        registry = Registry.open()
+
         async def main() -> None:
             nonlocal real
+            assert registry is not None
             # Signals are ours from here on: one during set-up stops the run right after it,
             # through the same clean-up path.
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -181,7 +184,8 @@ def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespa
 
         trio.run(main)
     finally:
-        removed = real.close() if real is not None else registry.teardown()
+        removed = real.close() if real is not None else (
+            registry.teardown() if registry is not None else [])
         out.write(f"removed {len(removed)} devices/namespaces\n")
         out.flush()
     return 0

@@ -7,6 +7,7 @@ CI=true). Tests wait on conditions with deadlines, never on bare sleeps.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -248,3 +249,57 @@ async def test_linux_side_in_the_current_namespace() -> None:
         else:
             registry.teardown()
     assert not [x for x in leftovers() if registry.run_id in x]
+
+
+def _moments(n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return sorted(round(rng.uniform(0.0, 2.5), 3) for _ in range(n))
+
+
+@pytest.mark.parametrize("moment", _moments(5, 1))
+def test_sigint_at_any_moment_leaves_nothing(moment: float) -> None:
+    """SIGINT at seeded random moments — during start-up, set-up or while serving."""
+    require_real_net()
+    before = leftovers()
+    proc = _serve("--backend", "veth", "--adapters", "4")
+    try:
+        time.sleep(moment)  # the moment of the interrupt, not a wait for a condition
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, 130), proc.stderr.read() if proc.stderr else ""
+    assert leftovers() == before
+
+
+@pytest.mark.parametrize("moment", _moments(4, 2))
+def test_a_killed_run_is_cleaned_up_by_the_cleanup_command(moment: float) -> None:
+    """SIGKILL leaves devices behind; `tcpip6-lab cleanup` finds them by their t6l- names and
+    the state files, and removes them — while a live run's devices are left alone."""
+    require_real_net()
+    before = leftovers()
+    live = _serve("--backend", "tap", "--adapters", "2", "--netns", "livebystander")
+    victim = _serve("--backend", "veth", "--adapters", "3")
+    try:
+        _wait_line(live, "serving")
+        time.sleep(moment)
+        victim.kill()
+        victim.wait(timeout=30)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        clean = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "cleanup"],
+                               capture_output=True, text=True, env=env, timeout=60,
+                               check=False)
+        assert clean.returncode == 0, clean.stderr
+        remaining = [x for x in leftovers() if x not in before]
+        # Only the live run's namespace and state file are left: the victim's are gone.
+        assert [x for x in remaining if x.startswith("netns")] == ["netns t6l-livebystander"]
+        assert len([x for x in remaining if x.startswith("state")]) == 1
+        assert not [x for x in remaining if x.startswith("link")]
+    finally:
+        live.send_signal(signal.SIGINT)
+        live.wait(timeout=30)
+        if victim.poll() is None:
+            victim.kill()
+    assert leftovers() == before
