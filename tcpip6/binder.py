@@ -66,6 +66,14 @@ LOOKAHEAD = 128
 PACKET_FILTER = PacketFilter.DIRECTED | PacketFilter.MULTICAST
 
 
+def _readable(sock: Any) -> bool:
+    """A stack socket has something for its reader (datagrams, or data/EOF/error)."""
+    readable = getattr(sock, "readable", None)
+    if callable(readable):
+        return bool(readable())
+    return bool(getattr(sock, "queue", None))
+
+
 class BindPhase(Enum):
     BINDING = "binding"
     UP = "up"
@@ -133,6 +141,7 @@ class Tcpip6Binder:
         self.rx_queue = rx_queue
         self.rx_backlog = rx_backlog
         self.stack_config = stack_config
+        self._waiters: list[tuple[Any, Any]] = []  # (socket, trio.Event) of waiting readers
         self.on_settled = on_settled  # called when a bind ends (up or failed)
         self.interfaces: dict[str, Tcpip6Binding] = {}
         self.counters: Counter[str] = Counter()
@@ -323,6 +332,23 @@ class Tcpip6Binder:
         self._arm(state)
         if stack.multicast_generation != state.mcast_gen and not state.mcast_pending:
             self._reprogram_multicast(state)
+        if self._waiters:
+            self._wake_readers()
+
+    def wake_on_data(self, sock: Any, event: Any) -> None:
+        """Set `event` (a trio.Event of a task outside the emulation) when `sock` has data."""
+        self._waiters.append((sock, event))
+        if _readable(sock):
+            self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        keep = []
+        for sock, event in self._waiters:
+            if _readable(sock) or sock.closed:
+                event.set()
+            else:
+                keep.append((sock, event))
+        self._waiters = keep
 
     def _arm(self, state: Tcpip6Binding) -> None:
         stack = state.stack

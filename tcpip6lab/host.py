@@ -37,6 +37,7 @@ from tcpip6.executors import (
     RescuerExecutor,
 )
 from tcpip6.ipv4 import Ipv4Binder
+from tcpip6.sockets import HostSockets
 from tcpip6.stack.context import HostConfig
 from tcpip6.stack.peer import PeerPort
 from tcpip6.wire.ipv6 import link_local_from_mac
@@ -226,6 +227,7 @@ class EmulatedHost:
                                     hop_limit=p.ipv6_hop_limit),
         )
         self.ndis.register_protocol(self.tcpip6)
+        self.sockets = HostSockets(self.tcpip6)  # the trio socket API of its services
         self.heartbeat = Heartbeat(self.kernel, p.heartbeat_interval)
         self.holders = [ForeignHolder(self.kernel, i, p.foreign_hold)
                         for i in range(p.foreign_holders)]

@@ -148,3 +148,24 @@ async def test_slaac_from_radvd_then_global_ping_ndisc6_and_udp(tmp_path: Path) 
         stack = lb.host.tcpip6.interfaces["nic000"].stack
         assert stack is not None and stack.counters["drop.PORT_UNREACHABLE"] >= 1
         assert stack.counters["icmp.errors_sent"] >= 1
+
+
+async def test_a_trio_udp_service_on_the_emulated_host_answers_nc(tmp_path: Path) -> None:
+    """A service written as ordinary trio code on the emulated host (HostSockets), reached by
+    Linux's nc over the link-local address."""
+    require_real_net("nc")
+    async with lab(tmp_path) as lb:
+        sock = await lb.host.sockets.udp_socket("nic000", 5353)
+
+        async def shout() -> None:
+            while True:
+                data, peer = await sock.recvfrom()
+                await sock.sendto(data.upper(), peer)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(shout)
+            got = await lb.run("nc", "-6", "-u", "-w", "2", f"{lb.link_local}%{lb.device}",
+                               "5353", stdin=b"hello service\n")
+            nursery.cancel_scope.cancel()
+        sock.close()
+        assert got.stdout == b"HELLO SERVICE\n", got.stderr
