@@ -194,12 +194,13 @@ class EmulatedHost:
         name: str = "host",
         wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
         plan: FaultPlan | None = None,
+        free_running: bool = False,
     ) -> None:
         self.params = p = params or ModelParams()
         self.seed = seed
         self.name = name
         self.kernel = Kernel(p.executive, seed=seed, schedule=p.schedule, tracer=tracer,
-                             name=name, pct_depth=p.pct_depth)
+                             name=name, pct_depth=p.pct_depth, free_running=free_running)
         self.ndis = Ndis(
             self.kernel,
             dispatch_queue=p.ndis_dispatch_queue,
