@@ -316,20 +316,14 @@ class Kernel:
             self._fire_due_timers()
             self.core.advance(self._now)
             self._apply_actions()
-            while self._dpcs or self._nready:
-                if self._stop_requested:
-                    return
-                if self._dpcs:
-                    fn, args = self._dpcs.popleft()
-                    self.stats.dpcs += 1
-                    fn(*args)
-                    self._apply_actions()
-                else:
-                    worker, cmd = self._pick_ready()
-                    await self._run_worker(worker, cmd)
-                    if self._bugcheck is not None:
-                        raise self._bugcheck
-                self._fire_due_timers()
+            nxt = self._step()
+            if nxt is not None:
+                # The baton goes to a worker; whoever holds it runs this same step loop and
+                # passes it on, and the last one, finding nothing ready, wakes us.
+                await self._run_worker(*nxt)
+                if self._bugcheck is not None:
+                    raise self._bugcheck
+                continue
             if self._stop_requested:
                 return
             deadline = self.core.next_deadline()
@@ -424,23 +418,49 @@ class Kernel:
             pct[entry[0].id] = -float(self._pct_step)  # a change point: below every thread
         return entry
 
-    async def _run_worker(self, worker: Worker, cmd: Any) -> None:
-        """Give the baton to `worker` and park until it hands it back."""
+    def _step(self) -> tuple[Worker, Any] | None:
+        """The dispatcher's inner loop, run by whichever task holds the baton: DPCs first, in
+        order; then the next ready worker (returned), or None when nothing is ready."""
+        while self._dpcs or self._nready:
+            if self._stop_requested or self._bugcheck is not None:
+                return None
+            if self._dpcs:
+                fn, args = self._dpcs.popleft()
+                self.stats.dpcs += 1
+                fn(*args)
+                self._apply_actions()
+            else:
+                worker, cmd = self._pick_ready()
+                if worker.id in self._ended or (worker.task is None and cmd is _EXIT):
+                    continue
+                return worker, cmd
+            self._fire_due_timers()
+        return None
+
+    def _transfer(self, worker: Worker, cmd: Any) -> None:
+        """Hand the baton to `worker` (its first turn starts its task)."""
         assert self._nursery is not None
+        self.stats.thread_turns += 1
+        self._current = worker
+        if worker.task is None:
+            self._nursery.start_soon(self._worker_main, worker, cmd,
+                                     name=f"{self.name}:{worker.name}")
+        else:
+            trio.lowlevel.reschedule(worker.task, outcome.Value(cmd))
+
+    def _wake_dispatcher(self) -> None:
+        if self._dispatcher_parked and self._dispatcher is not None:
+            self._dispatcher_parked = False
+            trio.lowlevel.reschedule(self._dispatcher, outcome.Value(None))
+
+    async def _run_worker(self, worker: Worker, cmd: Any) -> None:
+        """Give the baton to `worker` and park until a worker finds nothing ready."""
         # A cancellation that arrived while the dispatcher was runnable may already have ended
         # worker tasks: stop here rather than hand the baton to a task that is gone.
         await trio.lowlevel.checkpoint_if_cancelled()
         if worker.id in self._ended:
             return
-        self.stats.thread_turns += 1
-        self._current = worker
-        if worker.task is None:
-            if cmd is _EXIT:
-                return
-            self._nursery.start_soon(self._worker_main, worker, cmd,
-                                     name=f"{self.name}:{worker.name}")
-        else:
-            trio.lowlevel.reschedule(worker.task, outcome.Value(cmd))
+        self._transfer(worker, cmd)
         self._dispatcher_parked = True
 
         def abort(_: Any) -> trio.lowlevel.Abort:
@@ -451,16 +471,27 @@ class Kernel:
         self._current = None
 
     async def _hand_back(self) -> Any:
-        """Called in a worker task: return the baton to the dispatcher and park."""
+        """Called in a worker task when its turn ends (it blocks, or its item returned): run the
+        dispatcher's step loop here, then continue (if this worker is next), pass the baton to
+        the next worker directly, or wake the dispatcher to wait for time to pass."""
         worker = self._current
         self._current = None
-        if self._dispatcher_parked and self._dispatcher is not None:
-            self._dispatcher_parked = False
-            trio.lowlevel.reschedule(self._dispatcher, outcome.Value(None))
         if worker is None:  # pragma: no cover - every hand-back comes from a worker's turn
             raise ExecutiveError("hand-back outside a worker turn")
         worker.in_kernel_wait = True
         try:
+            self._fire_due_timers()
+            nxt = self._step()
+            if nxt is not None and nxt[0] is worker:
+                self.stats.thread_turns += 1  # its own next turn: no task switch at all
+                self._current = worker
+                return nxt[1]
+            if nxt is not None:
+                # A cancel that reached the other worker reached us too (one nursery).
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self._transfer(*nxt)
+            else:
+                self._wake_dispatcher()
             return await trio.lowlevel.wait_task_rescheduled(
                 lambda _: trio.lowlevel.Abort.SUCCEEDED
             )
@@ -513,11 +544,16 @@ class Kernel:
             self.core.finish(worker, self._now)
             self._apply_actions()
             cmd = await self._hand_back()
+        # Told to exit: pass the baton on before the task ends.
         worker.task = None
         self._current = None
-        if self._dispatcher_parked and self._dispatcher is not None:
-            self._dispatcher_parked = False
-            trio.lowlevel.reschedule(self._dispatcher, outcome.Value(None))
+        self._ended.add(worker.id)
+        self._fire_due_timers()
+        nxt = self._step()
+        if nxt is not None:
+            self._transfer(*nxt)
+        else:
+            self._wake_dispatcher()
 
     # -- observation -------------------------------------------------------------------------
 
