@@ -136,3 +136,15 @@ def test_demo_without_a_tty_prints_a_verdict_quickly() -> None:
     assert "IPv4 on 25/25" in out
     assert "waits on tcpip6.oid_done" in out
     assert out.count("t=") >= 10  # plain progress lines
+
+
+def test_debug_shows_the_traceback_and_errors_stay_one_line_without_it(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[oid]]\naction = 'explode'\n")
+    assert main(["storm", "--adapters", "2", "--faults", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert main(["--debug", "storm", "--adapters", "2", "--faults", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "PlanError" in err
