@@ -62,35 +62,20 @@ def _shrink(run_one: Callable[[int, int], RunRecord], rec: RunRecord,
             report: ExploreReport) -> RunRecord:
     """Fewer adapters with the same seed while it still fails: halve first, then step down.
     Only below the smallest failure already known, so later failures cost little."""
-    best = rec
-    known = report.smallest
-    if known is not None and known.adapters < rec.adapters:
-        # Only a failure smaller than the one known is news: step down from just below it.
-        n = known.adapters - 1
+    def descend(best: RunRecord, n: int, step: Callable[[int], int]) -> RunRecord:
+        """Try sizes n, step(n), ... while they still fail; the last failure found."""
         while n >= 1:
             report.storms += 1
             trial = run_one(n, rec.seed)
             if not trial.failed:
                 break
             best = trial
-            n -= 1
+            n = step(n)
         return best
-    n = best.adapters // 2
-    # Halving phase: jump down while failures persist.
-    while n >= 1:
-        report.storms += 1
-        trial = run_one(n, rec.seed)
-        if not trial.failed:
-            break
-        best = trial
-        n //= 2
-    # Linear phase: step down from the best failure to the first passing size.
-    n = best.adapters - 1
-    while n >= 1:
-        report.storms += 1
-        trial = run_one(n, rec.seed)
-        if not trial.failed:
-            break
-        best = trial
-        n -= 1
-    return best
+
+    known = report.smallest
+    if known is not None and known.adapters < rec.adapters:
+        # Only a failure smaller than the one known is news: step down from just below it.
+        return descend(rec, known.adapters - 1, lambda n: n - 1)
+    best = descend(rec, rec.adapters // 2, lambda n: n // 2)  # halving while it fails
+    return descend(best, best.adapters - 1, lambda n: n - 1)  # then one by one

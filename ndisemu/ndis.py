@@ -180,12 +180,17 @@ class Ndis:
         NDIS_STATUS_ADAPTER_REMOVED (a late completion of it is ignored)."""
         block = self.miniports.pop(name)
         block.removed = True
-        queued = list(block.queued)
+        self._fail_all(block, NdisStatus.ADAPTER_REMOVED, NdisStatus.ADAPTER_REMOVED)
+
+    def _fail_all(self, block: MiniportBlock, in_progress: NdisStatus,
+                  queued: NdisStatus) -> None:
+        """Complete the request in progress and every queued one with these statuses."""
+        waiting = list(block.queued)
         block.queued.clear()
         if block.in_progress is not None:
-            self._finish(block, block.in_progress, NdisStatus.ADAPTER_REMOVED, notify=True)
-        for req in queued:
-            self._finish(block, req, NdisStatus.ADAPTER_REMOVED, notify=True)
+            self._finish(block, block.in_progress, in_progress, notify=True)
+        for req in waiting:
+            self._finish(block, req, queued, notify=True)
 
     # -- bindings ---------------------------------------------------------------------------
 
@@ -298,12 +303,7 @@ class Ndis:
             return
         if self.trace.enabled:
             self.trace.emit("ndis.miniport.reset", adapter=name)
-        queued = list(block.queued)
-        block.queued.clear()
-        if block.in_progress is not None:
-            self._finish(block, block.in_progress, NdisStatus.REQUEST_ABORTED, notify=True)
-        for req in queued:
-            self._finish(block, req, NdisStatus.RESET_IN_PROGRESS, notify=True)
+        self._fail_all(block, NdisStatus.REQUEST_ABORTED, NdisStatus.RESET_IN_PROGRESS)
 
     def _declare_dispatch(self, worker_item: WorkItem, req: NdisRequest) -> None:
         """A request queued by NDIS completes only after a MiniportWorker dispatches it: the
