@@ -298,7 +298,7 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
 
 def run_demo(args: argparse.Namespace,
              build: Callable[[argparse.Namespace, str], ModelParams]) -> int:
-    from .cli import UsageError
+    from ._cli import UsageError
 
     if args.speed <= 0:
         raise UsageError(f"--speed must be > 0 (got {args.speed})")

@@ -8,10 +8,11 @@ against the emulated host. With --backend memory the emulated peer pings every a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -87,6 +88,39 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
     return RealHost(host, topology, configs, holder["pcaps"])
 
 
+@contextlib.contextmanager
+def real_host(params: ModelParams, *, backend: str, adapters: int, seed: int = 0,
+              netns: str | None = None, pcap_dir: str | None = None,
+              plan: FaultPlan | None = None, name: str = "host") -> Iterator[RealHost]:
+    """A RealHost whose devices and namespaces are removed on exit, whatever happens."""
+    registry = Registry.open()
+    real = None
+    try:
+        real = make_real_host(params, backend=backend, adapters=adapters, seed=seed,
+                              netns=netns, registry=registry, pcap_dir=pcap_dir, plan=plan,
+                              name=name)
+        yield real
+    finally:
+        if real is not None:
+            real.close()
+        else:
+            registry.teardown()
+
+
+@contextlib.asynccontextmanager
+async def running(real: RealHost) -> AsyncIterator[trio.Nursery]:
+    """Run a RealHost's kernel and its device readers; boot activity started, no adapter
+    arrived yet (schedule them with `real.host.pnp`). Cancelled on exit."""
+    host = real.host
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.kernel.run)
+        for port in real.topology.ports():
+            nursery.start_soon(port.run)
+        host.start()
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
 async def run_memory(host: EmulatedHost, configs: list[MiniportConfig], interval: float,
                      out: IO[str]) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -106,18 +140,13 @@ async def run_memory(host: EmulatedHost, configs: list[MiniportConfig], interval
 async def run_real(real: RealHost, interval: float, out: IO[str],
                    signals: AsyncIterator[int]) -> None:
     host = real.host
-    async with trio.open_nursery() as nursery:
-        await nursery.start(host.kernel.run)
-        for port in real.topology.ports():
-            nursery.start_soon(port.run)
-        host.start()
+    async with running(real) as nursery:
         host.pnp.schedule(real.configs, start=host.kernel.now + 0.2, interval=interval)
         nursery.start_soon(_report, host, out)
         out.write("serving; Ctrl-C or SIGTERM to stop and remove every device\n")
         out.flush()
         async for _ in signals:
             break
-        nursery.cancel_scope.cancel()
 
 
 async def _report(host: EmulatedHost, out: IO[str]) -> None:

@@ -21,11 +21,11 @@ from scapy.layers.inet import ICMP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
 from scapy.utils import rdpcap
 
-from ndisemu.backends.netlink import PREFIX, Registry, link_exists, netns_preexec
+from ndisemu.backends.netlink import PREFIX, link_exists, netns_preexec
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab.cli import main
 from tcpip6lab.host import ModelParams, adapter_ipv4
-from tcpip6lab.serve import RealHost, make_real_host
+from tcpip6lab.serve import RealHost, real_host, running
 from tests.conftest import leftovers, require_real_net, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,29 +62,17 @@ async def ping_all(real: RealHost, adapters: list[str], family: int) -> dict[str
 @pytest.mark.parametrize("backend", ["tap", "veth"])
 async def test_linux_ping_reaches_each_adapter(backend: str, tmp_path: Path) -> None:
     require_real_net("ping", tun=backend == "tap")
-    registry = Registry.open()
-    real = None
-    try:
-        real = make_real_host(ModelParams(executor="dedicated"), backend=backend, adapters=3,
-                              seed=1, netns=None, registry=registry, pcap_dir=str(tmp_path))
-        host = real.host
-        async with trio.open_nursery() as nursery:
-            await nursery.start(host.kernel.run)
-            for port in real.topology.ports():
-                nursery.start_soon(port.run)
-            host.start()
+    with real_host(ModelParams(executor="dedicated"), backend=backend, adapters=3, seed=1,
+                   pcap_dir=str(tmp_path)) as real:
+        run_id = real.topology.registry.run_id
+        async with running(real):
+            host = real.host
             host.pnp.schedule(real.configs, start=host.kernel.now)
             await wait_for(lambda: host.ipv6_ready() == 3 and host.ipv4_bound() == 3)
             names = [c.name for c in real.configs]
             assert await ping_all(real, names, 6) == dict.fromkeys(names, True)
             assert await ping_all(real, names, 4) == dict.fromkeys(names, True)
-            nursery.cancel_scope.cancel()
-    finally:
-        if real is not None:
-            real.close()
-        else:
-            registry.teardown()
-    assert not [x for x in leftovers() if registry.run_id in x]
+    assert not [x for x in leftovers() if run_id in x]
     # --pcap captured both directions of every adapter, readable by standard tools.
     for i in range(3):
         packets = rdpcap(str(tmp_path / f"host-nic00{i}.pcap"))
@@ -96,18 +84,10 @@ async def test_linux_ping_reaches_each_adapter(backend: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("executor", ["critical", "dedicated"])
 async def test_burst_of_24_stops_ipv6_only_with_the_unpatched_binder(executor: str) -> None:
     require_real_net("ping")
-    registry = Registry.open()
-    real = None
-    try:
-        real = make_real_host(ModelParams(executor=executor), backend="tap", adapters=25,
-                              seed=3, netns=None, registry=registry)
+    with real_host(ModelParams(executor=executor), backend="tap", adapters=25, seed=3) as real:
         host = real.host
         first, burst = real.configs[0], real.configs[1:]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(host.kernel.run)
-            for port in real.topology.ports():
-                nursery.start_soon(port.run)
-            host.start()
+        async with running(real):
             host.pnp.schedule([first], start=host.kernel.now)
             await wait_for(lambda: host.ipv6_ready() == 1)  # bound, and DAD done
             assert await ping(real, first.name, 6)  # answered before the storm
@@ -121,12 +101,6 @@ async def test_burst_of_24_stops_ipv6_only_with_the_unpatched_binder(executor: s
             names = [c.name for c in real.configs]
             v6 = await ping_all(real, names, 6)
             v4 = await ping_all(real, names, 4)
-            nursery.cancel_scope.cancel()
-    finally:
-        if real is not None:
-            real.close()
-        else:
-            registry.teardown()
     assert v4 == dict.fromkeys(names, True)  # IPv4 answers on every adapter, storm or not
     if executor == "critical":
         assert v6 == dict.fromkeys(names, False)  # nic000 too: bound before the storm
@@ -223,32 +197,22 @@ def test_demo_on_tap_with_real_ping_processes() -> None:
 
 async def test_linux_side_in_the_current_namespace() -> None:
     require_real_net("ping")
-    registry = Registry.open()
-    real = None
-    try:
-        real = make_real_host(ModelParams(executor="dedicated"), backend="tap", adapters=1,
-                              seed=1, netns=".", registry=registry)
+    with real_host(ModelParams(executor="dedicated"), backend="tap", adapters=1, seed=1,
+                   netns=".") as real:
+        run_id = real.topology.registry.run_id
         site = real.topology.sites["nic000"]
         assert link_exists(site.device)  # visible in this namespace
-        assert not registry.netns
+        assert not real.topology.registry.netns
         host = real.host
-        async with trio.open_nursery() as nursery:
-            await nursery.start(host.kernel.run)
-            nursery.start_soon(site.port.run)
-            host.start()
+        async with running(real):
             host.pnp.schedule(real.configs, start=host.kernel.now)
             await wait_for(lambda: host.ipv6_ready() == 1)
             target = f"{addr_str(link_local_from_mac(real.configs[0].mac))}%{site.device}"
             proc = await trio.run_process(["ping", "-6", "-n", "-c", "2", "-i", "0.3", "-W",
                                            "1", target], check=False, capture_stdout=True)
             assert proc.returncode == 0
-            nursery.cancel_scope.cancel()
-    finally:
-        if real is not None:
-            real.close()
-        else:
-            registry.teardown()
-    assert not [x for x in leftovers() if registry.run_id in x]
+    assert not [x for x in leftovers() if run_id in x]
+
 
 
 def _moments(n: int, seed: int) -> list[float]:
