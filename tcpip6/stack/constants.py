@@ -47,4 +47,16 @@ PMTU_AGING = 600.0
 EPHEMERAL_FIRST = 49152
 EPHEMERAL_LAST = 65535
 
+# TCP (RFC 9293, RFC 6298, RFC 5681, RFC 1122)
+TCP_MSL = 30.0  # Maximum Segment Lifetime; TIME-WAIT lasts 2*MSL = 60 s (our choice, as Linux)
+TCP_RTO_INITIAL = 1.0  # RFC 6298 §2.1
+TCP_RTO_MIN = 1.0  # RFC 6298 §2.4 ("SHOULD be rounded up to 1 second")
+TCP_RTO_MAX = 60.0  # RFC 6298 §2.5 (a maximum of at least 60 s)
+TCP_RTO_AFTER_SYN_LOSS = 3.0  # RFC 6298 §5.7
+TCP_DELAYED_ACK = 0.2  # our choice; RFC 9293 §3.8.6.3 allows up to 0.5 s
+TCP_DUP_THRESH = 3  # RFC 5681 §3.2
+TCP_IPV6_DEFAULT_MSS = 1220  # no MSS option: IPv6 minimum MTU 1280 - 60 (RFC 9293 §3.7.1)
+TCP_HEADERS = 60  # IPv6 + TCP fixed headers: MSS = MTU - 60 (RFC 9293 §3.7.1, RFC 6691)
+TCP_TS_MAX_IDLE = 24 * 24 * 3600.0  # RFC 7323 §5.5: TS.Recent invalid after 24 days idle
+
 INFINITY = float("inf")

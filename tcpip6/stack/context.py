@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from tcpip6.errors import ConfigError
@@ -30,6 +30,56 @@ class IidMode(Enum):
 
     EUI64 = "eui64"  # modified EUI-64 from the MAC (RFC 4291 App. A)
     STABLE = "stable"  # RFC 7217 semantically opaque, stable per prefix
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConfig:
+    """TCP knobs (:mod:`tcpip6.stack.tcp`). Defaults are the RFC values; the few that are our
+    choice say so. Sizes are bytes, times seconds.
+
+    ``rto_min`` is RFC 6298's 1 s by default; a LAN may use less (Linux 0.2 s, Windows 0.3 s).
+    Keep it above the peer's delayed-ACK time plus the RTT, or a lone segment times out before
+    its delayed ACK comes (our own ``delayed_ack`` is 0.2 s: 0.3 s suits two of these hosts).
+    """
+
+    send_buffer: int = 256 * 1024  # bound of each connection's send buffer
+    recv_buffer: int = 256 * 1024  # bound of the receive buffer = the largest window offered
+    window_scaling: bool = True  # RFC 7323 §2
+    timestamps: bool = True  # RFC 7323 §3 (RTTM and PAWS)
+    sack: bool = True  # RFC 2018 SACK-permitted; sender use per RFC 6675
+    nodelay: bool = False  # default TCP_NODELAY of new connections (Nagle on, RFC 9293 §3.7.4)
+    delayed_ack: float = c.TCP_DELAYED_ACK  # 0 acks every segment at once
+    rto_initial: float = c.TCP_RTO_INITIAL  # RFC 6298 §2.1
+    rto_min: float = c.TCP_RTO_MIN  # RFC 6298 §2.4; e.g. 0.2 on a LAN, as Linux does
+    rto_max: float = c.TCP_RTO_MAX  # RFC 6298 §2.5: at least 60 s
+    syn_retries: int = 6  # SYN retransmissions before an active open gives up
+    synack_retries: int = 5  # SYN-ACK retransmissions before an embryonic connection goes
+    max_retries: int = 15  # data retransmissions before giving up (RFC 9293 §3.8.3 R2)
+    time_wait: float = 2 * c.TCP_MSL  # 2*MSL (RFC 9293 §3.4.2)
+    fin_wait_2_timeout: float = 60.0  # an orphaned FIN-WAIT-2 (closed by the app) ends after
+    syn_backlog: int = 128  # embryonic (SYN-RECEIVED) connections per listener
+    ooo_max_segments: int = 256  # out-of-order queue bound (merged blocks)
+    congestion_control: str = "newreno"  # a name in tcpip6.stack.tcpcc.ALGORITHMS ("cubic")
+    initial_window: int = 0  # segments; 0 = RFC 5681 §3.1's rule (3 or 4 segments)
+    dup_thresh: int = c.TCP_DUP_THRESH  # RFC 5681 §3.2, RFC 6675 DupThresh
+    challenge_ack_limit: int = 1000  # per second (RFC 5961 §7)
+    limited_transmit: bool = True  # RFC 3042
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
+                raise ConfigError(f"tcp.{f.name} must not be negative")
+        for name in ("send_buffer", "recv_buffer", "syn_backlog", "ooo_max_segments",
+                     "dup_thresh", "challenge_ack_limit"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"tcp.{name} must be >= 1")
+        if self.recv_buffer > 0x3FFFFFFF or self.send_buffer > 0x3FFFFFFF:
+            raise ConfigError("tcp buffers must stay below 2**30 (RFC 7323 §2.3)")
+        if not 0 < self.rto_min <= self.rto_initial <= self.rto_max:
+            raise ConfigError("tcp: need 0 < rto_min <= rto_initial <= rto_max")
+        if self.delayed_ack > 0.5:
+            raise ConfigError("tcp.delayed_ack must be <= 0.5 s (RFC 9293 §3.8.6.3 MUST-40)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +115,7 @@ class HostConfig:
     udp_queue_len: int = 64
     udp_echo: bool = True  # RFC 862 echo service on port 7
     disable_on_duplicate_lladdr: bool = True  # RFC 4862 §5.4.5 for a MAC-derived link-local
+    tcp: TcpConfig = field(default_factory=TcpConfig)
 
     def __post_init__(self) -> None:
         if not 1 <= self.hop_limit <= 255:

@@ -21,3 +21,20 @@ class IllegalTransition(StackError):
 
 class SocketError(StackError):
     """A sans-IO socket call that a BSD socket would fail (EADDRINUSE, EBADF, ...)."""
+
+
+class WouldBlock(SocketError):
+    """A non-blocking call cannot proceed now: nothing to read, or the send buffer lacks room
+    (nothing was taken). Wait for the connection's "data"/"writable" event (EAGAIN)."""
+
+
+class ConnectionReset(SocketError):
+    """The connection is gone: ``reason`` is "refused", "reset", "timeout" or "aborted"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"connection {reason}")
+        self.reason = reason
+
+
+class ConnectionClosed(SocketError):
+    """Sending after shutdown_write/close (EPIPE), or reading after close."""

@@ -12,7 +12,9 @@ module, share a :class:`~tcpip6.stack.context.StackContext`:
 * :mod:`~tcpip6.stack.nud` — the neighbor cache and its table-driven NUD state machine;
 * :mod:`~tcpip6.stack.router` — RS/RA, default routers, prefixes, Redirect, Path MTU;
 * :mod:`~tcpip6.stack.mld` — MLDv2 listener; :mod:`~tcpip6.stack.frag` — (re)fragmentation;
-* :mod:`~tcpip6.stack.udp` — sockets and the echo service; :mod:`~tcpip6.stack.icmp` — limits.
+* :mod:`~tcpip6.stack.udp` — sockets and the echo service; :mod:`~tcpip6.stack.icmp` — limits;
+* :mod:`~tcpip6.stack.tcp` — TCP listeners and connections (:mod:`~tcpip6.stack.tcpconn`, the
+  state machine; :mod:`~tcpip6.stack.tcpcc`, congestion control).
 
 Receive path, in order:
 
@@ -29,11 +31,13 @@ Receive path, in order:
    otherwise Parameter Problem code 0 at the Routing Type — no type is recognized, type 0
    included (RFC 5095 §3); Fragment: atomic fragments processed in isolation (RFC 6946), others
    reassembled (:mod:`~tcpip6.stack.frag`); No Next Header ends processing; an unknown next
-   header gets Parameter Problem code 1 (§4). TCP is not implemented and is dropped silently
-   (UNSUPPORTED) rather than answered as an unknown protocol.
+   header gets Parameter Problem code 1 (§4).
 4. ICMPv6 (RFC 4443) with checksum; ND messages need hop limit 255 and code 0 (RFC 4861 §6.1,
    §7.1, §8.1); RA, Redirect and MLD Queries need a link-local source (§6.1.2, §8.1, RFC 3810
-   §5.1.14). UDP (RFC 768 / RFC 8200 §8.1).
+   §5.1.14). UDP (RFC 768 / RFC 8200 §8.1). TCP (RFC 9293) with its pseudo-header checksum;
+   a TCP segment to a multicast address is dropped (RFC 9293 §3.9.1 MUST-57). TCP directly
+   behind the IPv6 header skips the extension-header walk (the bulk-transfer fast path).
+   A Packet Too Big quoting one of our TCP segments lowers that connection's MSS (RFC 8201).
 
 Transmit path (:meth:`_output`): hop limit CurHopLimit (64 unless an RA says otherwise) on
 originated packets, 255 for ND, 1 for MLD; multicast maps to 33:33 MACs (RFC 2464 §7); unicast
@@ -48,12 +52,13 @@ the RFC 6724 choice.
 
 Stable counter names: ``rx``, ``tx``, ``drop.<REASON>``, ``ns_rx``, ``na_sent``, ``na_rx``,
 ``echo_replies``, ``nd.*``, ``nud.*``, ``dad.*``, ``slaac.*``, ``mld.*``, ``frag.*``,
-``icmp.*``, ``udp.*``, ``event.<kind>``.
+``icmp.*``, ``udp.*``, ``tcp.*``, ``event.<kind>``.
 """
 
 from __future__ import annotations
 
 import random
+import struct
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -69,10 +74,11 @@ from tcpip6.stack.context import HostConfig, HostEvent, StackContext
 from tcpip6.stack.frag import Reassembler, fragment
 from tcpip6.stack.icmp import TokenBucket, invokes_error
 from tcpip6.stack.mld import MldHost
-from tcpip6.stack.nud import NeighborCache
+from tcpip6.stack.nud import NeighborCache, NudState
 from tcpip6.stack.router import RouterDiscovery
+from tcpip6.stack.tcp import TcpConnection, TcpListener, TcpStack
 from tcpip6.stack.udp import UdpSocket, UdpStack
-from tcpip6.wire import icmpv6, mld, udp
+from tcpip6.wire import icmpv6, mld, tcp, udp
 from tcpip6.wire.errors import DropReason, MalformedFrame
 from tcpip6.wire.ethernet import (
     BROADCAST_MAC,
@@ -136,6 +142,7 @@ from tcpip6.wire.ipv6ext import (
 )
 
 ALL_NODES_MAC = ipv6_multicast_mac(ALL_NODES)
+_PORTS_SEQ = struct.Struct("!HHI")  # the quoted TCP header's ports and sequence number
 _KNOWN_HBH = frozenset({OPT_ROUTER_ALERT})  # RFC 2711; Pad1/PadN are always known
 _KNOWN_DST: frozenset[int] = frozenset()
 
@@ -181,6 +188,9 @@ class Ipv6Host:
         self.router = RouterDiscovery(ctx, self.nud, self.addrconf)
         self.reassembler = Reassembler(ctx)
         self.udp = UdpStack(ctx, self._output, self.addrconf.select_source)
+        self.tcp = TcpStack(
+            ctx, self._output, self.addrconf.select_source, self._path_mtu, self._tcp_confirm
+        )
         self._bucket = TokenBucket(self.config.icmp_error_rate, self.config.icmp_error_burst)
         self.started = False
         self.disabled = False
@@ -214,6 +224,7 @@ class Ipv6Host:
             "router": self.router.on_timer,
             "prefix": self.router.on_timer,
             "frag": self._frag_timer,
+            "tcp": self.tcp.on_timer,
         }
         self._l2: frozenset[bytes] = frozenset()
         self._l2_gen = -1
@@ -308,6 +319,29 @@ class Ipv6Host:
         """Bind a UDP port (0: ephemeral); see :class:`~tcpip6.stack.udp.UdpSocket`."""
         return self.udp.bind(port)
 
+    def tcp_listen(self, port: int, backlog: int = 16) -> TcpListener:
+        """Listen on ``port`` (every address of the interface); ``backlog`` bounds the accept
+        queue, ``config.tcp.syn_backlog`` the embryonic connections."""
+        return self.tcp.listen(port, backlog)
+
+    def tcp_connect(
+        self,
+        address: tuple[bytes, int],
+        now: float,
+        *,
+        local_port: int = 0,
+        src: bytes | None = None,
+    ) -> tuple[TcpConnection, list[bytes]]:
+        """Active open to ``(ipv6_address, port)``: the connection (SYN-SENT) and the SYN's
+        frames. ``local_port`` 0 picks an ephemeral port; ``src`` defaults to RFC 6724's choice.
+        A 4-tuple still in use (TIME-WAIT included) raises SocketError."""
+        return self.tcp.connect(address, now, local_port=local_port, src=src)
+
+    def pop_tcp_ready(self) -> list[TcpConnection | TcpListener]:
+        """TCP connections and listeners that queued events since the last call (wake their
+        tasks; they read the events with ``pop_events()``)."""
+        return self.tcp.pop_ready()
+
     def ping(self, dst: bytes, now: float, ident: int, seq: int, data: bytes = b"") -> list[bytes]:
         """Send an Echo Request; replies land in :attr:`echo_replies`."""
         src = self.addrconf.select_source(dst)
@@ -390,8 +424,10 @@ class Ipv6Host:
             return self._ctx.drop(DropReason.NOT_FOR_US)
         if ip.src[0] == 0xFF:  # RFC 4291 §2.7: never a source
             return self._ctx.drop(DropReason.BAD_SOURCE)
-        l2mc = bool(dst_mac[0] & 1)
         nh = ip.next_header
+        if nh == NH_TCP:  # the bulk path, without the chain walk
+            return self._rx_tcp(ip, pkt, IP6_HEADER_LEN, l3mc, now)
+        l2mc = bool(dst_mac[0] & 1)
         if nh == NH_ICMPV6:  # the common case, without the chain walk
             return self._rx_icmp(src_mac, ip, pkt, IP6_HEADER_LEN, l3mc, now)
         return self._chain(src_mac, ip, pkt, nh, l3mc, l2mc, now)
@@ -416,6 +452,8 @@ class Ipv6Host:
                 return self._rx_icmp(eth_src, ip, pkt, off, l3mc, now)
             if nh == NH_UDP:
                 return self._rx_udp(ip, pkt, off, l3mc, l2mc, now)
+            if nh == NH_TCP:
+                return self._rx_tcp(ip, pkt, off, l3mc, now)
             if nh in (NH_HOPOPTS, NH_DSTOPTS):
                 if nh == NH_HOPOPTS and off != IP6_HEADER_LEN:  # RFC 8200 §4.1
                     counters["drop." + DropReason.BAD_HEADER.value] += 1
@@ -480,8 +518,6 @@ class Ipv6Host:
             elif nh == NH_NONE:
                 counters["ip6.no_next_header"] += 1
                 return []
-            elif nh == NH_TCP:
-                return self._ctx.drop(DropReason.UNSUPPORTED)
             else:  # RFC 8200 §4: unrecognized Next Header -> Parameter Problem code 1
                 counters["drop." + DropReason.UNRECOGNIZED.value] += 1
                 return self._icmp_error(
@@ -521,6 +557,17 @@ class Ipv6Host:
             return out
         self._ctx.drop(DropReason.PORT_UNREACHABLE)
         return self._icmp_error(DEST_UNREACH, DU_PORT_UNREACHABLE, 0, ip, pkt, l3mc, l2mc, now)
+
+    def _rx_tcp(
+        self, ip: Ipv6Header, pkt: memoryview, off: int, l3mc: bool, now: float
+    ) -> list[bytes]:
+        if l3mc:  # RFC 9293 §3.9.1 MUST-57 (and no connection has a multicast end)
+            return self._ctx.drop(DropReason.BAD_DEST)
+        src = ip.src
+        if src == UNSPECIFIED:
+            return self._ctx.drop(DropReason.BAD_SOURCE)
+        seg = tcp.parse(src, ip.dst, pkt[off:])
+        return self.tcp.rx(src, ip.dst, seg, now)
 
     # --- ICMPv6 handlers ------------------------------------------------------------------------
 
@@ -665,12 +712,21 @@ class Ipv6Host:
             self.counters["icmp.errors_not_ours"] += 1  # does not quote a packet we sent
             return []
         inv_dst = bytes(inv[24:40])
+        is_tcp = inv[6] == NH_TCP and len(inv) >= IP6_HEADER_LEN + 8
         if err.type == PACKET_TOO_BIG:
             if not self.router.on_packet_too_big(inv_dst, err.param, now):
                 return self._ctx.drop(DropReason.BAD_LENGTH)  # RFC 8201 §4: below 1280
+            if is_tcp:
+                sport, dport, seq = _PORTS_SEQ.unpack_from(inv, IP6_HEADER_LEN)
+                return self.tcp.on_packet_too_big(bytes(inv[8:24]), inv_dst, sport, dport, seq,
+                                                  now)  # fmt: skip
             return []
         if inv[6] == NH_UDP and len(inv) >= IP6_HEADER_LEN + 2:
             self.udp.on_error(err, int.from_bytes(inv[40:42], "big"))
+        elif is_tcp:
+            sport, dport, _ = _PORTS_SEQ.unpack_from(inv, IP6_HEADER_LEN)
+            self.tcp.on_error(bytes(inv[8:24]), inv_dst, sport, dport,
+                              f"icmpv6 {err.type}/{err.code}")  # fmt: skip
         return []
 
     # --- ICMPv6 errors -------------------------------------------------------------------------
@@ -771,6 +827,16 @@ class Ipv6Host:
         if entry.origin is AddrOrigin.LINK_LOCAL and self.mld.started:
             return self.mld.report_all(now)
         return []
+
+    def _path_mtu(self, dst: bytes, now: float) -> int:
+        router = self.router
+        return router.path_mtu(dst, now) if router.destinations else self.params.link_mtu
+
+    def _tcp_confirm(self, dst: bytes, now: float) -> None:
+        """RFC 4861 §7.3.1: TCP's forward progress confirms the next hop's reachability."""
+        next_hop = self.router.next_hop(dst)
+        if next_hop is not None and self.nud.state(next_hop) is not NudState.REACHABLE:
+            self.nud.confirm(next_hop, now)
 
     def _router_lost(self, addr: bytes, now: float) -> None:
         self.router.remove_router(addr, now)

@@ -48,6 +48,16 @@ class DropReason(StrEnum):
     PORT_UNREACHABLE = "PORT_UNREACHABLE"  # UDP datagram for a port nobody bound
     RATE_LIMITED = "RATE_LIMITED"  # ICMPv6 error suppressed by the token bucket (RFC 4443 §2.4)
     LOOPED = "LOOPED"  # our own frame came back (our MAC as Ethernet source)
+    # --- TCP (tcpip6.stack.tcp) ---
+    PORT_CLOSED = "PORT_CLOSED"  # TCP segment for no connection/listener: RST (RFC 9293 §3.10.7.1)
+    OUT_OF_WINDOW = "OUT_OF_WINDOW"  # sequence number not acceptable (RFC 9293 §3.10.7.4)
+    PAWS = "PAWS"  # timestamp older than TS.Recent (RFC 7323 §5.3)
+    NO_TIMESTAMP = "NO_TIMESTAMP"  # no TSopt after timestamps were negotiated (RFC 7323 §3.2)
+    BAD_ACK = "BAD_ACK"  # ACK outside the acceptable range (RFC 9293 §3.10.7.4, RFC 5961 §5.2)
+    CHALLENGE_ACK = "CHALLENGE_ACK"  # RST/SYN answered by a challenge ACK (RFC 5961 §3.2, §4.2)
+    BACKLOG_FULL = "BACKLOG_FULL"  # SYN while the SYN backlog or the accept queue is full
+    OOO_FULL = "OOO_FULL"  # out-of-order queue at its bound
+    NO_CONNECTION = "NO_CONNECTION"  # segment valid on the wire but no state wants it
 
 
 class MalformedFrame(Exception):

@@ -132,8 +132,14 @@ def test_unknown_next_header(host: Ipv6Host, layers: tuple[Packet, ...], ptr: in
 def test_no_next_header_and_tcp(host: Ipv6Host) -> None:
     assert send(host, IPv6ExtHdrDestOpt(nh=59)) == []
     assert host.counters["ip6.no_next_header"] == 1
-    assert send(host, TCP(dport=80)) == []
-    assert drops(host) == {"drop.UNSUPPORTED": 1}
+    # TCP behind an extension header reaches TCP: a SYN to a closed port gets RST,ACK
+    # (RFC 9293 §3.10.7.1); scapy agrees with the checksum (checksums_ok)
+    (rst,) = send(host, IPv6ExtHdrDestOpt(), TCP(sport=20, dport=80, flags="S", seq=41))
+    assert (rst[TCP].flags, rst[TCP].seq, rst[TCP].ack) == ("RA", 0, 42)
+    assert (rst[TCP].sport, rst[TCP].dport, rst[IPv6].dst) == (80, 20, PEER_LL)
+    assert drops(host) == {"drop.PORT_CLOSED": 1}
+    assert send(host, TCP(dport=80), dst="ff02::1") == []  # RFC 9293 §3.9.1: not multicast
+    assert drops(host) == {"drop.PORT_CLOSED": 1, "drop.BAD_DEST": 1}
 
 
 def test_truncated_extension_header(host: Ipv6Host) -> None:
