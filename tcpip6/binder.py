@@ -141,8 +141,10 @@ class Tcpip6Binder:
         self.rx_queue = rx_queue
         self.rx_backlog = rx_backlog
         self.stack_config = stack_config
-        self._waiters: list[tuple[Any, Any]] = []  # (socket, trio.Event) of waiting readers
+        # (condition, trio.Event) of tasks outside the emulation waiting on a socket
+        self._waiters: list[tuple[Callable[[], bool], Any]] = []
         self.on_settled = on_settled  # called when a bind ends (up or failed)
+        self.on_up: list[Callable[[str], None]] = []  # called with each adapter that comes up
         self.interfaces: dict[str, Tcpip6Binding] = {}
         self.counters: Counter[str] = Counter()
         self.bound = 0  # interfaces up
@@ -282,6 +284,8 @@ class Tcpip6Binder:
         self._trace("tcpip6.interface.up", adapter=state.adapter)
         if state.stack is not None:
             self._after_stack(state, state.stack.start(self.kernel.now))
+        for hook in self.on_up:
+            hook(state.adapter)
         if self.on_settled is not None:
             self.on_settled(state)
 
@@ -315,6 +319,10 @@ class Tcpip6Binder:
 
     # -- the stack's timers and multicast changes ------------------------------------------------
 
+    def after_stack(self, state: Tcpip6Binding, frames: list[bytes]) -> None:
+        """For socket calls made into the stack: send, re-arm, wake (see _after_stack)."""
+        self._after_stack(state, frames)
+
     def _after_stack(self, state: Tcpip6Binding, frames: list[bytes]) -> None:
         """After any call into the stack: send, log, re-arm its timer, and reprogram the NIC's
         multicast list when the stack's groups changed."""
@@ -332,22 +340,27 @@ class Tcpip6Binder:
         self._arm(state)
         if stack.multicast_generation != state.mcast_gen and not state.mcast_pending:
             self._reprogram_multicast(state)
+        stack.pop_tcp_ready()  # the waiters below re-check the sockets' own flags
         if self._waiters:
-            self._wake_readers()
+            self._wake_waiters()
+
+    def wake_when(self, condition: Callable[[], bool], event: Any) -> None:
+        """Set `event` (a trio.Event of a task outside the emulation) once `condition()` holds;
+        checked after every call into the stack."""
+        self._waiters.append((condition, event))
+        self._wake_waiters()
 
     def wake_on_data(self, sock: Any, event: Any) -> None:
-        """Set `event` (a trio.Event of a task outside the emulation) when `sock` has data."""
-        self._waiters.append((sock, event))
-        if _readable(sock):
-            self._wake_readers()
+        """Set `event` when the datagram socket `sock` has data (or is closed)."""
+        self.wake_when(lambda: _readable(sock) or bool(sock.closed), event)
 
-    def _wake_readers(self) -> None:
+    def _wake_waiters(self) -> None:
         keep = []
-        for sock, event in self._waiters:
-            if _readable(sock) or sock.closed:
+        for condition, event in self._waiters:
+            if condition():
                 event.set()
             else:
-                keep.append((sock, event))
+                keep.append((condition, event))
         self._waiters = keep
 
     def _arm(self, state: Tcpip6Binding) -> None:

@@ -14,11 +14,16 @@ IPv6, when the critical queue knots.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
 from .errors import Tcpip6Error
+from .stack.errors import ConnectionClosed, ConnectionReset, WouldBlock
+from .stack.tcp import TcpListener as StackListener
+from .stack.tcpconn import TcpConnection, TcpState
 from .stack.udp import UdpSocket
 
 if TYPE_CHECKING:
@@ -95,9 +100,165 @@ class HostSockets:
             raise SocketError(f"interface {adapter!r} is not up")
         return state
 
+    async def open_tcp_stream(self, adapter: str, address: str | bytes, port: int) -> TcpStream:
+        """An active open from `adapter` (like trio.open_tcp_stream); BrokenResourceError if
+        refused or timed out."""
+        state = self._interface(adapter)
+        stack = state.stack
+        assert stack is not None
+        dst = (_addr(address), int(port))
+        conn = await _Call.run(self.binder, state, lambda now: stack.tcp_connect(dst, now))
+        await _wait_until(self.binder, lambda: conn.state is TcpState.ESTABLISHED
+                          or conn.state is TcpState.CLOSE_WAIT or conn.error is not None)
+        if conn.error is not None:
+            raise trio.BrokenResourceError(f"connection {conn.error}")
+        return TcpStream(self, state, conn)
+
+    async def open_tcp_listener(self, adapter: str, port: int,
+                                backlog: int = 16) -> TcpListener:
+        state = self._interface(adapter)
+        assert state.stack is not None
+        listener = state.stack.tcp_listen(port, backlog)
+        await trio.lowlevel.checkpoint()
+        return TcpListener(self, state, listener)
+
     async def udp_socket(self, adapter: str, port: int = 0) -> TrioUdpSocket:
         state = self._interface(adapter)
         assert state.stack is not None
         sock = state.stack.udp_socket(port)
         await trio.lowlevel.checkpoint()
         return TrioUdpSocket(self, state, sock)
+
+
+T = TypeVar("T")
+
+
+class _Call:
+    """Run `fn(now) -> (value, frames)` inside the emulated kernel — posted, like a system call
+    entering the stack — send the frames, and return the value to the calling task."""
+
+    @staticmethod
+    async def run(binder: Tcpip6Binder, state: Tcpip6Binding,
+                  fn: Callable[[float], tuple[T, list[bytes]]]) -> T:
+        done = trio.Event()
+        value: list[T] = []
+        error: list[BaseException] = []
+
+        def call() -> None:
+            frames: list[bytes] = []
+            try:
+                result, frames = fn(binder.kernel.now)
+                value.append(result)
+            except Exception as exc:  # handed to the caller's task, not raised in the kernel
+                error.append(exc)
+            if state.stack is not None:
+                binder.after_stack(state, frames)
+            done.set()
+
+        binder.kernel.post(call)
+        await done.wait()
+        if error:
+            raise error[0]
+        return value[0]
+
+
+async def _wait_until(binder: Tcpip6Binder, condition: Callable[[], bool]) -> None:
+    while not condition():
+        event = trio.Event()
+        binder.wake_when(condition, event)
+        await event.wait()
+
+
+def _send(conn: TcpConnection, chunk: bytes, now: float) -> tuple[None, list[bytes]]:
+    return None, conn.send(chunk, now)
+
+
+class TcpStream(trio.abc.HalfCloseableStream):
+    """A TCP connection of the emulated host as a trio stream (so trio code runs on top)."""
+
+    def __init__(self, sockets: HostSockets, state: Tcpip6Binding, conn: TcpConnection) -> None:
+        self._binder = sockets.binder
+        self._state = state
+        self.conn = conn
+        self._send_lock = trio.StrictFIFOLock()
+        self._closed = False
+
+    async def _do(self, fn: Callable[[float], tuple[T, list[bytes]]]) -> T:
+        try:
+            return await _Call.run(self._binder, self._state, fn)
+        except ConnectionReset as exc:
+            raise trio.BrokenResourceError(f"connection {exc}") from exc
+        except ConnectionClosed as exc:
+            raise trio.ClosedResourceError(str(exc)) from exc
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("stream is closed")
+        async with self._send_lock:
+            view = memoryview(data)
+            conn = self.conn
+            while view:
+                await _wait_until(self._binder,
+                                  lambda: conn.send_space > 0 or conn.error is not None)
+                if conn.error is not None:
+                    raise trio.BrokenResourceError(f"connection {conn.error}")
+                n = min(len(view), conn.send_space)
+                chunk = bytes(view[:n])
+                await self._do(partial(_send, conn, chunk))
+                view = view[n:]
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await _wait_until(self._binder,
+                          lambda: self.conn.send_space > 0 or self.conn.error is not None)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closed:
+            raise trio.ClosedResourceError("stream is closed")
+        conn = self.conn
+        await _wait_until(self._binder, lambda: conn.readable)
+
+        def recv(_now: float) -> tuple[bytes, list[bytes]]:
+            try:
+                return conn.recv(max_bytes or 65536), []
+            except WouldBlock:
+                return b"", []
+
+        data = await self._do(recv)
+        if not data and not conn.eof and conn.error is None:
+            return await self.receive_some(max_bytes)  # raced with nothing: wait again
+        if not data and conn.error is not None and not conn.eof:
+            raise trio.BrokenResourceError(f"connection {conn.error}")
+        return data
+
+    async def send_eof(self) -> None:
+        async with self._send_lock:
+            await self._do(lambda now: (None, self.conn.shutdown_write(now)))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        # Not shielded: when the whole host is being cancelled the kernel will not run the
+        # close; the stream is closed for us all the same (trio's aclose contract).
+        await _Call.run(self._binder, self._state, lambda now: (None, self.conn.close(now)))
+
+
+class TcpListener(trio.abc.Listener[TcpStream]):
+    def __init__(self, sockets: HostSockets, state: Tcpip6Binding, listener: StackListener):
+        self._sockets = sockets
+        self._state = state
+        self.listener = listener
+
+    async def accept(self) -> TcpStream:
+        binder = self._sockets.binder
+        while True:
+            await _wait_until(binder, lambda: self.listener.pending > 0)
+            conn = await _Call.run(binder, self._state,
+                                   lambda _now: (self.listener.accept(), []))
+            if conn is not None:
+                return TcpStream(self._sockets, self._state, conn)
+
+    async def aclose(self) -> None:
+        await _Call.run(self._sockets.binder, self._state,
+                        lambda now: (None, self.listener.close(now)))
