@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory (default: virtual wires and time) or tap (root: real devices "
                         "in two namespaces, real ping processes, real time)")
     add_model_options(d, executor_default=None)
+    from bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -390,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             return run_demo(args, model_params)
+        if args.command == "bench":
+            from bench.cli import run_bench
+
+            return run_bench(args)
         parser.error(f"unknown command {args.command!r}")
     except (UsageError, NdisEmuError, Tcpip6Error, FaultsError, ValueError) as exc:
         if debug:
