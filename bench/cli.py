@@ -10,10 +10,11 @@ the computed one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,12 @@ def add_bench_parser(subparsers: Any) -> None:
     s.add_argument("--replay", metavar="FILE", help="re-render a previous cells.json or "
                                                     "cells.csv instead of running")
     s.add_argument("--no-plots", action="store_true", help="CSV and JSON only")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the cells on a Dask cluster: its scheduler's address "
+                        "(tcp://host:8786), or 'local' for a LocalCluster started and stopped "
+                        "here (needs the cluster extra: pip install tcpip6-lab[cluster])")
+    s.add_argument("--resume", action="store_true",
+                   help="keep the cells already in DIR/cells.partial.jsonl and run the rest")
 
     c = sub.add_parser("scale", help="a 10,000-adapter burst: wall time, memory, OIDs/s, GC, "
                                      "event log, per-OID overhead, profile")
@@ -233,7 +240,8 @@ def _storm_runner(args: argparse.Namespace, executor: Executor | None = None
         try:
             return run_storm_bench(cells, out, executor=executor, jobs=args.jobs,
                                    progress=progress, plots=not getattr(args, "no_plots", False),
-                                   meta=_grid_meta(args))
+                                   meta=_grid_meta(args),
+                                   resume=bool(getattr(args, "resume", False)))
         finally:
             if stop is not None:
                 stop()
@@ -268,10 +276,43 @@ def cmd_storm(args: argparse.Namespace, executor: Executor | None = None) -> int
         bench = write_outputs(records, out, meta={"replayed_from": args.replay,
                                                   "machine": machine()},
                               plots=not args.no_plots)
+    elif getattr(args, "scheduler", None) and executor is None:
+        with dask_executor(args.scheduler, args.jobs) as dask:
+            bench = _storm_runner(args, dask)(out)
     else:
         bench = _storm_runner(args, executor)(out)
     print(render_summary(bench))
     return 0 if bench.ok else 1
+
+
+@contextlib.contextmanager
+def dask_executor(scheduler: str, jobs: int | None = None) -> Iterator[Executor]:
+    """A concurrent.futures.Executor on a Dask cluster: `scheduler` is an address, or
+    'local' for a LocalCluster of worker processes started and stopped here."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise BenchUsageError("--scheduler needs Dask: pip install 'tcpip6-lab[cluster]'") \
+            from None
+    cluster = None
+    try:
+        if scheduler == "local":
+            cluster = LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        if cluster is not None:
+            cluster.close()
+        raise BenchUsageError(f"cannot reach the Dask scheduler {scheduler!r}: {exc}") \
+            from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _scale_plan(args: argparse.Namespace, out: Path) -> Any:
@@ -369,23 +410,10 @@ def run_bench(args: argparse.Namespace, executor: Executor | None = None) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.cli …` until the lead wires `bench` into tcpip6-lab."""
-    import importlib
+    """`python -m bench.cli bench …`: the same as `tcpip6-lab bench …`."""
+    from tcpip6lab.cli import main as lab_main
 
-    # The project's parser class: one-line errors, exit 2 (tcpip6lab._cli, formerly .cli).
-    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser
-    for module in ("tcpip6lab._cli", "tcpip6lab.cli"):
-        try:
-            parser_class = importlib.import_module(module)._Parser
-            break
-        except (ImportError, AttributeError):
-            continue
-    parser = parser_class(prog="tcpip6-lab")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
-    sub.required = True
-    add_bench_parser(sub)
-    args = parser.parse_args(argv)
-    return run_bench(args)
+    return lab_main(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

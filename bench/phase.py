@@ -4,6 +4,7 @@ cliff. `write_outputs` does everything after the runs, so recorded cells can be 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -20,6 +21,7 @@ from .sweep import (
     DEFAULT_MODEL_KEY,
     Cell,
     Progress,
+    cell_key,
     model_key,
     run_sweep,
     write_csv,
@@ -51,15 +53,45 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(terse=True), "machine": platform.machine()}
 
 
+PARTIAL = "cells.partial.jsonl"
+
+
 def run_storm_bench(cells: Sequence[Cell], out: Path, *, executor: Executor | None = None,
                     jobs: int | None = None, progress: Progress | None = None,
-                    plots: bool = True, meta: dict[str, Any] | None = None) -> StormBench:
+                    plots: bool = True, meta: dict[str, Any] | None = None,
+                    resume: bool = False) -> StormBench:
+    """Run the cells, appending each record to cells.partial.jsonl as it finishes; with
+    `resume`, cells already in that file are not run again."""
     t0 = time.perf_counter()
-    records = run_sweep(cells, executor, jobs=jobs, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / PARTIAL
+    done: list[dict[str, Any]] = []
+    if resume and partial.exists():
+        for line in partial.read_text().splitlines():
+            if line.strip():
+                try:
+                    done.append(json.loads(line))
+                except ValueError:
+                    break  # a line cut by an interrupted write: everything before it counts
+    # Start the file again from the good records only (a torn line of an interrupted write
+    # must not glue itself to the next record).
+    partial.write_text("".join(json.dumps(r) + "\n" for r in done), encoding="utf-8")
+    have = {cell_key(r) for r in done}
+    todo = [c for c in cells if cell_key(c) not in have]
+    with partial.open("a", encoding="utf-8") as sink:
+        def keep(record: dict[str, Any]) -> None:
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+
+        fresh = run_sweep(todo, executor, jobs=jobs, progress=progress, on_record=keep)
+    wanted = {cell_key(c) for c in cells}
+    by_key = {cell_key(r): r for r in [*done, *fresh]}
+    records = [by_key[k] for k in (cell_key(c) for c in cells) if k in by_key and k in wanted]
     wall = time.perf_counter() - t0
     jobs_used = (jobs or os.cpu_count()) if executor is None else None
     info = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
             "sweep_wall_seconds": round(wall, 3), "jobs": jobs_used,
+            "resumed_cells": len(cells) - len(todo),
             "executor": "ProcessPoolExecutor" if executor is None else type(executor).__name__,
             **(meta or {})}
     bench = write_outputs(records, out, meta=info, plots=plots)

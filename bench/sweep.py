@@ -42,7 +42,9 @@ RESULT_FIELDS = (
     "oid_completions",
     "ndis_requests",
     "error",
-    "wall_seconds",       # the only field that depends on the machine
+    "wall_seconds",       # with pid, the only fields that depend on the machine
+    "pid",                # the worker process that ran the cell (local pool or cluster)
+    "reproduce",          # the one command that re-runs this cell locally
 )
 FIELDS = PARAM_FIELDS + RESULT_FIELDS
 
@@ -146,7 +148,29 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             ndis_requests=oids["ndis_requests"],
         )
     record["wall_seconds"] = round(time.perf_counter() - t0, 6)
+    record["pid"] = os.getpid()  # which worker process ran it (local pool or a cluster)
+    record["reproduce"] = reproduce_command(cell)
     return record
+
+
+def reproduce_command(cell: Cell) -> str:
+    """The one command that re-runs this cell locally."""
+    p = cell.params()
+    ex = p.executive
+    return (f"tcpip6-lab storm --adapters {cell.adapters} --executor {cell.executor} "
+            f"--interval {cell.interval:g} --seed {cell.seed} --horizon {cell.horizon:g} "
+            f"--latency {p.latency:g} --static-threads {ex.critical_static} "
+            f"--additional-critical {ex.additional_critical} --max-dynamic {ex.max_dynamic} "
+            f"--foreign-holders {p.foreign_holders}")
+
+
+def cell_key(r: dict[str, Any] | Cell) -> str:
+    """A cell's identity: its parameters and seed (what --resume matches on)."""
+    d = r.as_dict() if isinstance(r, Cell) else r
+    keys = ("executor", "adapters", "interval", "seed", "latency", "static_threads",
+            "additional_critical", "max_dynamic", "foreign_holders", "horizon")
+    return "|".join(f"{float(d[k]):g}" if isinstance(d[k], int | float) else str(d[k])
+                    for k in keys)
 
 
 Progress = Callable[[int, int, float, float], None]  # cells done, cells, cost done, cost
@@ -154,7 +178,9 @@ Progress = Callable[[int, int, float, float], None]  # cells done, cells, cost d
 
 def run_sweep(cells: Sequence[Cell], executor: Executor | None = None, *,
               jobs: int | None = None, progress: Progress | None = None,
-              fn: Callable[[Cell], dict[str, Any]] = run_cell) -> list[dict[str, Any]]:
+              fn: Callable[[Cell], dict[str, Any]] = run_cell,
+              on_record: Callable[[dict[str, Any]], None] | None = None,
+              ) -> list[dict[str, Any]]:
     """Run every cell through `executor` (default: a process pool of `jobs` workers, all
     cores) and return the records in the order of `cells`.
 
@@ -175,7 +201,9 @@ def run_sweep(cells: Sequence[Cell], executor: Executor | None = None, *,
             progress(0, len(cells), 0.0, total_cost)
         for n, fut in enumerate(as_completed(futures), 1):
             i = futures[fut]
-            records[i] = fut.result()
+            record = records[i] = fut.result()
+            if on_record is not None:
+                on_record(record)  # streamed as it finishes (partial results, --resume)
             done_cost += cells[i].cost
             if progress is not None:
                 progress(n, len(cells), done_cost, total_cost)
