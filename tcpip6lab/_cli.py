@@ -99,6 +99,8 @@ def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | Non
     g.add_argument("--multicast-list-size", type=nonneg_int, default=m.multicast_list_size,
                    metavar="N", help="miniports' multicast table size; below 2 tcpip6's "
                                      f"bind fails (default {m.multicast_list_size})")
+    g.add_argument("--mtu", type=pos_int, default=m.mtu, metavar="N",
+                   help=f"adapters' MTU (and their TAP/veth devices'; default {m.mtu})")
     g.add_argument("--dedicated-threads", type=pos_int, default=m.dedicated_threads,
                    metavar="N", help="threads of the dedicated executor (default 1)")
     g.add_argument("--schedule", choices=("random", "fifo", "pct"), default=m.schedule,
@@ -118,7 +120,7 @@ def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
         latency_jitter=args.latency_jitter, completion_queue=args.completion_queue,
         completion_via=args.completion_via, foreign_holders=args.foreign_holders,
         dedicated_threads=args.dedicated_threads, schedule=args.schedule,
-        multicast_list_size=args.multicast_list_size,
+        multicast_list_size=args.multicast_list_size, mtu=args.mtu,
     )
 
 

@@ -62,6 +62,7 @@ class ModelParams:
     # OID_802_3_MAXIMUM_LIST_SIZE of every miniport; tcpip6 needs 2 entries (all-nodes and
     # one solicited-node group), so 0 or 1 makes its bind fail with MULTICAST_FULL.
     multicast_list_size: int = 32
+    mtu: int = 1500  # every adapter's MTU (OID_GEN_MAXIMUM_FRAME_SIZE); a TAP device gets it too
     completion_queue: str = "critical"
     completion_via: str = "tcpip6"
     rx_queue: str = "critical"
@@ -102,6 +103,8 @@ class ModelParams:
             raise ConfigError("the rescuer executor rescues tcpip6's own completion items; "
                               "with completion via ndis there are none (use --completion-via "
                               "tcpip6)")
+        if not 1280 <= self.mtu <= 65535:
+            raise ConfigError(f"mtu must be in 1280..65535 for IPv6 (got {self.mtu})")
         if self.multicast_list_size < 0:
             raise ConfigError("multicast list size must be >= 0")
         if self.dedicated_threads < 1:
@@ -260,7 +263,7 @@ class EmulatedHost:
         name = f"nic{i:03d}"
         self.ipv4_addresses[name] = adapter_ipv4(i)
         return MiniportConfig(name=name, mac=adapter_mac(i), latency=p.latency,
-                              latency_jitter=p.latency_jitter,
+                              latency_jitter=p.latency_jitter, mtu=p.mtu,
                               multicast_list_size=p.multicast_list_size, tags={"index": i})
 
     def _wire_for(self, cfg: MiniportConfig) -> MemoryWireEnd:
