@@ -76,9 +76,6 @@ class Timer:
     def cancel(self) -> None:
         self.cancelled = True
 
-    def __lt__(self, other: Timer) -> bool:
-        return (self.when, self.seq) < (other.when, other.seq)
-
 
 @dataclass
 class KernelStats:
@@ -119,7 +116,8 @@ class Kernel:
         self.core = ExecutiveCore(self.params, trace=trace)
         self.stats = KernelStats()
         self._epoch = 0.0
-        self._timers: list[Timer] = []
+        # (when, seq, timer): tuples, so that heapq compares in C
+        self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._dpcs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._ready: dict[int, Any] = {}  # priority -> list (random, pct) or deque (fifo)
@@ -165,7 +163,7 @@ class Kernel:
         """Run `fn(*args)` at DPC level at virtual time `when` (a KTIMER + KDPC)."""
         self._sync_now()
         t = Timer(max(when, self._now), next(self._timer_seq), fn, args)
-        heapq.heappush(self._timers, t)
+        heapq.heappush(self._timers, (t.when, t.seq, t))
         if self._sleeping:
             self._wakeup.set()
         return t
@@ -328,7 +326,7 @@ class Kernel:
                 return
             deadline = self.core.next_deadline()
             if self._timers:
-                deadline = min(deadline, self._timers[0].when)
+                deadline = min(deadline, self._timers[0][0])
             await self._sleep_until(deadline)
 
     async def _sleep_until(self, deadline: float) -> None:
@@ -361,14 +359,17 @@ class Kernel:
 
     def _fire_due_timers(self) -> None:
         timers = self._timers
-        while timers and timers[0].when <= self._now:
-            t = heapq.heappop(timers)
+        now = self._now
+        while timers and timers[0][0] <= now:
+            t = heapq.heappop(timers)[2]
             if not t.cancelled:
                 self._dpcs.append((t.fn, t.args))
 
     def _apply_actions(self) -> None:
         if self._sleeping:  # called from outside the emulation (setup code, tests)
             self._wakeup.set()
+        if not self.core._actions:
+            return
         for action in self.core.take_actions():
             if isinstance(action, Start):
                 self._make_ready(action.worker, action.item)

@@ -31,7 +31,7 @@ behind them) instead of guessing.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -145,12 +145,40 @@ class WorkerExit:
 Action = Start | Resume | WorkerExit
 
 
+class WorkerSet:
+    """A queue's threads in creation order, with O(1) removal (a burst of 10,000 bind
+    threads that each exit would make a list's removal quadratic)."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, Worker] = {}
+
+    def append(self, w: Worker) -> None:
+        self._by_id[w.id] = w
+
+    def remove(self, w: Worker) -> None:
+        del self._by_id[w.id]
+
+    def __contains__(self, w: object) -> bool:
+        return isinstance(w, Worker) and self._by_id.get(w.id) is w
+
+    def __iter__(self) -> Iterator[Worker]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_id)
+
+
 @dataclass(eq=False)
 class QueueState:
     spec: QueueSpec
     concurrency: int
     pending: deque[WorkItem] = field(default_factory=deque)
-    workers: list[Worker] = field(default_factory=list)
+    workers: WorkerSet = field(default_factory=WorkerSet)
     idle: list[Worker] = field(default_factory=list)
     running: int = 0  # KQUEUE CurrentCount
     dynamic: int = 0
@@ -392,7 +420,10 @@ class ExecutiveCore:
             self._dispatch(q, now)
 
     def advance(self, now: float) -> None:
-        """Run balance-manager passes and idle exits that are due at `now`."""
+        """Run balance-manager passes and idle exits that are due at `now` (idle exits are
+        looked at once per balance period: ±1 s on a 10-minute timeout)."""
+        if now < self._next_tick:
+            return
         while self._next_tick <= now:
             t = self._next_tick
             self._balance_pass(t)
@@ -412,13 +443,7 @@ class ExecutiveCore:
                     self._trace("exec.worker.exited", queue=q.name, worker=w.name)
 
     def next_deadline(self) -> float:
-        deadline = self._next_tick
-        limit = self.params.dynamic_idle_exit
-        for q in self._balanced:
-            for w in q.idle:
-                if w.dynamic:
-                    deadline = min(deadline, w.idle_since + limit)
-        return deadline
+        return self._next_tick
 
     def take_actions(self) -> list[Action]:
         actions, self._actions = self._actions, []

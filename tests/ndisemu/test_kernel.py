@@ -157,7 +157,7 @@ async def test_system_threads_run_once_and_exit(autojump_clock: trio.testing.Moc
             k.create_system_thread("drv.bind", body, name="bind")
         await trio.sleep(0.1)
         q = k.queue("drv.bind")
-        assert q.workers == [] and q.completed == 3
+        assert len(q.workers) == 0 and q.completed == 3
         nursery.cancel_scope.cancel()
     assert ran == [0.0, 0.0, 0.0]
 
