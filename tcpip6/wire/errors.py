@@ -21,7 +21,7 @@ class DropReason(StrEnum):
     BAD_LENGTH = "BAD_LENGTH"  # length fields inconsistent (IHL, message too short for its type)
     HOP_LIMIT = "HOP_LIMIT"  # ND message not sent with hop limit 255 (RFC 4861 §7.1.1)
     BAD_CODE = "BAD_CODE"  # ICMP code not valid for the type (ND: must be 0)
-    BAD_OPTION = "BAD_OPTION"  # ND option with length 0, overrunning, or wrong lladdr size
+    BAD_OPTION = "BAD_OPTION"  # ND option: length 0, overrunning, bad lladdr (size, group MAC)
     BAD_TARGET = "BAD_TARGET"  # ND target is multicast (RFC 4861 §7.1.1/§7.1.2)
     BAD_SOURCE = "BAD_SOURCE"  # source address not allowed (multicast, or :: where forbidden)
     BAD_DEST = "BAD_DEST"  # destination not allowed (DAD NS not to solicited-node group)

@@ -217,6 +217,9 @@ def parse_nd_options(buf: bytes | bytearray | memoryview) -> NdOptions:
             if olen != 8:  # RFC 2464 §8: Ethernet lladdr options are one 8-octet unit
                 raise MalformedFrame(DropReason.BAD_OPTION, f"lladdr option length {olen}")
             mac = bytes(buf[off + 2 : off + 8])
+            if mac[0] & 1:  # a neighbor's address is unicast (RFC 2464 §8, IEEE 802 I/G bit):
+                # a group MAC in the cache would send its unicast traffic to every station
+                raise MalformedFrame(DropReason.BAD_OPTION, "multicast lladdr")
             if otype == OPT_SOURCE_LLADDR:
                 if slla is None:
                     slla = mac
