@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
+import trio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -400,22 +401,53 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_bench(args)
         parser.error(f"unknown command {args.command!r}")
-    except (UsageError, NdisEmuError, Tcpip6Error, FaultsError, ValueError) as exc:
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        return _report(exc, debug)
+    return 0
+
+
+_USER_ERRORS = (UsageError, NdisEmuError, Tcpip6Error, FaultsError, ValueError)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The exception that matters inside trio's exception groups: a Ctrl-C first, then a
+    user error, then anything else (Cancelled is only the echo of the others)."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        elif not isinstance(e, trio.Cancelled):
+            leaves.append(e)
+
+    walk(exc)
+    for kind in (KeyboardInterrupt, _USER_ERRORS, SystemExit):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0] if leaves else exc
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    leaf = _leaf(exc)
+    if isinstance(leaf, SystemExit):
+        return int(leaf.code) if isinstance(leaf.code, int) else 1
+    if isinstance(leaf, KeyboardInterrupt):
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
-    except Exception as exc:  # a bug of ours: one line, the traceback only with --debug
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc} (run with "
-                         "--debug for the traceback)\n")
-        return 1
-    except BrokenPipeError:
+    if isinstance(leaf, BrokenPipeError):
         return 0
-    return 0
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(leaf, _USER_ERRORS):
+        sys.stderr.write(f"{PROG}: error: {leaf}\n")
+        return 2
+    # A bug of ours: one line, the traceback only with --debug.
+    sys.stderr.write(f"{PROG}: internal error: {type(leaf).__name__}: {leaf} (run with "
+                     "--debug for the traceback)\n")
+    return 1
 
 

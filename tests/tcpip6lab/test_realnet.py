@@ -267,3 +267,25 @@ def test_a_killed_run_is_cleaned_up_by_the_cleanup_command(moment: float) -> Non
         if victim.poll() is None:
             victim.kill()
     assert leftovers() == before
+
+
+@pytest.mark.parametrize("moment", _moments(2, 3))
+def test_sigint_during_the_tap_demo_leaves_nothing(moment: float) -> None:
+    require_real_net("ping")
+    before = leftovers()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "demo", "--backend", "tap",
+                             "--duration", "10"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0 + moment)  # the moment of the interrupt: set-up or the live run
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, 130), err
+    assert "Traceback" not in err
+    assert leftovers() == before
