@@ -70,6 +70,7 @@ from tcpip6.stack.addrconf import (
     AddrOrigin,
     AddrState,
 )
+from tcpip6.stack.base import FrameHandler
 from tcpip6.stack.context import HostConfig, HostEvent, StackContext
 from tcpip6.stack.frag import Reassembler, fragment
 from tcpip6.stack.icmp import TokenBucket, invokes_error
@@ -161,7 +162,7 @@ class EchoReplyRecord:
     now: float
 
 
-class Ipv6Host:
+class Ipv6Host(FrameHandler):
     """The IPv6 host stack of one Ethernet interface (see module docstring)."""
 
     def __init__(
@@ -352,19 +353,6 @@ class Ipv6Host:
         return self._tx(self._output(src, dst, NH_ICMPV6, msg, now))
 
     # --- driver entry points -------------------------------------------------------------------
-
-    def handle_frame(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
-        """Process one received frame; return the frames to transmit (possibly none)."""
-        counters = self.counters
-        counters["rx"] += 1
-        try:
-            out = self._rx(frame, now)
-        except MalformedFrame as exc:
-            counters["drop." + exc.reason.value] += 1
-            return []
-        if out:
-            counters["tx"] += len(out)
-        return out
 
     def handle_timer(self, now: float) -> list[bytes]:
         """Run every timer due at ``now``; return the frames to transmit."""

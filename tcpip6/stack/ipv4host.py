@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from tcpip6.stack.base import FrameHandler
 from tcpip6.wire import arp, ipv4
 from tcpip6.wire.arp import ArpPacket
 from tcpip6.wire.errors import DropReason, MalformedFrame
@@ -43,7 +44,7 @@ Icmp4Handler = Callable[[bytes, Ipv4Header, Icmpv4Message, float], list[bytes]]
 ArpListener = Callable[[ArpPacket, float], list[bytes]]
 
 
-class Ipv4Responder:
+class Ipv4Responder(FrameHandler):
     """Answers ARP requests for ``address`` and ICMP Echo sent to it."""
 
     def __init__(self, mac: bytes, address: bytes, *, ttl: int = DEFAULT_TTL) -> None:
@@ -64,23 +65,6 @@ class Ipv4Responder:
         """IPv4 Identification for the next datagram we originate (RFC 6864 §4)."""
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
-
-    def handle_frame(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
-        """Process one received frame; return the frames to transmit (possibly none)."""
-        counters = self.counters
-        counters["rx"] += 1
-        try:
-            out = self._rx(frame, now)
-        except MalformedFrame as exc:
-            counters["drop." + exc.reason.value] += 1
-            return []
-        if out:
-            counters["tx"] += len(out)
-        return out
-
-    def _drop(self, reason: DropReason) -> list[bytes]:
-        self.counters["drop." + reason.value] += 1
-        return []
 
     def _rx(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
         if len(frame) < HEADER_LEN:

@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from tcpip6.stack.base import FrameHandler
 from tcpip6.wire import icmpv6, ipv6
 from tcpip6.wire.errors import DropReason, MalformedFrame
 from tcpip6.wire.ethernet import (
@@ -67,7 +68,7 @@ IcmpHandler = Callable[[bytes, Ipv6Header, Icmpv6Message, float], list[bytes]]
 """``(ethernet_source_mac, ip_header, verified_message, now) -> frames to send``."""
 
 
-class Ipv6Responder:
+class Ipv6Responder(FrameHandler):
     """Answers NS and Echo Request for the addresses of one interface (see module docstring)."""
 
     def __init__(self, mac: bytes, mtu: int = 1500, *, hop_limit: int = DEFAULT_HOP_LIMIT) -> None:
@@ -122,23 +123,6 @@ class Ipv6Responder:
         self._l2 = frozenset((self.mac, BROADCAST_MAC, *self._mcast_macs))
 
     # --- receive path ----------------------------------------------------------------------
-
-    def handle_frame(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
-        """Process one received frame; return the frames to transmit (possibly none)."""
-        counters = self.counters
-        counters["rx"] += 1
-        try:
-            out = self._rx(frame, now)
-        except MalformedFrame as exc:
-            counters["drop." + exc.reason.value] += 1
-            return []
-        if out:
-            counters["tx"] += len(out)
-        return out
-
-    def _drop(self, reason: DropReason) -> list[bytes]:
-        self.counters["drop." + reason.value] += 1
-        return []
 
     def _rx(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
         if len(frame) < HEADER_LEN:

@@ -1,0 +1,34 @@
+"""The receive entry point every sans-IO responder and host shares: count, parse, and turn a
+malformed frame into a counted drop (bad inbound data never raises past `handle_frame`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..wire.errors import DropReason, MalformedFrame
+
+
+class FrameHandler:
+    """Mix-in: subclasses provide `counters` and `_rx(frame, now) -> frames`."""
+
+    counters: Counter[str]
+
+    def _rx(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
+        raise NotImplementedError
+
+    def handle_frame(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
+        """Process one received frame; return the frames to transmit (possibly none)."""
+        counters = self.counters
+        counters["rx"] += 1
+        try:
+            out = self._rx(frame, now)
+        except MalformedFrame as exc:
+            counters["drop." + exc.reason.value] += 1
+            return []
+        if out:
+            counters["tx"] += len(out)
+        return out
+
+    def _drop(self, reason: DropReason) -> list[bytes]:
+        self.counters["drop." + reason.value] += 1
+        return []
