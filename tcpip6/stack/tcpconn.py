@@ -79,6 +79,19 @@ MASK = 0xFFFFFFFF
 HALF = 0x80000000
 
 
+
+def _overlap(spans: list[Any], s: int, e: int) -> tuple[int, int]:
+    """In sorted, disjoint [start, end, ...] spans: the index range [i, j) of those that
+    touch [s, e] (i == j: none, and i is where [s, e] goes)."""
+    n = len(spans)
+    i = 0
+    while i < n and spans[i][1] < s:
+        i += 1
+    j = i
+    while j < n and spans[j][0] <= e:
+        j += 1
+    return i, j
+
 class TcpState(Enum):
     """RFC 9293 §3.3.2 (LISTEN belongs to :class:`~tcpip6.stack.tcp.TcpListener`)."""
 
@@ -829,13 +842,7 @@ class TcpConnection:
             if s < una:
                 s = una
             self._stack.counters["tcp.sack_blocks_rx"] += 1
-            i = 0
-            n = len(sb)
-            while i < n and sb[i][1] < s:
-                i += 1
-            j = i
-            while j < n and sb[j][0] <= e:
-                j += 1
+            i, j = _overlap(sb, s, e)
             if i == j:
                 sb.insert(i, [s, e])
             else:
@@ -951,13 +958,8 @@ class TcpConnection:
             last[2] += data
             last[1] = e
             return
-        i = 0
         n = len(ooo)
-        while i < n and ooo[i][1] < s:
-            i += 1
-        j = i
-        while j < n and ooo[j][0] <= e:
-            j += 1
+        i, j = _overlap(ooo, s, e)
         if i == j:
             if n >= self._stack.cfg.ooo_max_segments:
                 recent.pop(0)
