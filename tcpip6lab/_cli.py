@@ -24,6 +24,7 @@ from ndisemu.errors import NdisEmuError
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
 from tcpip6.errors import Tcpip6Error
 
+from .cli import is_interrupt
 from .host import EXECUTOR_NAMES, ModelParams
 from .storm import OUTCOMES, StormConfig, dumps, run_storm
 
@@ -424,7 +425,10 @@ def _leaf(exc: BaseException) -> BaseException:
             leaves.append(e)
 
     walk(exc)
-    for kind in (KeyboardInterrupt, _USER_ERRORS, SystemExit):
+    for leaf in leaves:
+        if is_interrupt(leaf):
+            return leaf
+    for kind in (_USER_ERRORS, SystemExit):
         for leaf in leaves:
             if isinstance(leaf, kind):
                 return leaf
@@ -435,7 +439,7 @@ def _report(exc: BaseException, debug: bool) -> int:
     leaf = _leaf(exc)
     if isinstance(leaf, SystemExit):
         return int(leaf.code) if isinstance(leaf.code, int) else 1
-    if isinstance(leaf, KeyboardInterrupt):
+    if is_interrupt(leaf):
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
     if isinstance(leaf, BrokenPipeError):

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-import trio.testing
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -316,7 +315,9 @@ def run_demo(args: argparse.Namespace,
                              "iputils-ping)")
         args.speed = 1.0
         return trio.run(_demo, args, build, console, live_view)
-    clock = trio.testing.MockClock(rate=args.speed)
+    from trio.testing import MockClock  # pulls in pytest: kept off the start-up path
+
+    clock = MockClock(rate=args.speed)
     return trio.run(_demo, args, build, console, live_view, clock=clock)
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import trio
-import trio.testing
 
 from faults.plan import FaultPlan
 from faults.replay import ReplayResult
@@ -222,6 +221,8 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
     """Run one storm in its own trio run, on a virtual clock that jumps to each next event."""
     result: dict[str, Any] = {}
 
+    from trio.testing import MockClock  # pulls in pytest: kept off the CLI's start-up path
+
     async def main() -> None:
         result.update(await run_storm_async(cfg))
 
@@ -230,7 +231,7 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
     old = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
     try:
-        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        trio.run(main, clock=MockClock(autojump_threshold=0))
     finally:
         gc.set_threshold(*old)
     return result
@@ -257,6 +258,8 @@ def config_from_header(header: dict[str, Any]) -> StormConfig:
 
 def replay(path: str) -> tuple[ReplayResult, dict[str, Any]]:
     """Run the logged storm again; report the first divergent event."""
+    from trio.testing import MockClock
+
     from faults.replay import Comparator, ReplayResult, read_log
 
     header, events, trailer = read_log(path)
@@ -269,7 +272,7 @@ def replay(path: str) -> tuple[ReplayResult, dict[str, Any]]:
     async def main() -> None:
         result.update(await run_storm_async(cfg, on_host=hosts.append))
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    trio.run(main, clock=MockClock(autojump_threshold=0))
     comparator.finish()
     logged_hash = trailer.get("trace_hash") if trailer else None
     return ReplayResult(comparator.seen, logged_hash, comparator.divergence), result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -136,6 +137,53 @@ def test_demo_without_a_tty_prints_a_verdict_quickly() -> None:
     assert "IPv4 on 25/25" in out
     assert "waits on tcpip6.oid_done" in out
     assert out.count("t=") >= 10  # plain progress lines
+
+
+def test_ctrl_c_ends_with_one_line_and_death_by_sigint() -> None:
+    """After cleaning up, an interrupted run dies of SIGINT (so a shell loop around it stops)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "demo", "--speed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        assert "t=" in proc.stdout.readline()  # the live run has started
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGINT
+    assert err == "tcpip6-lab: interrupted\n"
+
+
+def test_main_returns_130_in_process_after_an_interrupt(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tcpip6lab import _cli
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli, "cmd_storm", interrupted)
+    assert main(["storm", "--adapters", "2"]) == 130
+    assert capsys.readouterr().err == "tcpip6-lab: interrupted\n"
+
+
+def test_an_interrupt_wrapped_by_class_creation_still_reads_as_an_interrupt(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """CPython 3.11 turns a Ctrl-C inside `__set_name__` into `RuntimeError(...) from it`."""
+    from tcpip6lab import _cli
+
+    def interrupted(*_: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+
+    monkeypatch.setattr(_cli, "cmd_storm", interrupted)
+    assert main(["storm", "--adapters", "2"]) == 130
+    assert capsys.readouterr().err == "tcpip6-lab: interrupted\n"
 
 
 def test_debug_shows_the_traceback_and_errors_stay_one_line_without_it(
