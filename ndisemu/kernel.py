@@ -19,6 +19,14 @@ the emulation: a run is a function of the parameters and the seed (faults.md §6
 that matters — trio shuffles runnable batches on purpose). Virtual time is trio's clock: use
 `trio.testing.MockClock(autojump_threshold=0)` to run as fast as possible, or ``rate=`` to pace.
 
+Two ways to carry the threads (``workers=``), one schedule. With ``"tasks"`` (the default) each
+worker thread is a trio task, and a worker's turn is a trio task switch. With ``"coroutines"``
+the dispatcher steps each blocked or running item's coroutine itself (``coro.send``): the same
+ready lists, the same seeded picks, the same DPC order — only no trio switch per turn, which is
+most of the cost of a 10,000-adapter storm. Both produce the same event trace, hash for hash
+(tests check it across schedules, executors and fault plans); the coroutine driver checkpoints
+every `CHECKPOINT_TURNS` turns so that cancellation and I/O tasks still get in.
+
 Work items must block only through `Kernel.wait` (an executive wait object); awaiting any other
 trio primitive inside an item would stall the baton and is reported as a bugcheck.
 """
@@ -56,7 +64,29 @@ from .trace import Tracer
 Routine = Callable[[WorkItem], Awaitable[None]]
 
 _EXIT = object()
+_WAIT = object()  # what Kernel.wait yields to the coroutine driver
+_STARTED = object()  # Worker.task of a thread carried as coroutines, once it has run
 SCHEDULES = ("random", "fifo", "pct")
+WORKER_MODES = ("tasks", "coroutines")
+#: turns of the coroutine driver, and time jumps of a free-running kernel, between trio
+#: checkpoints (where cancellation, Ctrl-C and other tasks get in)
+CHECKPOINT_TURNS = 64
+
+
+_NOT_A_KERNEL_WAIT = ("work item {} awaited something other than an executive wait object "
+                      "(items may block only through Kernel.wait)")
+
+
+def _item_bugcheck(item: WorkItem, worker: Worker, exc: Exception) -> BugCheck:
+    bug = BugCheck(f"work item {item.label} on {worker.name} raised {type(exc).__name__}: {exc}")
+    bug.__cause__ = exc
+    return bug
+
+
+@types.coroutine
+def _park() -> Generator[Any, Any, Any]:
+    """Suspend a work item's coroutine back to the coroutine driver (a blocked thread)."""
+    return (yield _WAIT)
 
 
 @types.coroutine
@@ -100,10 +130,18 @@ class Kernel:
         pct_depth: int = 3,
         pct_steps: int = 5000,
         free_running: bool = False,
+        workers: str = "tasks",
     ) -> None:
         if schedule not in SCHEDULES:
             raise ExecutiveError(f"schedule must be one of {', '.join(SCHEDULES)}, "
                                  f"not {schedule!r}")
+        if workers not in WORKER_MODES:
+            raise ExecutiveError(f"workers must be one of {', '.join(WORKER_MODES)}, "
+                                 f"not {workers!r}")
+        self.workers = workers
+        self._stepped = workers == "coroutines"
+        #: coroutine driver: each thread's current item and its coroutine, by worker id
+        self._coros: dict[int, tuple[WorkItem, Coroutine[Any, Any, None]]] = {}
         self.name = name
         self.params = params or ExecutiveParams()
         self.seed = seed
@@ -274,6 +312,9 @@ class Kernel:
         if not self.core.begin_wait(w, obj, self._now):
             return
         self._apply_actions()
+        if self._stepped:
+            await _park()
+            return
         cmd = await self._hand_back()
         if cmd is _EXIT:  # pragma: no cover - exit is only sent to idle workers
             raise ExecutiveError("worker told to exit while blocked")
@@ -306,6 +347,7 @@ class Kernel:
                 raise bug from bug.__cause__  # the group stays attached as __context__
             raise
         finally:
+            self._close_coroutines()
             self._running = False
             self.stopped.set()
 
@@ -315,6 +357,9 @@ class Kernel:
             self.core.advance(self._now)
             self._apply_actions()
             nxt = self._step()
+            if nxt is not None and self._stepped:
+                await self._run_turns(nxt)
+                continue
             if nxt is not None:
                 # The baton goes to a worker; whoever holds it runs this same step loop and
                 # passes it on, and the last one, finding nothing ready, wakes us.
@@ -333,9 +378,10 @@ class Kernel:
         self.stats.sleeps += 1
         if self.free_running and not math.isinf(deadline):
             # Pure virtual time: nothing outside can post, so jump straight to the deadline
-            # (still a checkpoint: other tasks run, cancellation is delivered).
+            # (with a checkpoint now and then: other tasks run, cancellation is delivered).
             self._now = max(self._now, deadline)
-            await trio.lowlevel.checkpoint()
+            if self.stats.sleeps % CHECKPOINT_TURNS == 0:
+                await trio.lowlevel.checkpoint()
             return
         self._sleeping = True
         try:
@@ -513,13 +559,69 @@ class Kernel:
                 return
             if not worker.in_kernel_wait:
                 coro.close()
-                raise ExecutiveError(
-                    f"work item {item.label} awaited something other than an executive wait "
-                    "object (items may block only through Kernel.wait)")
+                raise ExecutiveError(_NOT_A_KERNEL_WAIT.format(item.label))
             try:
                 value, error = await _suspend(trap), None
             except BaseException as exc:  # Cancelled included: hand it to the item
                 value, error = None, exc
+
+    # -- the coroutine driver ---------------------------------------------------------------------
+
+    async def _run_turns(self, nxt: tuple[Worker, Any] | None) -> None:
+        """Run worker turns in this task, in exactly the order the task driver would: after each
+        turn, due timers, then the next step — the hand-back of `_hand_back` without a switch."""
+        turns = 0
+        while nxt is not None:
+            self._turn(*nxt)
+            if self._bugcheck is not None:
+                raise self._bugcheck
+            turns += 1
+            if turns % CHECKPOINT_TURNS == 0:
+                await trio.lowlevel.checkpoint()
+            self._fire_due_timers()
+            nxt = self._step()
+
+    def _turn(self, worker: Worker, cmd: Any) -> None:
+        """One thread's turn: start its item, resume its blocked item, or end the thread."""
+        self.stats.thread_turns += 1
+        if cmd is _EXIT:
+            worker.task = None
+            self._ended.add(worker.id)
+            return
+        worker.task = _STARTED
+        if cmd is None:
+            item, coro = self._coros[worker.id]
+        else:
+            item = cmd
+            coro = item.routine(item)
+            self._coros[worker.id] = (item, coro)
+        self._current = worker
+        try:
+            trap = coro.send(None)
+            if trap is not _WAIT:
+                coro.close()
+                raise ExecutiveError(_NOT_A_KERNEL_WAIT.format(item.label))
+        except StopIteration:
+            del self._coros[worker.id]
+            self._current = None
+            self.core.finish(worker, self._now)
+            self._apply_actions()
+            return
+        except Exception as exc:
+            del self._coros[worker.id]
+            self._ended.add(worker.id)
+            self._bugcheck = _item_bugcheck(item, worker, exc)
+        self._current = None
+
+    def _close_coroutines(self) -> None:
+        """The run is over: end every blocked item (GeneratorExit at its wait, in worker order),
+        as cancelling the nursery ends the worker tasks of the task driver."""
+        if not self._stepped:
+            return
+        for wid in sorted(self._coros):
+            self._coros.pop(wid)[1].close()
+        for q in self.core.queues.values():  # and every thread with them, idle ones too
+            self._ended.update(w.id for w in q.workers if w.task is not None)
 
     async def _worker_main(self, worker: Worker, cmd: Any) -> None:
         worker.task = trio.lowlevel.current_task()
@@ -536,10 +638,7 @@ class Kernel:
             except trio.Cancelled:
                 raise
             except Exception as exc:
-                self._bugcheck = BugCheck(
-                    f"work item {item.label} on {worker.name} raised {type(exc).__name__}: {exc}"
-                )
-                self._bugcheck.__cause__ = exc
+                self._bugcheck = _item_bugcheck(item, worker, exc)
                 await self._hand_back()
                 return
             self.core.finish(worker, self._now)

@@ -198,12 +198,14 @@ class EmulatedHost:
         wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
         plan: FaultPlan | None = None,
         free_running: bool = False,
+        workers: str = "tasks",
     ) -> None:
         self.params = p = params or ModelParams()
         self.seed = seed
         self.name = name
         self.kernel = Kernel(p.executive, seed=seed, schedule=p.schedule, tracer=tracer,
-                             name=name, pct_depth=p.pct_depth, free_running=free_running)
+                             name=name, pct_depth=p.pct_depth, free_running=free_running,
+                             workers=workers)
         self.ndis = Ndis(
             self.kernel,
             dispatch_queue=p.ndis_dispatch_queue,

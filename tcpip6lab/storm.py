@@ -44,6 +44,9 @@ class StormConfig:
     ping_interval: float = 0.5
     plan: FaultPlan | None = None
     extra_sinks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    #: how the kernel carries worker threads (ndisemu.kernel): the same trace either way, but a
+    #: storm has no outside input, so the cheaper coroutine driver is its default
+    workers: str = "coroutines"
 
     def header(self) -> dict[str, Any]:
         """Everything a replay needs to run this storm again."""
@@ -81,7 +84,7 @@ async def run_storm_async(cfg: StormConfig,
         tracer.add_sink(extra)
     # Nothing outside the emulation feeds a storm: its kernel runs on its own virtual clock.
     host = EmulatedHost(cfg.params, seed=cfg.seed, tracer=tracer, pcap_dir=cfg.pcap_dir,
-                        plan=cfg.plan, free_running=True)
+                        plan=cfg.plan, free_running=True, workers=cfg.workers)
     if on_host is not None:
         on_host(host)
     end_reason = "horizon"

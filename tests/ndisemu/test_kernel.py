@@ -8,15 +8,23 @@ import pytest
 import trio
 import trio.testing
 
+from ndisemu import invariants
 from ndisemu.errors import BugCheck, ExecutiveError
 from ndisemu.executive.core import WorkerState, WorkItem
-from ndisemu.kernel import Kernel
+from ndisemu.kernel import WORKER_MODES, Kernel
 from ndisemu.params import CRITICAL, ExecutiveParams
 
 
-async def test_blocked_item_holds_its_worker_until_signalled(
+@pytest.fixture(params=WORKER_MODES)
+def workers(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both drivers: worker threads as trio tasks, and as coroutines
+    stepped by the dispatcher."""
+    return str(request.param)
+
+
+async def test_blocked_item_holds_its_worker_until_signalled(workers: str,
         autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel(seed=1)
+    k = Kernel(seed=1, workers=workers)
     log: list[tuple[str, float]] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(k.run)
@@ -45,9 +53,9 @@ async def test_blocked_item_holds_its_worker_until_signalled(
     assert log == [("wait", 0.0), ("woke", 2.5)]
 
 
-async def test_only_one_emulated_activity_runs_at_a_time(
+async def test_only_one_emulated_activity_runs_at_a_time(workers: str,
         autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel(seed=3)
+    k = Kernel(seed=3, workers=workers)
     running = 0
     peak = 0
     async with trio.open_nursery() as nursery:
@@ -73,11 +81,11 @@ async def test_only_one_emulated_activity_runs_at_a_time(
     assert peak == 1
 
 
-def _trace_run(seed: int) -> list[str]:
+def _trace_run(seed: int, workers: str) -> list[str]:
     order: list[str] = []
 
     async def main() -> None:
-        k = Kernel(ExecutiveParams(cpus=4), seed=seed)
+        k = Kernel(ExecutiveParams(cpus=4), seed=seed, workers=workers)
         async with trio.open_nursery() as nursery:
             await nursery.start(k.run)
             ev = k.create_event("go")
@@ -99,16 +107,19 @@ def _trace_run(seed: int) -> list[str]:
     return order
 
 
-def test_runs_are_a_function_of_the_seed() -> None:
-    a = _trace_run(7)
-    assert a == _trace_run(7) == _trace_run(7)
-    others = {tuple(_trace_run(s)) for s in range(8)}
+def test_runs_are_a_function_of_the_seed(workers: str) -> None:
+    a = _trace_run(7, workers)
+    assert a == _trace_run(7, workers) == _trace_run(7, workers)
+    other_driver = "tasks" if workers == "coroutines" else "coroutines"
+    assert a == _trace_run(7, other_driver)  # the driver never changes the schedule
+    others = {tuple(_trace_run(s, workers)) for s in range(8)}
     assert len(others) > 1  # the seed really chooses among simultaneously ready threads
     assert all(sorted(t) == sorted(a, key=str) or len(t) == len(a) for t in others)
 
 
-async def test_an_item_that_raises_is_a_bugcheck(autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel()
+async def test_an_item_that_raises_is_a_bugcheck(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(workers=workers)
 
     async def bad(_: WorkItem) -> None:
         raise ValueError("boom")
@@ -121,31 +132,39 @@ async def test_an_item_that_raises_is_a_bugcheck(autojump_clock: trio.testing.Mo
     assert info.group_contains(BugCheck, match="bad#.* raised ValueError: boom")
 
 
-async def test_wait_outside_a_work_item_is_refused() -> None:
-    k = Kernel()
+async def test_wait_outside_a_work_item_is_refused(workers: str) -> None:
+    k = Kernel(workers=workers)
     with pytest.raises(ExecutiveError):
         await k.wait(k.create_event("x"))
 
 
 async def test_cancellation_ends_blocked_and_idle_workers(
-        autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel()
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(workers=workers)
+    unwound: list[float] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(k.run)
         ev = k.create_event("never")
 
         async def stuck(_: WorkItem) -> None:
-            await k.wait(ev)
+            try:
+                await k.wait(ev)
+            finally:
+                unwound.append(k.now)
 
         for i in range(5):
             k.queue_work_item(CRITICAL, stuck, name=f"s{i}")
         await trio.sleep(1)
+        assert k.queue(CRITICAL).blocked == 5
         nursery.cancel_scope.cancel()
     assert k.stopped.is_set()
+    assert len(unwound) == 5  # every blocked item was unwound, its finally blocks run
+    assert invariants.kernel_problems(k, stopped=True) == []
 
 
-async def test_system_threads_run_once_and_exit(autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel()
+async def test_system_threads_run_once_and_exit(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(workers=workers)
     ran = []
     async with trio.open_nursery() as nursery:
         await nursery.start(k.run)
@@ -162,14 +181,14 @@ async def test_system_threads_run_once_and_exit(autojump_clock: trio.testing.Moc
     assert ran == [0.0, 0.0, 0.0]
 
 
-def test_cancel_while_the_dispatcher_is_runnable_is_clean() -> None:
+def test_cancel_while_the_dispatcher_is_runnable_is_clean(workers: str) -> None:
     """Regression: a cancel landing while the dispatcher was runnable (a worker had just handed
     the baton back) used to hand the baton to a worker task the cancel had already ended —
     a TrioInternalError. Here a work item wakes the task that cancels, so that task and the
     dispatcher are runnable together; trio's run order then varies from run to run."""
 
     async def main() -> None:
-        k = Kernel(ExecutiveParams(cpus=1), seed=2)
+        k = Kernel(ExecutiveParams(cpus=1), seed=2, workers=workers)
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             await nursery.start(k.run)
@@ -191,9 +210,9 @@ def test_cancel_while_the_dispatcher_is_runnable_is_clean() -> None:
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-async def test_a_bugcheck_keeps_the_items_exception_as_its_cause(
+async def test_a_bugcheck_keeps_the_items_exception_as_its_cause(workers: str,
         autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel()
+    k = Kernel(workers=workers)
 
     async def bad(_: WorkItem) -> None:
         raise KeyError("lost")
@@ -208,9 +227,9 @@ async def _run_one(k: Kernel, routine: Any) -> None:
     await k.run()
 
 
-async def test_awaiting_a_trio_primitive_in_a_work_item_is_a_bugcheck(
+async def test_awaiting_a_trio_primitive_in_a_work_item_is_a_bugcheck(workers: str,
         autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel()
+    k = Kernel(workers=workers)
 
     async def sleeper(_: WorkItem) -> None:
         await trio.sleep(5)
@@ -219,9 +238,9 @@ async def test_awaiting_a_trio_primitive_in_a_work_item_is_a_bugcheck(
         await _run_one(k, sleeper)
 
 
-async def test_calls_from_outside_see_the_current_time(
+async def test_calls_from_outside_see_the_current_time(workers: str,
         autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel()
+    k = Kernel(workers=workers)
     fired: list[float] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(k.run)
@@ -232,9 +251,9 @@ async def test_calls_from_outside_see_the_current_time(
     assert fired == [pytest.approx(1.1)]
 
 
-async def test_stop_ends_the_run_at_a_point_of_the_event_sequence(
+async def test_stop_ends_the_run_at_a_point_of_the_event_sequence(workers: str,
         autojump_clock: trio.testing.MockClock) -> None:
-    k = Kernel()
+    k = Kernel(workers=workers)
     seen: list[float] = []
     for t in (1.0, 2.0, 3.0):
         k.call_at(t, lambda: seen.append(k.now))
