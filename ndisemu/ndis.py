@@ -136,6 +136,11 @@ class MiniportBlock:
         return len(self.queued) + (1 if self.in_progress is not None else 0)
 
 
+#: the (protocol, OID, type) records of `MiniportBlock.requests`, interned: 10,000 adapters
+#: repeat the same few dozen
+_RECORDS: dict[tuple[str, int, RequestType], tuple[str, int, RequestType]] = {}
+
+
 class Ndis:
     def __init__(
         self,
@@ -231,7 +236,8 @@ class Ndis:
         req.submitted_at = self.kernel.now
         self.requests_submitted += 1
         if self.record_requests:
-            block.requests.append((binding.protocol.name, req.oid, req.type))
+            rec = (binding.protocol.name, req.oid, req.type)
+            block.requests.append(_RECORDS.setdefault(rec, rec))  # one shared tuple per kind
         if self.trace.enabled:
             self.trace.emit("ndis.request.submitted", adapter=block.name, req=req.id,
                             protocol=binding.protocol.name, oid=oid_name(req.oid),

@@ -24,7 +24,6 @@ the storm — stops answering.
 
 from __future__ import annotations
 
-import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from ndisemu.executive.core import WorkItem
 from ndisemu.miniport import NdisRequest, parse_ulong, ulong
 from ndisemu.ndis import BindContext, Binding, Ndis
 from ndisemu.params import CRITICAL, SYSTEM_QUEUES
+from ndisemu.rng import SplitMix64
 
 from .errors import ConfigError
 from .executors import OidExecutor, Submission
@@ -238,7 +238,7 @@ class Tcpip6Binder:
             return NdisRequest(rtype, oid, ulong(LOOKAHEAD))
         if oid == Oid.E802_3_MULTICAST_LIST:
             stack = Ipv6Host(state.mac, state.mtu, config=self.stack_config,
-                             rng=random.Random(f"ipv6:{self.kernel.seed}:{state.adapter}"))
+                             rng=SplitMix64(f"ipv6:{self.kernel.seed}:{state.adapter}"))
             state.stack = stack
             state.mcast_gen = stack.multicast_generation
             return NdisRequest(rtype, oid, b"".join(stack.multicast_macs()))

@@ -5,24 +5,38 @@ Theory of operation: :class:`HostConfig` is frozen and validated once (bad value
 :class:`tcpip6.errors.ConfigError`). :class:`LinkParams` holds the variables that Router
 Advertisements may change at run time (RFC 4861 §6.3.2: CurHopLimit, BaseReachableTime,
 ReachableTime, RetransTimer, LinkMTU). :class:`StackContext` bundles them with the
-:class:`~tcpip6.stack.timers.TimerQueue`, the ``Counter`` and the ``random.Random`` so that
-components (neighbor cache, address configuration, MLD, router discovery, reassembly) stay free
-of I/O, clocks and global randomness. Things worth a log line (a duplicate address, a router
-gone) become :class:`HostEvent` records in a bounded deque that the driver drains
-(:meth:`tcpip6.stack.host.Ipv6Host.pop_events`) and logs; the core never logs itself.
+:class:`~tcpip6.stack.timers.TimerQueue`, the ``Counter`` and the random generator
+(:class:`Rng`) so that components (neighbor cache, address configuration, MLD, router
+discovery, reassembly) stay free of I/O, clocks and global randomness. Things worth a log line
+(a duplicate address, a router gone) become :class:`HostEvent` records in a bounded list that
+the driver drains (:meth:`tcpip6.stack.host.Ipv6Host.pop_events`) and logs; the core never
+logs itself.
 """
 
 from __future__ import annotations
 
-import random
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from enum import Enum
+from typing import Protocol
 
 from tcpip6.errors import ConfigError
 from tcpip6.stack import constants as c
 from tcpip6.stack.timers import TimerQueue
 from tcpip6.wire.errors import DropReason
+
+
+class Rng(Protocol):
+    """What the stack draws from: `random.Random` qualifies, and so does the emulation's
+    lighter per-adapter generator (`ndisemu.rng.SplitMix64`)."""
+
+    def random(self) -> float: ...
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+    def getrandbits(self, k: int) -> int: ...
+
+    def randint(self, a: int, b: int) -> int: ...
 
 
 class IidMode(Enum):
@@ -157,18 +171,22 @@ class HostEvent:
     detail: str = ""
 
 
+EVENTS_KEPT = 256  # undrained HostEvents kept per interface
+
+
 class StackContext:
     """Shared by the components of one interface's stack (see module docstring)."""
 
     __slots__ = ("config", "counters", "events", "mac", "params", "rng", "timers")
 
-    def __init__(self, mac: bytes, mtu: int, rng: random.Random, config: HostConfig) -> None:
+    def __init__(self, mac: bytes, mtu: int, rng: Rng, config: HostConfig) -> None:
         self.mac = mac
         self.rng = rng
         self.config = config
         self.timers = TimerQueue()
         self.counters: Counter[str] = Counter()
-        self.events: deque[HostEvent] = deque(maxlen=256)
+        #: log-worthy events not yet drained (at most EVENTS_KEPT, oldest first)
+        self.events: list[HostEvent] = []
         self.params = LinkParams(
             cur_hop_limit=config.hop_limit,
             base_reachable_time=config.base_reachable_time,
@@ -184,7 +202,10 @@ class StackContext:
 
     def event(self, now: float, kind: str, address: bytes | None = None, detail: str = "") -> None:
         self.counters["event." + kind] += 1
-        self.events.append(HostEvent(now, kind, address, detail))
+        events = self.events
+        events.append(HostEvent(now, kind, address, detail))
+        if len(events) > EVENTS_KEPT:
+            del events[0]
 
     def drop(self, reason: DropReason, n: int = 1) -> list[bytes]:
         self.counters["drop." + reason.value] += n

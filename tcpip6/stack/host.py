@@ -4,7 +4,7 @@ Theory of operation (aioquic/smoltcp style): the driver feeds received frames to
 :meth:`Ipv6Host.handle_frame`, calls :meth:`Ipv6Host.handle_timer` when the time from
 :meth:`Ipv6Host.next_deadline` has come, calls :meth:`Ipv6Host.start` when the interface comes up,
 and transmits whatever frames these calls return. Time is the ``now`` argument; randomness is the
-injected ``random.Random``. Nothing here does I/O or raises for bad input: every discarded frame
+injected generator (``Rng``). Nothing here does I/O or raises for bad input: every discarded frame
 counts ``drop.<REASON>`` (:class:`~tcpip6.wire.errors.DropReason`). Components, each in its own
 module, share a :class:`~tcpip6.stack.context.StackContext`:
 
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import random
 import struct
-from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -71,7 +70,7 @@ from tcpip6.stack.addrconf import (
     AddrState,
 )
 from tcpip6.stack.base import FrameHandler
-from tcpip6.stack.context import HostConfig, HostEvent, StackContext
+from tcpip6.stack.context import HostConfig, HostEvent, Rng, StackContext
 from tcpip6.stack.frag import Reassembler, fragment
 from tcpip6.stack.icmp import TokenBucket, invokes_error
 from tcpip6.stack.mld import MldHost
@@ -147,8 +146,12 @@ _PORTS_SEQ = struct.Struct("!HHI")  # the quoted TCP header's ports and sequence
 _KNOWN_HBH = frozenset({OPT_ROUTER_ALERT})  # RFC 2711; Pad1/PadN are always known
 _KNOWN_DST: frozenset[int] = frozenset()
 
-IcmpHandler = Callable[[bytes, Ipv6Header, Icmpv6Message, memoryview, bool, float], list[bytes]]
-"""``(eth_src, ip_header, verified_message, whole_packet, dst_was_multicast, now) -> frames``"""
+IcmpHandler = Callable[
+    ["Ipv6Host", bytes, Ipv6Header, Icmpv6Message, memoryview, bool, float], list[bytes]]
+"""``(host, eth_src, ip_header, verified_message, whole_packet, dst_was_multicast, now) ->
+frames``"""
+TimerHandler = Callable[["Ipv6Host", tuple[Hashable, ...], float], list[bytes]]
+ECHO_REPLIES_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,7 @@ class Ipv6Host(FrameHandler):
         mac: bytes,
         mtu: int = 1500,
         *,
-        rng: random.Random | None = None,
+        rng: Rng | None = None,
         config: HostConfig | None = None,
     ) -> None:
         if len(mac) != 6 or mac[0] & 1:
@@ -179,7 +182,8 @@ class Ipv6Host(FrameHandler):
             raise ValueError("IPv6 needs a link MTU of at least 1280 (RFC 8200 §5)")
         self.mac = bytes(mac)
         self.config = config if config is not None else HostConfig()
-        self.rng = rng if rng is not None else random.Random(int.from_bytes(self.mac, "big"))
+        self.rng: Rng = (rng if rng is not None
+                         else random.Random(int.from_bytes(self.mac, "big")))
         ctx = self._ctx = StackContext(self.mac, mtu, self.rng, self.config)
         self.counters = ctx.counters
         self.params = ctx.params
@@ -195,38 +199,8 @@ class Ipv6Host(FrameHandler):
         self._bucket = TokenBucket(self.config.icmp_error_rate, self.config.icmp_error_burst)
         self.started = False
         self.disabled = False
-        self.echo_replies: deque[EchoReplyRecord] = deque(maxlen=1024)
-        self.icmp_handlers: dict[int, IcmpHandler] = {
-            ECHO_REQUEST: self._rx_echo_request,
-            ECHO_REPLY: self._rx_echo_reply,
-            NS: self._rx_neighbor_solicitation,
-            NA: self._rx_neighbor_advertisement,
-            RS: self._rx_for_routers,
-            RA: self._rx_router_advertisement,
-            REDIRECT: self._rx_redirect,
-            MLD_QUERY: self._rx_mld_query,
-            MLD_REPORT: self._rx_for_routers,
-            MLD_DONE: self._rx_for_routers,
-            MLDV2_REPORT: self._rx_for_routers,
-            DEST_UNREACH: self._rx_error,
-            PACKET_TOO_BIG: self._rx_error,
-            TIME_EXCEEDED: self._rx_error,
-            PARAM_PROBLEM: self._rx_error,
-        }
-        self._timer_handlers: dict[str, Callable[[Hashable, float], list[bytes]]] = {
-            "nud": self._nud_timer,
-            "dad": self.addrconf.on_timer,
-            "addr.valid": self.addrconf.on_timer,
-            "addr.pref": self.addrconf.on_timer,
-            "mld.change": self.mld.on_timer,
-            "mld.general": self.mld.on_timer,
-            "mld.group": self.mld.on_timer,
-            "rs": self.router.on_timer,
-            "router": self.router.on_timer,
-            "prefix": self.router.on_timer,
-            "frag": self._frag_timer,
-            "tcp": self.tcp.on_timer,
-        }
+        #: the latest Echo Replies to our own pings (at most ECHO_REPLIES_KEPT, oldest first)
+        self.echo_replies: list[EchoReplyRecord] = []
         self._l2: frozenset[bytes] = frozenset()
         self._l2_gen = -1
         self.addrconf.add(self.addrconf.link_local_candidate(), 64, AddrOrigin.LINK_LOCAL, 0.0)
@@ -360,10 +334,10 @@ class Ipv6Host(FrameHandler):
             return []
         out: list[bytes] = []
         timers = self._ctx.timers
-        handlers = self._timer_handlers
+        handlers = _TIMER_HANDLERS
         while (key := timers.pop_due(now)) is not None:
             assert isinstance(key, tuple)
-            out += handlers[key[0]](key, now)
+            out += handlers[key[0]](self, key, now)
             if self.disabled:
                 break
         return self._tx(out)
@@ -528,11 +502,11 @@ class Ipv6Host(FrameHandler):
                 return self._ctx.drop(DropReason.HOP_LIMIT)
             if msg.code != 0:
                 return self._ctx.drop(DropReason.BAD_CODE)
-        handler = self.icmp_handlers.get(t)
+        handler = _ICMP_HANDLERS.get(t)
         if handler is None:  # RFC 4443 §2.4 (a)/(b): unknown errors/informational dropped
             self.counters["icmp.unknown_type"] += 1
             return self._ctx.drop(DropReason.UNSUPPORTED)
-        return handler(eth_src, ip, msg, pkt, l3mc, now)
+        return handler(self, eth_src, ip, msg, pkt, l3mc, now)
 
     def _rx_udp(
         self, ip: Ipv6Header, pkt: memoryview, off: int, l3mc: bool, l2mc: bool, now: float
@@ -581,7 +555,10 @@ class Ipv6Host(FrameHandler):
     ) -> list[bytes]:  # fmt: skip
         echo = icmpv6.parse_echo(msg)
         self.counters["echo_replies_rx"] += 1
-        self.echo_replies.append(EchoReplyRecord(ip.src, echo.ident, echo.seq, echo.data, now))
+        replies = self.echo_replies
+        replies.append(EchoReplyRecord(ip.src, echo.ident, echo.seq, echo.data, now))
+        if len(replies) > ECHO_REPLIES_KEPT:
+            del replies[0]
         return []
 
     def _rx_neighbor_solicitation(
@@ -849,3 +826,39 @@ class Ipv6Host(FrameHandler):
         return self._icmp_error(  # RFC 8200 §4.5: Time Exceeded, code 1, to the first's source
             TIME_EXCEEDED, TE_REASSEMBLY, 0, ip, first, l3mc, expired.l2_multicast, now
         )
+
+
+# Dispatch tables shared by every interface (per-instance tables of bound methods were 2 KB of
+# each adapter in a 10,000-adapter storm).
+_ICMP_HANDLERS: dict[int, IcmpHandler] = {
+    ECHO_REQUEST: Ipv6Host._rx_echo_request,
+    ECHO_REPLY: Ipv6Host._rx_echo_reply,
+    NS: Ipv6Host._rx_neighbor_solicitation,
+    NA: Ipv6Host._rx_neighbor_advertisement,
+    RS: Ipv6Host._rx_for_routers,
+    RA: Ipv6Host._rx_router_advertisement,
+    REDIRECT: Ipv6Host._rx_redirect,
+    MLD_QUERY: Ipv6Host._rx_mld_query,
+    MLD_REPORT: Ipv6Host._rx_for_routers,
+    MLD_DONE: Ipv6Host._rx_for_routers,
+    MLDV2_REPORT: Ipv6Host._rx_for_routers,
+    DEST_UNREACH: Ipv6Host._rx_error,
+    PACKET_TOO_BIG: Ipv6Host._rx_error,
+    TIME_EXCEEDED: Ipv6Host._rx_error,
+    PARAM_PROBLEM: Ipv6Host._rx_error,
+}
+
+_TIMER_HANDLERS: dict[str, TimerHandler] = {
+    "nud": lambda h, key, now: h._nud_timer(key, now),
+    "dad": lambda h, key, now: h.addrconf.on_timer(key, now),
+    "addr.valid": lambda h, key, now: h.addrconf.on_timer(key, now),
+    "addr.pref": lambda h, key, now: h.addrconf.on_timer(key, now),
+    "mld.change": lambda h, key, now: h.mld.on_timer(key, now),
+    "mld.general": lambda h, key, now: h.mld.on_timer(key, now),
+    "mld.group": lambda h, key, now: h.mld.on_timer(key, now),
+    "rs": lambda h, key, now: h.router.on_timer(key, now),
+    "router": lambda h, key, now: h.router.on_timer(key, now),
+    "prefix": lambda h, key, now: h.router.on_timer(key, now),
+    "frag": lambda h, key, now: h._frag_timer(key, now),
+    "tcp": lambda h, key, now: h.tcp.on_timer(key, now),
+}

@@ -16,7 +16,7 @@ is refused the same way). Connections move to the accept queue when they reach E
 
 Initial sequence numbers follow RFC 6528 §3: ISN = M + F(4-tuple, secret) with M a 4 µs clock
 taken from ``now`` and F the first 32 bits of SHA-256 over a 128-bit secret drawn once from the
-host's injected ``random.Random``; ephemeral ports are RFC 6056 algorithm 1 (random draws from the
+host's injected generator; ephemeral ports are RFC 6056 algorithm 1 (random draws from the
 same generator, retried on collision). RFC 5961 §7's challenge-ACK limit is a token bucket shared
 by the interface. Upper-layer reachability confirmation (RFC 4861 §7.3.1) is given at most once a
 second per peer when an ACK acknowledges new data.

@@ -81,7 +81,7 @@ def test_two_hosts_and_a_router_configure_and_talk() -> None:
     # global to global, 3000 bytes: resolution, fragmentation and reassembly both ways
     w.send(0, h1.ping(g2[0], w.now, 1, 1, bytes(3000)))
     w.run(w.now + 1.0)
-    rep = h1.echo_replies.popleft()
+    rep = h1.echo_replies.pop(0)
     assert (rep.src, len(rep.data)) == (g2[0], 3000)
     # UDP to the echo service of the other host
     sock = h2.udp_socket()

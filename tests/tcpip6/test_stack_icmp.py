@@ -19,7 +19,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from tcpip6.stack.host import Ipv6Host
+from tcpip6.stack.context import EVENTS_KEPT
+from tcpip6.stack.host import ECHO_REPLIES_KEPT, Ipv6Host
 from tcpip6.stack.icmp import TokenBucket, invokes_error
 from tcpip6.wire import icmpv6
 from tests.tcpip6.stack6_helpers import (
@@ -166,8 +167,22 @@ def test_ping_api_records_replies(host: Ipv6Host) -> None:
     assert req[ICMPv6EchoRequest].data == b"hi" and req[IPv6].src == HOST_LL
     reply = to_host(IPv6(src=PEER_LL, dst=HOST_LL) / ICMPv6EchoReply(id=9, seq=1, data=b"hi"))
     host.handle_frame(reply, 4.01)
-    rec = host.echo_replies.popleft()
+    rec = host.echo_replies.pop(0)
     assert (rec.src, rec.ident, rec.seq, rec.data, rec.now) == (a(PEER_LL), 9, 1, b"hi", 4.01)
+
+
+def test_recorded_replies_and_events_keep_only_the_latest(host: Ipv6Host) -> None:
+    for seq in range(ECHO_REPLIES_KEPT + 5):
+        reply = to_host(IPv6(src=PEER_LL, dst=HOST_LL) / ICMPv6EchoReply(id=9, seq=seq))
+        host.handle_frame(reply, 4.0)
+    assert len(host.echo_replies) == ECHO_REPLIES_KEPT
+    assert host.echo_replies[0].seq == 5 and host.echo_replies[-1].seq == ECHO_REPLIES_KEPT + 4
+    host.pop_events()
+    for i in range(EVENTS_KEPT + 3):
+        host._ctx.event(5.0 + i, "test")
+    events = host.pop_events()
+    assert len(events) == EVENTS_KEPT and events[0].now == 8.0
+    assert host.counters["event.test"] == EVENTS_KEPT + 3 and host.pop_events() == []
 
 
 def test_sent_error_is_framed_for_the_requester(host: Ipv6Host) -> None:
