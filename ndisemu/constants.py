@@ -46,10 +46,14 @@ class Oid(IntEnum):
 
 
 def oid_name(code: int) -> str:
-    try:
-        return Oid(code).ndis_name
-    except ValueError:
-        return f"OID_0x{code:08X}"
+    """The DDK name of an OID code (``OID_0x…`` for one we do not know)."""
+    name = _OID_NAMES.get(code)
+    if name is None:
+        name = f"OID_0x{code:08X}"
+    return name
+
+
+_OID_NAMES: dict[int, str] = {int(o): o.ndis_name for o in Oid}  # looked up on every OID
 
 
 class NdisStatus(IntEnum):

@@ -147,9 +147,11 @@ class Kernel:
         self.seed = seed
         self.schedule = schedule
         self.rng = random.Random(f"kernel:{seed}")
-        self._now = 0.0
+        #: virtual seconds since the kernel started (read-only for everyone but the driver; a
+        #: plain attribute rather than a property: it is read tens of times per adapter)
+        self.now = 0.0
         self.tracer = tracer or Tracer()
-        self.tracer.bind_clock(lambda: self._now)
+        self.tracer.bind_clock(lambda: self.now)
         trace = self.tracer if self.tracer.enabled else None
         self.core = ExecutiveCore(self.params, trace=trace)
         self.stats = KernelStats()
@@ -187,28 +189,25 @@ class Kernel:
 
     # -- time and DPC-level scheduling ----------------------------------------------------------
 
-    @property
-    def now(self) -> float:
-        """Virtual seconds since the kernel started."""
-        return self._now
-
     def _sync_now(self) -> None:
         """Called from outside the emulation while the dispatcher sleeps: time has moved."""
         if self._sleeping and self._running:
-            self._now = max(self._now, trio.current_time() - self._epoch)
+            self.now = max(self.now, trio.current_time() - self._epoch)
 
     def call_at(self, when: float, fn: Callable[..., None], *args: Any) -> Timer:
         """Run `fn(*args)` at DPC level at virtual time `when` (a KTIMER + KDPC)."""
-        self._sync_now()
-        t = Timer(max(when, self._now), next(self._timer_seq), fn, args)
+        if self._sleeping:
+            self._sync_now()
+        t = Timer(when if when > self.now else self.now, next(self._timer_seq), fn, args)
         heapq.heappush(self._timers, (t.when, t.seq, t))
         if self._sleeping:
             self._wakeup.set()
         return t
 
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> Timer:
-        self._sync_now()
-        return self.call_at(self._now + delay, fn, *args)
+        if self._sleeping:
+            self._sync_now()
+        return self.call_at(self.now + delay, fn, *args)
 
     def queue_dpc(self, fn: Callable[..., None], *args: Any) -> None:
         """Run `fn(*args)` at DPC level at the current instant, after DPCs already queued."""
@@ -230,7 +229,7 @@ class Kernel:
 
     def add_private_queue(self, spec: QueueSpec) -> QueueState:
         """A driver's own threads (e.g. the hotfix's dedicated OID thread)."""
-        return self.core.add_queue(spec, self._now)
+        return self.core.add_queue(spec, self.now)
 
     def create_system_thread(self, queue: str, routine: Routine, *, name: str,
                              tags: dict[str, Any] | None = None) -> WorkItem:
@@ -241,7 +240,7 @@ class Kernel:
         return self.queue_work_item(queue, routine, name=name, tags=tags)
 
     def create_event(self, name: str, **tags: Any) -> WaitObject:
-        return self.core.new_wait_object(name, tags)
+        return WaitObject(self.core._new_id(), name, tags)
 
     def queue_work_item(
         self,
@@ -253,10 +252,13 @@ class Kernel:
         signals: tuple[WaitObject, ...] = (),
     ) -> WorkItem:
         """ExQueueWorkItem. `signals` declares the wait objects this item will set."""
-        self._sync_now()
-        item = self.core.new_item(queue, routine, name, tags, signals)
-        self.core.insert(item, self._now)
-        self._apply_actions()
+        if self._sleeping:
+            self._sync_now()
+        core = self.core
+        item = core.new_item(queue, routine, name, tags, signals)
+        core.insert(item, self.now)
+        if core._actions or self._sleeping:
+            self._apply_actions()
         return item
 
     def try_queue_work_item(
@@ -285,7 +287,7 @@ class Kernel:
         item.worker = None
         if queue is not None:
             item.queue = queue
-        self.core.insert(item, self._now)
+        self.core.insert(item, self.now)
         self._apply_actions()
 
     def declare_signal(self, item: WorkItem, obj: WaitObject) -> None:
@@ -293,12 +295,13 @@ class Kernel:
         self.core.declare_signal(item, obj)
 
     def remove_work_item(self, item: WorkItem) -> bool:
-        return self.core.remove(item, self._now)
+        return self.core.remove(item, self.now)
 
     def set_event(self, obj: WaitObject) -> None:
         """KeSetEvent: legal from DPC level and from work items."""
-        self.core.signal(obj, self._now)
-        self._apply_actions()
+        self.core.signal(obj, self.now)
+        if self.core._actions or self._sleeping:
+            self._apply_actions()
 
     @property
     def current_worker(self) -> Worker | None:
@@ -309,9 +312,10 @@ class Kernel:
         w = self._current
         if w is None:
             raise ExecutiveError("Kernel.wait() called outside a work item")
-        if not self.core.begin_wait(w, obj, self._now):
+        if not self.core.begin_wait(w, obj, self.now):
             return
-        self._apply_actions()
+        if self.core._actions or self._sleeping:
+            self._apply_actions()
         if self._stepped:
             await _park()
             return
@@ -352,11 +356,17 @@ class Kernel:
             self.stopped.set()
 
     async def _loop(self) -> None:
+        core = self.core
+        timers = self._timers
+        stats = self.stats
         while not self._stop_requested:
-            self._fire_due_timers()
-            self.core.advance(self._now)
-            self._apply_actions()
-            nxt = self._step()
+            if timers and timers[0][0] <= self.now:
+                self._fire_due_timers()
+            if self.now >= core._next_tick:
+                core.advance(self.now)
+            if core._actions or self._sleeping:
+                self._apply_actions()
+            nxt = self._step() if self._dpcs or self._nready else None
             if nxt is not None and self._stepped:
                 await self._run_turns(nxt)
                 continue
@@ -369,20 +379,22 @@ class Kernel:
                 continue
             if self._stop_requested:
                 return
-            deadline = self.core.next_deadline()
-            if self._timers:
-                deadline = min(deadline, self._timers[0][0])
+            deadline = core.next_deadline()
+            if timers and timers[0][0] < deadline:
+                deadline = timers[0][0]
+            if self.free_running and deadline != math.inf:
+                # Pure virtual time: nothing outside can post, so jump straight to the deadline
+                # (with a checkpoint now and then: other tasks run, cancellation is delivered).
+                stats.sleeps += 1
+                if deadline > self.now:
+                    self.now = deadline
+                if stats.sleeps % CHECKPOINT_TURNS == 0:
+                    await trio.lowlevel.checkpoint()
+                continue
             await self._sleep_until(deadline)
 
     async def _sleep_until(self, deadline: float) -> None:
         self.stats.sleeps += 1
-        if self.free_running and not math.isinf(deadline):
-            # Pure virtual time: nothing outside can post, so jump straight to the deadline
-            # (with a checkpoint now and then: other tasks run, cancellation is delivered).
-            self._now = max(self._now, deadline)
-            if self.stats.sleeps % CHECKPOINT_TURNS == 0:
-                await trio.lowlevel.checkpoint()
-            return
         self._sleeping = True
         try:
             if math.isinf(deadline):
@@ -394,10 +406,10 @@ class Kernel:
                     # Emulated time moves from event to event: land exactly on the deadline,
                     # whatever wall time the emulation's own computing took (with a paced
                     # clock that time would otherwise leak into the model).
-                    self._now = max(self._now, deadline)
+                    self.now = max(self.now, deadline)
                     return
             # Woken by an external event (an I/O driver's post): take the clock's time.
-            self._now = max(self._now, trio.current_time() - self._epoch)
+            self.now = max(self.now, trio.current_time() - self._epoch)
         finally:
             self._sleeping = False
             if self._wakeup.is_set():
@@ -405,7 +417,7 @@ class Kernel:
 
     def _fire_due_timers(self) -> None:
         timers = self._timers
-        now = self._now
+        now = self.now
         while timers and timers[0][0] <= now:
             t = heapq.heappop(timers)[2]
             if not t.cancelled:
@@ -414,23 +426,34 @@ class Kernel:
     def _apply_actions(self) -> None:
         if self._sleeping:  # called from outside the emulation (setup code, tests)
             self._wakeup.set()
-        if not self.core._actions:
+        core = self.core
+        actions = core._actions
+        if not actions:
             return
-        for action in self.core.take_actions():
-            if isinstance(action, Start):
-                self._make_ready(action.worker, action.item)
-            elif isinstance(action, Resume):
-                self._make_ready(action.worker, None)
-            elif isinstance(action, WorkerExit) and action.worker.task is not None:
-                self._make_ready(action.worker, _EXIT)
+        core._actions = []
+        ready = self._ready
+        for action in actions:
+            worker = action.worker
+            cls = type(action)
+            if cls is Start:
+                cmd: Any = action.item  # type: ignore[union-attr]
+            elif cls is Resume:
+                cmd = None
+            elif cls is WorkerExit and worker.task is not None:
+                cmd = _EXIT
+            else:
+                continue
+            # Ready, by priority (inline: this runs for every start and wake-up).
+            lst = ready.get(worker.priority)
+            if lst is None:
+                lst = self._new_ready_list(worker.priority)
+            lst.append((worker, cmd))
+            self._nready += 1
 
-    def _make_ready(self, worker: Worker, cmd: Any) -> None:
-        lst = self._ready.get(worker.priority)
-        if lst is None:
-            lst = self._ready[worker.priority] = deque() if self.schedule == "fifo" else []
-            self._priorities = sorted(self._ready, reverse=True)
-        lst.append((worker, cmd))
-        self._nready += 1
+    def _new_ready_list(self, priority: int) -> Any:
+        lst = self._ready[priority] = deque() if self.schedule == "fifo" else []
+        self._priorities = sorted(self._ready, reverse=True)
+        return lst
 
     def _pick_ready(self) -> tuple[Worker, Any]:
         """Highest priority first; FIFO, or a seeded draw among equals ("random")."""
@@ -468,20 +491,25 @@ class Kernel:
     def _step(self) -> tuple[Worker, Any] | None:
         """The dispatcher's inner loop, run by whichever task holds the baton: DPCs first, in
         order; then the next ready worker (returned), or None when nothing is ready."""
-        while self._dpcs or self._nready:
+        dpcs = self._dpcs
+        timers = self._timers
+        core = self.core
+        while dpcs or self._nready:
             if self._stop_requested or self._bugcheck is not None:
                 return None
-            if self._dpcs:
-                fn, args = self._dpcs.popleft()
+            if dpcs:
+                fn, args = dpcs.popleft()
                 self.stats.dpcs += 1
                 fn(*args)
-                self._apply_actions()
+                if core._actions or self._sleeping:
+                    self._apply_actions()
             else:
                 worker, cmd = self._pick_ready()
                 if worker.id in self._ended or (worker.task is None and cmd is _EXIT):
                     continue
                 return worker, cmd
-            self._fire_due_timers()
+            if timers and timers[0][0] <= self.now:
+                self._fire_due_timers()
         return None
 
     def _transfer(self, worker: Worker, cmd: Any) -> None:
@@ -571,6 +599,7 @@ class Kernel:
         """Run worker turns in this task, in exactly the order the task driver would: after each
         turn, due timers, then the next step — the hand-back of `_hand_back` without a switch."""
         turns = 0
+        timers = self._timers
         while nxt is not None:
             self._turn(*nxt)
             if self._bugcheck is not None:
@@ -578,8 +607,9 @@ class Kernel:
             turns += 1
             if turns % CHECKPOINT_TURNS == 0:
                 await trio.lowlevel.checkpoint()
-            self._fire_due_timers()
-            nxt = self._step()
+            if timers and timers[0][0] <= self.now:
+                self._fire_due_timers()
+            nxt = self._step() if self._dpcs or self._nready else None
 
     def _turn(self, worker: Worker, cmd: Any) -> None:
         """One thread's turn: start its item, resume its blocked item, or end the thread."""
@@ -604,8 +634,9 @@ class Kernel:
         except StopIteration:
             del self._coros[worker.id]
             self._current = None
-            self.core.finish(worker, self._now)
-            self._apply_actions()
+            self.core.finish(worker, self.now)
+            if self.core._actions or self._sleeping:
+                self._apply_actions()
             return
         except Exception as exc:
             del self._coros[worker.id]
@@ -641,7 +672,7 @@ class Kernel:
                 self._bugcheck = _item_bugcheck(item, worker, exc)
                 await self._hand_back()
                 return
-            self.core.finish(worker, self._now)
+            self.core.finish(worker, self.now)
             self._apply_actions()
             cmd = await self._hand_back()
         # Told to exit: pass the baton on before the task ends.
@@ -659,6 +690,6 @@ class Kernel:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "now": self._now,
+            "now": self.now,
             "queues": {name: q.snapshot() for name, q in self.core.queues.items()},
         }

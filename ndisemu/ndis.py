@@ -161,10 +161,8 @@ class Ndis:
         self.requests_submitted = 0
         self.requests_completed = 0
         self.completion_items_run = 0
+        self.trace = kernel.tracer
 
-    @property
-    def trace(self) -> Any:
-        return self.kernel.tracer
 
     # -- registration ----------------------------------------------------------------------
 
@@ -254,7 +252,8 @@ class Ndis:
     def _do_request(self, block: MiniportBlock, req: NdisRequest, *, caller_waiting: bool) -> (
             NdisStatus):
         block.in_progress = req
-        set_data = self._merged_set_data(block, req)
+        set_data = (self._merged_set_data(block, req) if req.type is RequestType.SET
+                    else None)
         status = block.miniport.handle_request(
             req, lambda st: self.m_request_complete(block, req, st), set_data)
         if status is NdisStatus.PENDING:

@@ -266,8 +266,9 @@ class Tcpip6Binder:
         _release(sub)
         if state.phase is not BindPhase.BINDING:
             return
-        self._trace("tcpip6.oid.done", adapter=state.adapter, oid=oid_name(req.oid),
-                    status=status.ndis_name)
+        if self.kernel.tracer.enabled:
+            self._trace("tcpip6.oid.done", adapter=state.adapter, oid=oid_name(req.oid),
+                        status=status.ndis_name)
         if status is not NdisStatus.SUCCESS:
             self._fail(state, f"{req.label} failed with {status.ndis_name}")
             return

@@ -49,13 +49,12 @@ class OidExecutor(ABC):
         self.submitted = 0
         self.completions_run = 0
 
-    @property
-    def kernel(self) -> Kernel:
-        assert self.binder is not None
-        return self.binder.kernel
+    #: the binder's kernel, set by `attach` (an attribute: it is read on every OID)
+    kernel: Kernel
 
     def attach(self, binder: Tcpip6Binder) -> None:
         self.binder = binder
+        self.kernel = binder.kernel
 
     @abstractmethod
     def submit(self, sub: Submission) -> None:

@@ -56,7 +56,7 @@ class WorkerState(Enum):
     EXITED = "exited"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class WaitObject:
     """A KEVENT-like object. `signalers` are the work items declared to signal it."""
 
@@ -75,7 +75,7 @@ class WaitObject:
         return f"{self.name}#{self.id}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class WorkItem:
     """A WORK_QUEUE_ITEM: `routine` is opaque to the core (the driver runs it)."""
 
@@ -102,7 +102,7 @@ class WorkItem:
         return f"{self.name}#{self.id}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Worker:
     id: int
     queue: str
@@ -126,18 +126,20 @@ class Worker:
         return f"<Worker {self.name} {self.state.value}>"
 
 
-@dataclass(frozen=True)
+# Actions are slotted, not frozen: a storm makes one per item start and per wake-up, and a
+# frozen dataclass costs three times as much to build.
+@dataclass(slots=True)
 class Start:
     worker: Worker
     item: WorkItem
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Resume:
     worker: Worker
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WorkerExit:
     worker: Worker
 
@@ -260,8 +262,8 @@ class ExecutiveCore:
     # -- construction -----------------------------------------------------------------------
 
     def _new_id(self) -> int:
-        self._ids += 1
-        return self._ids
+        self._ids = i = self._ids + 1
+        return i
 
     def add_queue(self, spec: QueueSpec, now: float) -> QueueState:
         if spec.name in self.queues:
@@ -326,7 +328,8 @@ class ExecutiveCore:
                         **item.tags)
         if q.spec.thread_per_item:
             self._create_worker(q, dynamic=False, now=now)
-        self._dispatch(q, now)
+        if q.idle and q.running < q.concurrency:
+            self._dispatch(q, now)
         # ExpNewThreadNecessary on insert (critical only): list non-empty, CurrentCount <
         # MaximumCount, dynamic below the cap. W ex/worker.c:229-283,558-565.
         if (q.spec.eager_growth and q.pending and q.running < q.concurrency

@@ -29,7 +29,7 @@ def fires(plan: dict[str, Any], n: int, times: list[float] | None = None,
     out = []
     for i in range(n):
         if times is not None:
-            kernel._now = times[i]
+            kernel.now = times[i]
         out.append(inj._should_fire(f, adapter))
     return out
 
