@@ -134,13 +134,15 @@ def _add_scale_options(p: argparse.ArgumentParser, flag: str, adapters: int, cur
     g.add_argument("--scale-executor", dest="scale_executor", type=argtype(parse_executors),
                    default="dedicated,async", metavar="LIST",
                    help="executors to scale (default dedicated,async)")
-    g.add_argument("--modes", type=_modes, default="default,gc-python,gc-off,log,memory",
-                   metavar="LIST", help="any of default, gc-python, gc-off, gc-freeze, log, "
-                                        "memory (default: all but gc-freeze)")
+    g.add_argument("--modes", type=_modes, default="default,tasks,gc-python,gc-off,log,memory",
+                   metavar="LIST", help="any of default, tasks, gc-python, gc-off, gc-freeze, "
+                                        "log, memory (default: all but gc-freeze)")
     g.add_argument("--curve", type=_ints(1, "curve"), default=curve, metavar="GRID",
                    help=f"smaller bursts for the growth exponent (default {curve})")
     g.add_argument("--oid-adapters", type=_pos_int, default=small, metavar="N",
                    help=f"adapters of the per-OID overhead storms (default {small})")
+    g.add_argument("--oid-round-trips", type=_pos_int, default=small * 20, metavar="N",
+                   help=f"OIDs in a row per round-trip measurement (default {small * 20:,})")
     g.add_argument("--profile-adapters", type=_pos_int, default=profile_adapters, metavar="N",
                    help=f"adapters of the cProfile run, 0 = none (default {profile_adapters})")
     g.add_argument("--census-adapters", type=_pos_int, default=small, metavar="N",
@@ -320,7 +322,8 @@ def _scale_plan(args: argparse.Namespace, out: Path) -> Any:
 
     return ScalePlan(adapters=args.scale_adapters, executors=tuple(args.scale_executor),
                      modes=tuple(args.modes), curve=tuple(args.curve),
-                     oid_adapters=args.oid_adapters, profile_adapters=args.profile_adapters,
+                     oid_adapters=args.oid_adapters, oid_round_trips=args.oid_round_trips,
+                     profile_adapters=args.profile_adapters,
                      census_adapters=args.census_adapters, log_dir=str(out),
                      pstats_path=str(out / "profile.pstats") if args.profile_adapters else None)
 

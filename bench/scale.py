@@ -15,12 +15,18 @@ executor:
   price of tracing;
 - `memory`: tracemalloc on — bytes per adapter at the peak and still live at the end, and the
   allocation sites holding most of it (through `run_storm_async`, which hands over the host so
-  it can be measured after the run; Python's default GC thresholds).
+  it can be measured after the run; Python's default GC thresholds);
+- `tasks`: the same storm on the kernel's task driver (each worker thread a trio task) instead
+  of the coroutine driver storms use — the same trace, so the ratio is the price of a trio
+  task switch per worker turn.
 
 Plus a growth curve (smaller bursts; the exponent k of wall ~ adapters^k, GC on and off), the
 per-OID overhead of each executor against a bare trio memory-channel round trip measured in the
-same run, a census of the cyclic garbage a storm leaves for the GC, and a cProfile of one run
-(hot spots by function and by file). Ratios are computed from numbers measured in the same run.
+same run (the round trip of one OID through the executor on a bound adapter — submission,
+miniport, completion, tcpip6 learning the result — and, for context, a storm's wall time per
+OID, which also carries every per-adapter cost), a census of the cyclic garbage a storm leaves
+for the GC, and a cProfile of one run (hot spots by function and by file). Ratios are computed
+from numbers measured in the same run.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ TARGET_ADAPTERS = 10_000
 TARGET_WALL = 5.0  # seconds for a 10,000-adapter burst (issue 8)
 TARGET_BYTES_PER_ADAPTER = 20 * 1024
 TARGET_OID_RATIO = 3.0
-MODES = ("default", "gc-python", "gc-off", "gc-freeze", "log", "memory")
+MODES = ("default", "gc-python", "gc-off", "gc-freeze", "log", "memory", "tasks")
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,8 @@ def _storm(spec: RunSpec, log: Any = None, on_host: Callable[[Any], None] | None
 
     cfg = StormConfig(adapters=spec.adapters, params=ModelParams(executor=spec.executor,
                                                                  ipv4=spec.ipv4),
-                      interval=spec.interval, horizon=spec.horizon, log=log)
+                      interval=spec.interval, horizon=spec.horizon, log=log,
+                      workers="tasks" if spec.mode == "tasks" else "coroutines")
     if on_host is None and not direct:
         return run_storm(cfg)
     result: dict[str, Any] = {}
@@ -247,19 +254,87 @@ def channel_round_trip(n: int = 50_000) -> float:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+def oid_round_trip(executor: str, n: int, workers: str = "coroutines") -> float:
+    """Seconds per OID through `executor` on one bound adapter: each OID is submitted when the
+    previous one's result reached tcpip6 (submission item, NdisRequest, miniport latency timer,
+    completion DPC, tcpip6's completion item, the waiter resumed), n in a row, in virtual time.
+    The host is otherwise quiet, so this is the executor's path and nothing else."""
+    import trio
+    from trio.testing import MockClock
+
+    from ndisemu.constants import NdisStatus, Oid, RequestType
+    from ndisemu.miniport import NdisRequest
+    from tcpip6.executors import Submission
+    from tcpip6lab.host import EmulatedHost, ModelParams
+
+    host = EmulatedHost(ModelParams(executor=executor, ipv4=False), free_running=True,
+                        workers=workers)
+    kernel = host.kernel
+    box: dict[str, float] = {}
+    done = 0
+
+    def submit(state: Any) -> None:
+        req = NdisRequest(RequestType.QUERY, Oid.GEN_MEDIA_CONNECT_STATUS)
+        sub = Submission(state, req, finished)
+        req.tags["submission"] = sub  # how tcpip6 finds its submission at completion
+        host.executor.submit(sub)
+
+    def finished(sub: Submission, status: NdisStatus) -> None:
+        nonlocal done
+        if status is not NdisStatus.SUCCESS:
+            raise RuntimeError(f"{executor}: OID ended {status.ndis_name}")
+        done += 1
+        if done == n:
+            box["wall"] = time.perf_counter() - box["t0"]
+            kernel.stop()
+        else:
+            submit(sub.state)
+
+    def up(adapter: str) -> None:
+        box["t0"] = time.perf_counter()
+        submit(host.tcpip6.interfaces[adapter])
+
+    host.tcpip6.on_up.append(up)
+    host.start()
+    host.pnp.schedule(host.adapter_configs(1), start=1.0)
+    kernel.call_at(1.0 + 3600.0 + n, kernel.stop)  # a bound on virtual time, never reached
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(kernel.run)
+
+    try:
+        trio.run(main, clock=MockClock(autojump_threshold=0))
+    finally:
+        host.close()
+    if "wall" not in box:
+        raise RuntimeError(f"{executor}: {done} of {n} OIDs completed")
+    return box["wall"] / n
+
+
 def oid_overhead(executors: Sequence[str], adapters: int, interval: float,
-                 repeat: int = 3) -> dict[str, Any]:
-    """Wall time per OID for each executor, and the channel floor, in this one process,
-    interleaved so a slower phase of the machine hits them alike. IPv4 is off: every OID goes
-    through the executor under test. Arrivals are spaced so that even `critical` binds."""
+                 repeat: int = 3, round_trips: int = 20_000) -> dict[str, Any]:
+    """Per-OID cost of each executor against the channel floor, in this one process,
+    interleaved so a slower phase of the machine hits them alike (best of `repeat`):
+
+    - the round trip of one OID through the executor (`oid_round_trip`) — the target — on both
+      kernel drivers;
+    - a storm's wall time per OID (IPv4 off: every OID goes through the executor under test;
+      arrivals spaced so that even `critical` binds), which also carries every per-adapter
+      cost (bind set-up, the IPv6 stack's start, timers): context, not the target."""
     floor: list[float] = []
     per: dict[str, list[float]] = {e: [] for e in executors}
+    trip: dict[tuple[str, str], list[float]] = {}
     for ex in executors:
         warm_up(RunSpec(ex, 2, ipv4=False, interval=interval))
+        oid_round_trip(ex, 200)
     oids: dict[str, int] = {}
     for _ in range(repeat):
         floor.append(channel_round_trip(20_000))
         for ex in executors:
+            for workers in ("coroutines", "tasks"):
+                trip.setdefault((ex, workers), []).append(
+                    oid_round_trip(ex, round_trips, workers))
             spec = RunSpec(ex, adapters, interval=interval, ipv4=False, horizon=3600.0)
             t = time.perf_counter()
             r = _storm(spec)
@@ -271,10 +346,16 @@ def oid_overhead(executors: Sequence[str], adapters: int, interval: float,
     f = min(floor)
     return {
         "adapters": adapters, "interval": interval, "ipv4": False, "repeat": repeat,
+        "round_trips": round_trips,
         "floor_round_trip_us": round(f * 1e6, 3),
-        "executors": {ex: {"oids": oids[ex], "wall_per_oid_us": round(min(v) * 1e6, 3),
-                           "ratio_to_floor": round(min(v) / f, 2)}
-                      for ex, v in per.items()},
+        "executors": {ex: {
+            "round_trip_us": round(min(trip[ex, "coroutines"]) * 1e6, 3),
+            "round_trip_ratio": round(min(trip[ex, "coroutines"]) / f, 2),
+            "round_trip_tasks_us": round(min(trip[ex, "tasks"]) * 1e6, 3),
+            "round_trip_tasks_ratio": round(min(trip[ex, "tasks"]) / f, 2),
+            "oids": oids[ex], "wall_per_oid_us": round(min(v) * 1e6, 3),
+            "ratio_to_floor": round(min(v) / f, 2)}
+            for ex, v in per.items()},
         "target_ratio": TARGET_OID_RATIO,
     }
 
@@ -365,11 +446,12 @@ def in_fresh_process(kind: str, *args: Any) -> dict[str, Any]:
 class ScalePlan:
     adapters: int = 10_000
     executors: tuple[str, ...] = ("dedicated", "async")
-    modes: tuple[str, ...] = ("default", "gc-python", "gc-off", "log", "memory")
+    modes: tuple[str, ...] = ("default", "tasks", "gc-python", "gc-off", "log", "memory")
     curve: tuple[int, ...] = (1000, 3000)  # smaller bursts for the growth exponent
     oid_adapters: int = 500
     oid_interval: float = 0.005
     oid_repeat: int = 3
+    oid_round_trips: int = 20_000  # OIDs in a row per round-trip measurement
     profile_adapters: int = 2000  # 0: no profile
     profile_executor: str = "async"
     census_adapters: int = 500  # 0: no census
@@ -400,7 +482,7 @@ def run_scale(plan: ScalePlan, say: Callable[[str], None] = lambda _s: None,
                 runs.append(run("measure", RunSpec(ex, n, mode)))
     say("per-OID overhead vs a trio memory-channel round trip")
     oid = run("oid", ("critical", "dedicated", "async", "rescuer"),
-                           plan.oid_adapters, plan.oid_interval, plan.oid_repeat)
+              plan.oid_adapters, plan.oid_interval, plan.oid_repeat, plan.oid_round_trips)
     prof = None
     if plan.profile_adapters:
         say(f"cProfile: {plan.profile_executor}, {plan.profile_adapters} adapters")
@@ -452,6 +534,7 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         off = _find(res["runs"], ex, n, "gc-off")
         lg = _find(res["runs"], ex, n, "log")
         m = _find(res["runs"], ex, n, "memory")
+        tk = _find(res["runs"], ex, n, "tasks")
         row: dict[str, Any] = {"adapters": n}
         if d is not None:
             row.update(outcome=d["outcome"], wall_seconds=d["wall_seconds"],
@@ -467,6 +550,9 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             row["gc_off_wall_seconds"] = off["wall_seconds"]
             row["gc_off_speedup"] = round(d["wall_seconds"] / off["wall_seconds"], 2)
             row["gc_share_of_wall"] = round(1 - off["wall_seconds"] / d["wall_seconds"], 3)
+        if d is not None and tk is not None:
+            row["tasks_wall_seconds"] = tk["wall_seconds"]
+            row["driver_speedup"] = round(tk["wall_seconds"] / d["wall_seconds"], 2)
         if d is not None and lg is not None:
             row["log_wall_seconds"] = lg["wall_seconds"]
             row["log_slowdown"] = round(lg["wall_seconds"] / d["wall_seconds"], 2)
@@ -521,6 +607,10 @@ def render(res: dict[str, Any]) -> str:
         if "gc_off_speedup" in row:
             lines.append(f"{'':>9} GC off: {row['gc_off_speedup']:.2f}× as fast — the cyclic GC "
                          f"is still {row['gc_share_of_wall']:.0%} of run_storm's wall time")
+        if "driver_speedup" in row:
+            lines.append(f"{'':>9} drivers: the coroutine driver is {row['driver_speedup']:.2f}×"
+                         f" as fast as worker threads as trio tasks "
+                         f"({row['tasks_wall_seconds']:.2f}s), same trace")
         if "log_slowdown" in row:
             lines.append(f"{'':>9} event log on: {row['log_slowdown']:.2f}× the wall time, "
                          f"{row['log_events']:,} events, {row['log_bytes_per_adapter']:,} "
@@ -534,11 +624,15 @@ def render(res: dict[str, Any]) -> str:
             lines.append(f"{'':>9} growth: wall ~ adapters^{k_d} (default GC)"
                          + (f", ^{k_t} (GC off)" if k_t is not None else ""))
     o = res["oid_overhead"]
-    lines.append(f"per-OID wall vs a trio memory-channel round trip "
-                 f"({o['adapters']} adapters, {o['interval'] * 1000:g} ms apart, IPv4 off; "
-                 f"target ≤ {TARGET_OID_RATIO:g}×):")
+    lines.append(f"per-OID cost vs a trio memory-channel round trip "
+                 f"({o['floor_round_trip_us']:.1f} µs; target ≤ {TARGET_OID_RATIO:g}×): one OID "
+                 f"through the executor on a bound adapter, coroutine | task driver; and a "
+                 f"storm's wall per OID ({o['adapters']} adapters, "
+                 f"{o['interval'] * 1000:g} ms apart, IPv4 off):")
     for ex, e in o["executors"].items():
-        lines.append(f"{ex:>9} {e['ratio_to_floor']:.1f}× the round trip")
+        lines.append(f"{ex:>9} {e['round_trip_ratio']:.1f}× ({e['round_trip_us']:.1f} µs) | "
+                     f"{e['round_trip_tasks_ratio']:.1f}× ({e['round_trip_tasks_us']:.1f} µs); "
+                     f"storm {e['ratio_to_floor']:.1f}×")
     g = res.get("garbage")
     if g:
         top = ", ".join(f"{c['function']} ×{c['count']}" for c in g["closures"][:2])

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from faults.errors import FaultsError
 from faults.plan import FaultPlan, load_plan
 from ndisemu.errors import NdisEmuError
+from ndisemu.kernel import WORKER_MODES
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
 from tcpip6.errors import Tcpip6Error
 
@@ -151,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan")
     s.add_argument("--dot", metavar="FILE", help="write the wait-for graph of a deadlock "
                                                   "(or the last stall) as Graphviz DOT")
+    s.add_argument("--workers", choices=WORKER_MODES, default="coroutines",
+                   help="how the kernel carries worker threads: coroutines stepped by its "
+                        "dispatcher (default, fastest) or trio tasks; the same trace either way")
     add_model_options(s, executor_default="critical")
 
     v = sub.add_parser("serve", help="run an emulated host on memory, TAP or veth devices "
@@ -230,7 +234,7 @@ def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
     try:
         cfg = StormConfig(adapters=args.adapters, params=params, interval=args.interval,
                           seed=seed, horizon=args.horizon, log=log, pcap_dir=args.pcap,
-                          traffic=args.traffic, plan=plan)
+                          traffic=args.traffic, plan=plan, workers=args.workers)
         err = Console(stderr=True)
         if err.is_terminal:
             with err.status(f"bind storm: {args.adapters} adapters, {args.executor} executor…"):

@@ -82,9 +82,9 @@ def test_report_without_scale_or_traffic(tmp_path: Path,
 
 
 def tiny_plan() -> ScalePlan:
-    return ScalePlan(adapters=30, executors=("async",), modes=("default", "memory"),
-                     curve=(10,), oid_adapters=3, oid_repeat=1, profile_adapters=10,
-                     census_adapters=10)
+    return ScalePlan(adapters=30, executors=("async",), modes=("default", "memory", "tasks"),
+                     curve=(10,), oid_adapters=3, oid_repeat=1, oid_round_trips=50,
+                     profile_adapters=10, census_adapters=10)
 
 
 def test_scale_measures_renders_and_plots(tmp_path: Path) -> None:
@@ -95,10 +95,13 @@ def test_scale_measures_renders_and_plots(tmp_path: Path) -> None:
     assert row["outcome"] == "bound" and row["oids_per_second"] > 0
     assert row["peak_bytes_per_adapter"] > 0 and row["bytes_vs_target"] > 0
     assert row["growth_exponent_default"] is not None
-    assert res["oid_overhead"]["executors"]["critical"]["ratio_to_floor"] > 1
+    crit = res["oid_overhead"]["executors"]["critical"]
+    assert crit["ratio_to_floor"] > 1 and crit["round_trip_ratio"] > 0.1
+    assert crit["round_trip_tasks_us"] > 0 and row["driver_speedup"] > 0
     assert res["profile"]["by_own_time"] and res["garbage"]["objects_per_oid"] is not None
     text = render(res)
-    assert "× the round trip" in text and "tracemalloc" in text and "hot spots" in text
+    assert "task driver" in text and "tracemalloc" in text and "hot spots" in text
+    assert "drivers: the coroutine driver is" in text
     plot(res, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes().startswith(PNG)
     report_out = tmp_path / "rep"

@@ -5,11 +5,14 @@ executor, schedule, seed, fault plan or traffic."""
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import pytest
 
 from faults.plan import parse_plan
 from ndisemu.kernel import WORKER_MODES
+from tcpip6lab.cli import main
 from tcpip6lab.host import EXECUTOR_NAMES, ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
@@ -81,3 +84,17 @@ def test_same_trace_under_faults_and_traffic(executor: str) -> None:
 
 def test_storms_default_to_the_coroutine_driver() -> None:
     assert StormConfig(adapters=1).workers == "coroutines"
+
+
+def test_the_storm_command_takes_either_driver(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    hashes = set()
+    for workers in WORKER_MODES:
+        assert main(["storm", "--adapters", "24", "--workers", workers, "--json",
+                     "--seed", "2", "--log", str(tmp_path / f"{workers}.jsonl")]) == 0
+        r = json.loads(capsys.readouterr().out)
+        assert r["outcome"] == "deadlock"
+        hashes.add(r["trace_hash"])
+    assert len(hashes) == 1
+    assert main(["storm", "--adapters", "2", "--workers", "threads"]) == 2
+    assert "invalid choice: 'threads'" in capsys.readouterr().err
