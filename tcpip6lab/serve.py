@@ -63,7 +63,7 @@ class RealHost:
 def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: int,
                    netns: str | None, registry: Registry, pcap_dir: str | None = None,
                    name: str = "host", first: int = 0,
-                   plan: FaultPlan | None = None) -> RealHost:
+                   plan: FaultPlan | None = None, workers: str = "tasks") -> RealHost:
     """Build the devices first, then the host whose miniports use them (call inside trio)."""
     holder: dict[str, Any] = {}
 
@@ -79,7 +79,8 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
         return port_end
 
     holder["pcaps"] = []
-    host = EmulatedHost(params, seed=seed, name=name, wire_factory=wire_for, plan=plan)
+    host = EmulatedHost(params, seed=seed, name=name, wire_factory=wire_for, plan=plan,
+                        workers=workers)
     configs = host.adapter_configs(adapters, first=first)
     specs = [SiteSpec(c.name, int(c.tags["index"]), peer_mac(int(c.tags["index"])),
                       peer_ipv4(int(c.tags["index"])), mtu=c.mtu) for c in configs]
@@ -91,14 +92,15 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
 @contextlib.contextmanager
 def real_host(params: ModelParams, *, backend: str, adapters: int, seed: int = 0,
               netns: str | None = None, pcap_dir: str | None = None,
-              plan: FaultPlan | None = None, name: str = "host") -> Iterator[RealHost]:
+              plan: FaultPlan | None = None, name: str = "host",
+              workers: str = "tasks") -> Iterator[RealHost]:
     """A RealHost whose devices and namespaces are removed on exit, whatever happens."""
     registry = Registry.open()
     real = None
     try:
         real = make_real_host(params, backend=backend, adapters=adapters, seed=seed,
                               netns=netns, registry=registry, pcap_dir=pcap_dir, plan=plan,
-                              name=name)
+                              name=name, workers=workers)
         yield real
     finally:
         if real is not None:
@@ -207,7 +209,7 @@ def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespa
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 real = make_real_host(params, backend=args.backend, adapters=args.adapters,
                                       seed=args.seed, netns=args.netns, registry=registry,
-                                      pcap_dir=args.pcap, plan=plan)
+                                      pcap_dir=args.pcap, plan=plan, workers=args.workers)
                 print_sites(real, out)
                 await run_real(real, args.interval, out, signals)
 

@@ -22,6 +22,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
 from scapy.utils import rdpcap
 
 from ndisemu.backends.netlink import PREFIX, link_exists, netns_preexec
+from ndisemu.kernel import WORKER_MODES
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab.cli import main
 from tcpip6lab.host import ModelParams, adapter_ipv4
@@ -195,10 +196,12 @@ def test_demo_on_tap_with_real_ping_processes() -> None:
     assert leftovers() == before
 
 
-async def test_linux_side_in_the_current_namespace() -> None:
+@pytest.mark.parametrize("workers", WORKER_MODES)
+async def test_linux_side_in_the_current_namespace(workers: str) -> None:
     require_real_net("ping")
     with real_host(ModelParams(executor="dedicated"), backend="tap", adapters=1, seed=1,
-                   netns=".") as real:
+                   netns=".", workers=workers) as real:
+        assert real.host.kernel.workers == workers
         run_id = real.topology.registry.run_id
         site = real.topology.sites["nic000"]
         assert link_exists(site.device)  # visible in this namespace
