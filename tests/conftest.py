@@ -7,9 +7,11 @@ as root, so a missing piece is a failure, never a silent skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 
 import pytest
 import trio
@@ -50,3 +52,15 @@ def leftovers() -> list[str]:
     if STATE_DIR.exists():
         found += [f"state {p.name}" for p in STATE_DIR.glob("*.json")]
     return found
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """The child never outlives the block: killed and waited for if it is still running
+    (a failed assertion inside the block must not leave it behind)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

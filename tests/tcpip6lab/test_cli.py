@@ -15,6 +15,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
 from scapy.utils import rdpcap
 
 from tcpip6lab.cli import main
+from tests.conftest import reaped
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,15 +146,11 @@ def test_ctrl_c_ends_with_one_line_and_death_by_sigint() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "demo", "--speed", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             stdin=subprocess.DEVNULL)
-    try:
+    with reaped(proc):
         assert proc.stdout is not None
         assert "t=" in proc.stdout.readline()  # the live run has started
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == -signal.SIGINT
     assert err == "tcpip6-lab: interrupted\n"
 

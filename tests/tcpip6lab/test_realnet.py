@@ -27,7 +27,7 @@ from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab.cli import main
 from tcpip6lab.host import ModelParams, adapter_ipv4
 from tcpip6lab.serve import RealHost, real_host, running
-from tests.conftest import leftovers, require_real_net, wait_for
+from tests.conftest import leftovers, reaped, require_real_net, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,16 +135,12 @@ def test_serve_removes_everything_on_signal(sig: signal.Signals) -> None:
     require_real_net()
     before = leftovers()
     proc = _serve("--backend", "tap", "--adapters", "3", "--netns", "sigtest")
-    try:
+    with reaped(proc):
         out = _wait_line(proc, "serving")
         assert "t6l-sigtest" in out and "fe80::5eff:fe10:0%t6l-" in out
         assert any(x.startswith("netns t6l-sigtest") for x in leftovers())
         proc.send_signal(sig)
         proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     assert leftovers() == before
 
@@ -229,14 +225,10 @@ def test_sigint_at_any_moment_leaves_nothing(moment: float) -> None:
     require_real_net()
     before = leftovers()
     proc = _serve("--backend", "veth", "--adapters", "4")
-    try:
+    with reaped(proc):
         time.sleep(moment)  # the moment of the interrupt, not a wait for a condition
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode in (0, -signal.SIGINT), proc.stderr.read() if proc.stderr else ""
     assert leftovers() == before
 
@@ -281,14 +273,10 @@ def test_sigint_during_the_tap_demo_leaves_nothing(moment: float) -> None:
                              "--duration", "10"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,
                             stdin=subprocess.DEVNULL)
-    try:
+    with reaped(proc):
         time.sleep(1.0 + moment)  # the moment of the interrupt: set-up or the live run
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode in (0, -signal.SIGINT), err
     assert "Traceback" not in err
     assert leftovers() == before
