@@ -111,6 +111,13 @@ def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | Non
                         "PCT (random thread priorities with change points)")
 
 
+def add_workers_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--workers", choices=WORKER_MODES, default=default,
+                   help="how the kernel carries worker threads: trio tasks, or coroutines its "
+                        "dispatcher steps (faster: no trio switch per turn); the same trace "
+                        f"either way (default {default})")
+
+
 def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
     ex = ExecutiveParams(
         critical_static=args.static_threads,
@@ -152,9 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan")
     s.add_argument("--dot", metavar="FILE", help="write the wait-for graph of a deadlock "
                                                   "(or the last stall) as Graphviz DOT")
-    s.add_argument("--workers", choices=WORKER_MODES, default="coroutines",
-                   help="how the kernel carries worker threads: coroutines stepped by its "
-                        "dispatcher (default, fastest) or trio tasks; the same trace either way")
+    add_workers_option(s, "coroutines")
     add_model_options(s, executor_default="critical")
 
     v = sub.add_parser("serve", help="run an emulated host on memory, TAP or veth devices "
@@ -173,9 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
     v.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan "
                                                          "(wire faults: memory backend only)")
-    v.add_argument("--workers", choices=WORKER_MODES, default="tasks",
-                   help="worker threads as trio tasks (default) or as coroutines the kernel's "
-                        "dispatcher steps (same behaviour, ~15%% more packets per second)")
+    add_workers_option(v, "tasks")
     add_model_options(v, executor_default="critical")
 
     e = sub.add_parser("explore", help="run many seeded schedules (PCT) and fault timings; "
