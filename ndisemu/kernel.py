@@ -146,6 +146,8 @@ class Kernel:
         self.params = params or ExecutiveParams()
         self.seed = seed
         self.schedule = schedule
+        self._fifo = schedule == "fifo"
+        self._pct_mode = schedule == "pct"
         self.rng = random.Random(f"kernel:{seed}")
         #: virtual seconds since the kernel started (read-only for everyone but the driver; a
         #: plain attribute rather than a property: it is read tens of times per adapter)
@@ -205,9 +207,15 @@ class Kernel:
         return t
 
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> Timer:
+        """Run `fn(*args)` at DPC level `delay` virtual seconds from now."""
         if self._sleeping:
             self._sync_now()
-        return self.call_at(self.now + delay, fn, *args)
+        now = self.now
+        t = Timer(now + delay if delay > 0 else now, next(self._timer_seq), fn, args)
+        heapq.heappush(self._timers, (t.when, t.seq, t))
+        if self._sleeping:
+            self._wakeup.set()
+        return t
 
     def queue_dpc(self, fn: Callable[..., None], *args: Any) -> None:
         """Run `fn(*args)` at DPC level at the current instant, after DPCs already queued."""
@@ -379,7 +387,7 @@ class Kernel:
                 continue
             if self._stop_requested:
                 return
-            deadline = core.next_deadline()
+            deadline = core._next_tick  # the balance manager's next pass (core.next_deadline())
             if timers and timers[0][0] < deadline:
                 deadline = timers[0][0]
             if self.free_running and deadline != math.inf:
@@ -463,10 +471,10 @@ class Kernel:
             if not lst:
                 continue
             entry: tuple[Worker, Any]
-            if isinstance(lst, deque):
+            if self._fifo:
                 entry = lst.popleft()
                 return entry
-            if self.schedule == "pct":
+            if self._pct_mode:
                 return self._pick_pct(lst)
             n = len(lst)
             if n > 1:

@@ -25,6 +25,7 @@ Until a binding sets OID_GEN_CURRENT_PACKET_FILTER it receives nothing.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,7 +256,7 @@ class Ndis:
         set_data = (self._merged_set_data(block, req) if req.type is RequestType.SET
                     else None)
         status = block.miniport.handle_request(
-            req, lambda st: self.m_request_complete(block, req, st), set_data)
+            req, functools.partial(self.m_request_complete, block, req), set_data)
         if status is NdisStatus.PENDING:
             return status
         return self._finish(block, req, status, notify=not caller_waiting)

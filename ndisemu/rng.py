@@ -43,8 +43,11 @@ class SplitMix64:
         return z ^ (z >> 31)
 
     def random(self) -> float:
-        """A float in [0, 1) with 53 random bits."""
-        return (self.next64() >> 11) * _TWO_M53
+        """A float in [0, 1) with 53 random bits (next64 inline: the per-request jitter draw)."""
+        s = self._s = (self._s + _GAMMA) & _MASK
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return ((z ^ (z >> 31)) >> 11) * _TWO_M53
 
     def uniform(self, a: float, b: float) -> float:
         return a + (b - a) * self.random()

@@ -377,7 +377,8 @@ class ExecutiveCore:
             self._trace("exec.worker.blocked", queue=q.name, worker=worker.name,
                         item=worker.item.label if worker.item else None, waits_on=obj.label)
         # A blocking queue thread frees its concurrency slot: activate a waiter.
-        self._dispatch(q, now)
+        if q.pending and q.idle:
+            self._dispatch(q, now)
         return True
 
     def signal(self, obj: WaitObject, now: float) -> None:
@@ -420,7 +421,8 @@ class ExecutiveCore:
             worker.state = WorkerState.IDLE
             worker.idle_since = now
             q.idle.append(worker)
-            self._dispatch(q, now)
+            if q.pending:
+                self._dispatch(q, now)
 
     def advance(self, now: float) -> None:
         """Run balance-manager passes and idle exits that are due at `now` (idle exits are
