@@ -2,10 +2,11 @@
 
 Each run varies the interleaving of simultaneously ready threads at the emulation's own yield
 points with PCT (random thread priorities plus d−1 random priority change points; Burckhardt et
-al., ASPLOS 2010 — the strategy of shuttle's pct.rs, faults.md §5), and the fault plan's draws,
-both from the run's seed. A failing run is shrunk — same seed, fewer adapters — and the report
-names the smallest failing configuration found (fewest adapters, then fewest fault firings) with
-the command that reproduces it.
+al., ASPLOS 2010 — the strategy of shuttle's pct.rs, faults.md §5), the fault plan's draws and,
+when asked, its fault timings (`FaultPlan.with_varied_timings`), all from the run's seed. A
+failing run is shrunk — same seed, fewer adapters — and the report names the smallest failing
+configuration found (fewest adapters, then fewest fault firings) with the command that
+reproduces it.
 
 The engine is generic (`explore(run_one, ...)`); `tcpip6-lab explore` runs bind storms with it.
 """

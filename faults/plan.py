@@ -26,6 +26,7 @@ with the file, the line of the entry's table header, and the key, in one message
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import re
@@ -119,6 +120,42 @@ class FaultPlan:
 
     def of_kind(self, kind: str) -> list[Fault]:
         return [f for f in self.faults if f.kind == kind]
+
+    def with_varied_timings(self, seed: int, spread: float) -> FaultPlan:
+        """This plan with each fault's timing moved by its own seeded offset in [-spread,
+        +spread] virtual seconds: the `after`/`until` window (moved whole, so its width stays)
+        and the `at` of queue holds and PnP events, clamped at 0. The offset comes from (seed,
+        fault id) through the same stable digest as the faults' generators, so `storm --seed K
+        --vary-timings S` rebuilds exactly the plan `explore --vary-timings S` ran with seed K.
+        `heal_at` stays: it is when the run is judged."""
+        if spread < 0 or not math.isfinite(spread):
+            raise PlanError(f"timing spread must be a finite number >= 0 (got {spread})")
+        from .injector import fault_rng
+
+        faults = []
+        for f in self.faults:
+            t = f.trigger
+            timed = t.after is not None or t.until is not None or "at" in f.params
+            if not timed or spread == 0:
+                faults.append(f)
+                continue
+            offset = fault_rng(seed, f"{f.id}:timing").uniform(-spread, spread)
+            after, until = t.after, t.until
+            shift = offset
+            if after is not None:
+                shift = max(offset, -after)  # the window moves whole and never before 0
+            elif until is not None:
+                shift = max(offset, -until + 1e-9)
+            trigger = dataclasses.replace(
+                t, after=None if after is None else after + shift,
+                until=None if until is None else until + shift)
+            params = dict(f.params)
+            if "at" in params:
+                params["at"] = max(0.0, float(params["at"]) + offset)
+            faults.append(dataclasses.replace(f, trigger=trigger, params=params))
+        return dataclasses.replace(
+            self, faults=tuple(faults), text=None,
+            source=f"{self.source} (timings varied ±{spread:g}s, seed {seed})")
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": {}}

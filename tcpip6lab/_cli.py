@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for 2s after the outcome is known")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan")
+    s.add_argument("--vary-timings", type=duration, default=0.0, metavar="S",
+                   help="move each fault's timing (after/until window, at) by its own "
+                        "offset in [-S, +S], drawn from the seed (what explore varies)")
     s.add_argument("--dot", metavar="FILE", help="write the wait-for graph of a deadlock "
                                                   "(or the last stall) as Graphviz DOT")
     add_workers_option(s, "coroutines")
@@ -187,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", type=pos_int, default=50, metavar="K", help="seeds to try")
     e.add_argument("--seed", type=nonneg_int, default=0, metavar="K", help="first seed")
     e.add_argument("--plan", metavar="PLAN.toml", help="a fault plan to vary")
+    e.add_argument("--vary-timings", type=duration, default=0.0, metavar="S",
+                   help="also move each fault's timing by a seeded offset in [-S, +S] "
+                        "(after/until windows, queue holds, PnP events) in every run")
     e.add_argument("--depth", type=pos_int, default=3, metavar="D",
                    help="PCT depth: priority change points + 1 (default 3)")
     e.add_argument("--interval", type=duration, default=0.0, metavar="S")
@@ -231,6 +237,10 @@ def cmd_storm(args: argparse.Namespace, out: IO[str]) -> int:
     params = model_params(args, args.executor)
     plan = load_faults(args.faults)
     seed = args.seed if args.seed is not None else (plan.seed if plan and plan.seed else 0)
+    if args.vary_timings:
+        if plan is None:
+            raise UsageError("--vary-timings needs a fault plan (--faults PLAN.toml)")
+        plan = plan.with_varied_timings(seed, args.vary_timings)
     log = None
     if args.log:
         try:
@@ -275,11 +285,16 @@ def cmd_explore(args: argparse.Namespace, out: IO[str]) -> int:
     from .storm import run_storm
 
     plan = load_faults(args.plan)
+    if args.vary_timings and plan is None:
+        raise UsageError("--vary-timings needs a fault plan (--plan PLAN.toml)")
     params = model_params(args, args.executor).with_(schedule="pct", pct_depth=args.depth)
 
     def run_one(adapters: int, seed: int) -> RunRecord:
+        run_plan = plan
+        if plan is not None and args.vary_timings:
+            run_plan = plan.with_varied_timings(seed, args.vary_timings)
         r = run_storm(StormConfig(adapters=adapters, params=params, interval=args.interval,
-                                  seed=seed, horizon=args.horizon, plan=plan))
+                                  seed=seed, horizon=args.horizon, plan=run_plan))
         fired = int(r.get("faults", {}).get("total_fired", 0))
         return RunRecord(adapters, seed, r["outcome"] in ("deadlock", "stalled"),
                          r["outcome"], fired)
@@ -300,6 +315,7 @@ def cmd_explore(args: argparse.Namespace, out: IO[str]) -> int:
                      f"--seed {best.seed} --schedule pct --horizon {args.horizon:g}"
                      + (f" --interval {args.interval:g}" if args.interval else "")
                      + (f" --faults {args.plan}" if args.plan else "")
+                     + (f" --vary-timings {args.vary_timings:g}" if args.vary_timings else "")
                      + _nondefault_model_args(args))
     summary = {
         "runs": report.runs, "storms": report.storms, "failures": len(report.failures),

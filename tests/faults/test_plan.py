@@ -119,3 +119,69 @@ def test_bad_plans_are_rejected_with_file_line_and_key(tmp_path: Path, text: str
 def test_a_missing_plan_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="cannot read fault plan"):
         load_plan(tmp_path / "nope.toml")
+
+
+TIMED = """
+[[oid]]
+id = "window"
+action = "pend"
+after = 2.0
+until = 3.5
+
+[[oid]]
+id = "from-the-start"
+action = "pend"
+until = 0.5
+
+[[queue]]
+id = "hold"
+action = "hold"
+workers = 1
+at = 0.25
+duration = 4.0
+
+[[wire]]
+id = "untimed"
+action = "loss"
+probability = 0.5
+"""
+
+
+def test_varied_timings_move_each_fault_by_its_own_seeded_offset() -> None:
+    plan = parse_plan(TIMED)
+    assert plan.with_varied_timings(3, 0.0).faults == plan.faults
+    seen_at = set()
+    for seed in range(40):
+        v = {f.id: f for f in plan.with_varied_timings(seed, 2.0).faults}
+        assert v == {f.id: f for f in plan.with_varied_timings(seed, 2.0).faults}  # a function
+        w = v["window"].trigger
+        assert w.after is not None and w.until is not None and w.after >= 0
+        assert w.until - w.after == pytest.approx(1.5)  # the window moves whole
+        assert 0.0 <= w.after <= 4.0
+        s = v["from-the-start"].trigger
+        assert s.after is None and s.until is not None and 0 < s.until <= 2.5
+        at = v["hold"].params["at"]
+        assert 0.0 <= at <= 2.25 and v["hold"].params["duration"] == 4.0
+        seen_at.add(round(at, 6))
+        assert v["untimed"] == next(f for f in plan.faults if f.id == "untimed")
+    assert len(seen_at) > 20  # really drawn per seed
+    assert 0.0 in seen_at  # clamped at the start of the run
+
+
+def test_a_varied_plan_is_logged_so_that_replay_reproduces_it(tmp_path: Path) -> None:
+    from tcpip6lab.host import ModelParams
+    from tcpip6lab.storm import StormConfig, replay, run_storm
+
+    varied = parse_plan(TIMED, source="timed.toml").with_varied_timings(7, 2.0)
+    assert varied.text is None and "varied ±2s, seed 7" in varied.source
+    log = tmp_path / "run.jsonl"
+    with log.open("w") as fh:
+        run_storm(StormConfig(adapters=4, params=ModelParams(executor="dedicated"), seed=7,
+                              plan=varied, log=fh, traffic=True))
+    rep, _ = replay(str(log))
+    assert rep.divergence is None and rep.events > 100
+
+
+def test_a_bad_timing_spread_is_refused() -> None:
+    with pytest.raises(PlanError, match="timing spread"):
+        parse_plan(TIMED).with_varied_timings(1, -1.0)
