@@ -142,6 +142,9 @@ class Kernel:
         self._stepped = workers == "coroutines"
         #: coroutine driver: each thread's current item and its coroutine, by worker id
         self._coros: dict[int, tuple[WorkItem, Coroutine[Any, Any, None]]] = {}
+        self._closing = False  # coroutine driver: ending the suspended items
+        #: task driver: each worker thread's trio task
+        self._task_workers: dict[trio.lowlevel.Task, Worker] = {}
         self.name = name
         self.params = params or ExecutiveParams()
         self.seed = seed
@@ -319,6 +322,7 @@ class Kernel:
         """KeWaitForSingleObject from inside a work item: blocks the worker thread."""
         w = self._current
         if w is None:
+            await self._wait_while_unwinding()
             raise ExecutiveError("Kernel.wait() called outside a work item")
         if not self.core.begin_wait(w, obj, self.now):
             return
@@ -330,6 +334,20 @@ class Kernel:
         cmd = await self._hand_back()
         if cmd is _EXIT:  # pragma: no cover - exit is only sent to idle workers
             raise ExecutiveError("worker told to exit while blocked")
+
+    async def _wait_while_unwinding(self) -> None:
+        """A blocked item being unwound at the end of the run (its finally block waits again)
+        gets the end of the run once more, as a thread's wait would return on a shutdown: the
+        coroutine driver closes it again, the task driver re-delivers the cancellation."""
+        if self._closing:
+            raise GeneratorExit
+        worker = self._task_workers.get(trio.lowlevel.current_task())
+        if worker is not None:
+            worker.in_kernel_wait = True  # let trio's trap through _drive
+            try:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            finally:
+                worker.in_kernel_wait = False
 
     # -- the dispatcher ---------------------------------------------------------------------------
 
@@ -657,17 +675,20 @@ class Kernel:
         as cancelling the nursery ends the worker tasks of the task driver."""
         if not self._stepped:
             return
+        self._closing = True
         for wid in sorted(self._coros):
             self._coros.pop(wid)[1].close()
         for q in self.core.queues.values():  # and every thread with them, idle ones too
             self._ended.update(w.id for w in q.workers if w.task is not None)
 
     async def _worker_main(self, worker: Worker, cmd: Any) -> None:
-        worker.task = trio.lowlevel.current_task()
+        worker.task = task = trio.lowlevel.current_task()
+        self._task_workers[task] = worker
         try:
             await self._worker_loop(worker, cmd)
         finally:
             self._ended.add(worker.id)
+            del self._task_workers[task]
 
     async def _worker_loop(self, worker: Worker, cmd: Any) -> None:
         while cmd is not _EXIT:

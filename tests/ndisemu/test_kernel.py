@@ -261,3 +261,28 @@ async def test_stop_ends_the_run_at_a_point_of_the_event_sequence(workers: str,
     await k.run()
     assert seen == [1.0, 2.0]
     assert k.stopped.is_set()
+
+
+async def test_an_item_that_waits_again_while_being_unwound_still_ends(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    """A blocked item whose finally block waits once more: the run's end reaches that wait too
+    (a cancellation again on the task driver, GeneratorExit again on the coroutine one)."""
+    k = Kernel(workers=workers)
+    unwound: list[str] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(k.run)
+        first, second = k.create_event("first"), k.create_event("second")
+
+        async def stubborn(_: WorkItem) -> None:
+            try:
+                await k.wait(first)
+            finally:
+                unwound.append("finally")
+                await k.wait(second)
+                unwound.append("never")
+
+        k.queue_work_item(CRITICAL, stubborn, name="stubborn")
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert unwound == ["finally"]
+    assert invariants.kernel_problems(k, stopped=True) == []
