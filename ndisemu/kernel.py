@@ -22,8 +22,8 @@ that matters — trio shuffles runnable batches on purpose). Virtual time is tri
 Two ways to carry the threads (``workers=``), one schedule. With ``"tasks"`` (the default) each
 worker thread is a trio task, and a worker's turn is a trio task switch. With ``"coroutines"``
 the dispatcher steps each blocked or running item's coroutine itself (``coro.send``): the same
-ready lists, the same seeded picks, the same DPC order — only no trio switch per turn, which is
-most of the cost of a 10,000-adapter storm. Both produce the same event trace, hash for hash
+ready lists, the same seeded picks, the same DPC order — only no trio switch per turn, about a
+third of the cost of a 10,000-adapter storm. Both produce the same event trace, hash for hash
 (tests check it across schedules, executors and fault plans); the coroutine driver checkpoints
 every `CHECKPOINT_TURNS` turns so that cancellation and I/O tasks still get in.
 
