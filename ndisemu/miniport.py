@@ -314,24 +314,20 @@ def parse_ulong(data: bytes) -> int:
     return int(_ULONG.unpack_from(data)[0])
 
 
-def _u(value: int) -> bytes:
-    return _ULONG.pack(value)
-
-
 # The OIDs a miniport answers, shared by every instance (a table of closures per adapter was
 # 3 KB of a 10,000-adapter storm's memory per adapter).
 _QUERIES: dict[int, Callable[[EmulatedMiniport], bytes]] = {
-    Oid.GEN_MAXIMUM_SEND_PACKETS: lambda m: _u(m.config.max_send_packets),
+    Oid.GEN_MAXIMUM_SEND_PACKETS: lambda m: ulong(m.config.max_send_packets),
     Oid.E802_3_CURRENT_ADDRESS: lambda m: m.mac,
     Oid.E802_3_PERMANENT_ADDRESS: lambda m: m.mac,
-    Oid.GEN_LINK_SPEED: lambda m: _u(m.config.link_speed_100bps),
-    Oid.GEN_MAXIMUM_FRAME_SIZE: lambda m: _u(m.config.mtu),  # excludes the 14-byte header
-    Oid.GEN_MAXIMUM_TOTAL_SIZE: lambda m: _u(m.config.mtu + 14),
-    Oid.GEN_MAXIMUM_LOOKAHEAD: lambda m: _u(m.config.mtu),
-    Oid.GEN_CURRENT_LOOKAHEAD: lambda m: _u(m.lookahead),
-    Oid.GEN_MEDIA_CONNECT_STATUS: lambda m: _u(
+    Oid.GEN_LINK_SPEED: lambda m: ulong(m.config.link_speed_100bps),
+    Oid.GEN_MAXIMUM_FRAME_SIZE: lambda m: ulong(m.config.mtu),  # excludes the 14-byte header
+    Oid.GEN_MAXIMUM_TOTAL_SIZE: lambda m: ulong(m.config.mtu + 14),
+    Oid.GEN_MAXIMUM_LOOKAHEAD: lambda m: ulong(m.config.mtu),
+    Oid.GEN_CURRENT_LOOKAHEAD: lambda m: ulong(m.lookahead),
+    Oid.GEN_MEDIA_CONNECT_STATUS: lambda m: ulong(
         MediaState.CONNECTED if m.media_connected else MediaState.DISCONNECTED),
-    Oid.GEN_CURRENT_PACKET_FILTER: lambda m: _u(int(m.packet_filter)),
+    Oid.GEN_CURRENT_PACKET_FILTER: lambda m: ulong(int(m.packet_filter)),
     Oid.E802_3_MULTICAST_LIST: lambda m: b"".join(m.multicast),
-    Oid.E802_3_MAXIMUM_LIST_SIZE: lambda m: _u(m.config.multicast_list_size),
+    Oid.E802_3_MAXIMUM_LIST_SIZE: lambda m: ulong(m.config.multicast_list_size),
 }
