@@ -264,7 +264,6 @@ def oid_round_trip(executor: str, n: int, workers: str = "coroutines") -> float:
 
     from ndisemu.constants import NdisStatus, Oid, RequestType
     from ndisemu.miniport import NdisRequest
-    from tcpip6.executors import Submission
     from tcpip6lab.host import EmulatedHost, ModelParams
 
     host = EmulatedHost(ModelParams(executor=executor, ipv4=False), free_running=True,
@@ -273,13 +272,11 @@ def oid_round_trip(executor: str, n: int, workers: str = "coroutines") -> float:
     box: dict[str, float] = {}
     done = 0
 
-    def submit(state: Any) -> None:
-        req = NdisRequest(RequestType.QUERY, Oid.GEN_MEDIA_CONNECT_STATUS)
-        sub = Submission(state, req, finished)
-        req.tags["submission"] = sub  # how tcpip6 finds its submission at completion
-        host.executor.submit(sub)
+    def submit(adapter: str) -> None:
+        host.tcpip6.submit_oid(adapter, NdisRequest(RequestType.QUERY,
+                                                    Oid.GEN_MEDIA_CONNECT_STATUS), finished)
 
-    def finished(sub: Submission, status: NdisStatus) -> None:
+    def finished(sub: Any, status: NdisStatus) -> None:
         nonlocal done
         if status is not NdisStatus.SUCCESS:
             raise RuntimeError(f"{executor}: OID ended {status.ndis_name}")
@@ -288,11 +285,11 @@ def oid_round_trip(executor: str, n: int, workers: str = "coroutines") -> float:
             box["wall"] = time.perf_counter() - box["t0"]
             kernel.stop()
         else:
-            submit(sub.state)
+            submit(sub.state.adapter)
 
     def up(adapter: str) -> None:
         box["t0"] = time.perf_counter()
-        submit(host.tcpip6.interfaces[adapter])
+        submit(adapter)
 
     host.tcpip6.on_up.append(up)
     host.start()

@@ -66,6 +66,13 @@ LOOKAHEAD = 128
 PACKET_FILTER = PacketFilter.DIRECTED | PacketFilter.MULTICAST
 
 
+def _submission(state: Tcpip6Binding, req: NdisRequest,
+                on_done: Callable[[Submission, NdisStatus], None]) -> Submission:
+    sub = Submission(state, req, on_done)
+    req.tags["submission"] = sub  # how request_complete finds it again
+    return sub
+
+
 def _release(sub: Submission) -> None:
     """Break the request <-> submission <-> event <-> item links once tcpip6 knows the result,
     so reference counting frees them (a burst leaves thousands otherwise for the cyclic GC)."""
@@ -254,9 +261,7 @@ class Tcpip6Binder:
             return
         oid, rtype = BIND_OIDS[state.step]
         req = self._build_request(state, oid, rtype)
-        sub = Submission(state, req, self._oid_done)
-        req.tags["submission"] = sub
-        state.current = sub
+        sub = state.current = _submission(state, req, self._oid_done)
         self.executor.submit(sub)
 
     def _oid_done(self, sub: Submission, status: NdisStatus) -> None:
@@ -421,9 +426,18 @@ class Tcpip6Binder:
                     and status is NdisStatus.SUCCESS:
                 self._reprogram_multicast(state)
 
-        sub = Submission(state, req, done)
-        req.tags["submission"] = sub
+        self.submit_oid(state.adapter, req, done)
+
+    def submit_oid(self, adapter: str, request: NdisRequest,
+                   on_done: Callable[[Submission, NdisStatus], None]) -> Submission:
+        """Issue one more OID request on an interface through tcpip6's executor, as the bind's
+        own are; ``on_done(submission, status)`` runs where tcpip6 learns the result."""
+        state = self.interfaces.get(adapter)
+        if state is None:
+            raise ConfigError(f"tcpip6 has no interface {adapter!r}")
+        sub = _submission(state, request, on_done)
         self.executor.submit(sub)
+        return sub
 
     # -- observation ------------------------------------------------------------------------------
 

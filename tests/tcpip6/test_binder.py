@@ -56,3 +56,23 @@ async def test_bind_programs_all_nodes_and_solicited_node_groups(autojump_clock:
         })
         assert int(binding.packet_filter) == 0x3  # DIRECTED | MULTICAST
         assert state.ctx.status.name == "SUCCESS"
+
+
+@pytest.mark.parametrize("executor", ["critical", "dedicated", "async", "rescuer"])
+def test_submit_oid_goes_through_the_executor_after_bind(executor: str) -> None:
+    from bench.scale import oid_round_trip
+
+    # 30 media-status queries in a row on a bound adapter, each submitted from the previous
+    # one's completion: all succeed (oid_round_trip raises otherwise) on both drivers.
+    for workers in ("coroutines", "tasks"):
+        assert oid_round_trip(executor, 30, workers) > 0
+
+
+def test_submit_oid_refuses_an_unknown_interface() -> None:
+    from ndisemu.miniport import NdisRequest
+    from tcpip6.errors import ConfigError
+    from tcpip6lab.host import EmulatedHost
+
+    host = EmulatedHost()
+    with pytest.raises(ConfigError, match="no interface 'nic404'"):
+        host.tcpip6.submit_oid("nic404", NdisRequest(Q, 0x00010114), lambda _s, _st: None)
