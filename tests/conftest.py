@@ -51,6 +51,7 @@ def leftovers() -> list[str]:
         found += [f"netns {n}" for n in os.listdir(NETNS_DIR) if n.startswith(PREFIX)]
     if STATE_DIR.exists():
         found += [f"state {p.name}" for p in STATE_DIR.glob("*.json")]
+        found += [f"state {p.name}" for p in STATE_DIR.glob("*.tmp")]
     return found
 
 

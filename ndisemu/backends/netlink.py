@@ -92,11 +92,19 @@ class Registry:
     def _save(self) -> None:
         if self.path is None:
             return
-        data = {"pid": os.getpid(), "run_id": self.run_id, "created": time.time(),
+        pid = os.getpid()
+        data = {"pid": pid, "run_id": self.run_id, "created": time.time(),
                 "netns": self.netns, "links": self.links}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.path)
+        # Written aside, then renamed over the state file: a reader never sees half a file.
+        # The temporary name carries our pid, so that `cleanup` can tell an orphan (SIGKILL
+        # between the two steps) from a live run's; a Ctrl-C between them removes it here.
+        tmp = self.path.with_name(f"{self.run_id}.{pid}.tmp")
+        try:
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def claim_netns(self, name: str) -> None:
         if netns_exists(name):
@@ -164,6 +172,13 @@ def cleanup_leftovers() -> list[str]:
                 continue
             removed += remove_objects(list(data.get("links", [])), list(data.get("netns", [])))
             state.unlink(missing_ok=True)
+        for tmp in sorted(STATE_DIR.glob("*.tmp")):  # a state file interrupted mid-write
+            owner = tmp.name.split(".")
+            if len(owner) == 3 and owner[1].isdigit() and pid_alive(int(owner[1])) \
+                    and int(owner[1]) != os.getpid():
+                continue
+            tmp.unlink(missing_ok=True)
+            removed.append(f"state {tmp.name}")
     stray_links = [n for n in _list_links() if n.startswith(PREFIX) and n not in live_links]
     stray_ns = [n for n in _list_netns() if n.startswith(PREFIX) and n not in live_ns]
     removed += remove_objects(stray_links, stray_ns)

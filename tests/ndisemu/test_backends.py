@@ -8,8 +8,10 @@ experimental EtherType 0x88B5, so Linux's own chatter (MLD reports…) is told a
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -173,3 +175,34 @@ async def test_backend_devices_are_removed_afterwards(backend: str) -> None:
         assert s.binding.open
     if backend != "memory":
         assert leftovers() == before
+
+
+def test_a_state_file_write_interrupted_by_ctrl_c_leaves_no_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry("abc", path=tmp_path / "abc.json")
+    reg.links.append("t6l-abc-0")
+    reg._save()
+    assert json.loads((tmp_path / "abc.json").read_text())["links"] == ["t6l-abc-0"]
+
+    def interrupted(self: Path, target: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reg._save()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abc.json"]
+
+
+def test_cleanup_removes_orphaned_temporary_state_files_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ndisemu.backends import netlink
+
+    monkeypatch.setattr(netlink, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(netlink, "_list_links", list)  # leave this machine's devices alone
+    monkeypatch.setattr(netlink, "_list_netns", list)
+    (tmp_path / "dea.99999999.tmp").write_text("")  # its writer is gone (SIGKILL mid-write)
+    (tmp_path / "old.tmp").write_text("")  # the format before pids were in the name
+    (tmp_path / "liv.1.tmp").write_text("")  # pid 1 is alive: a run writing right now
+    removed = netlink.cleanup_leftovers()
+    assert sorted(removed) == ["state dea.99999999.tmp", "state old.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["liv.1.tmp"]
