@@ -370,16 +370,24 @@ class Kernel:
                 self._nursery = nursery
                 task_status.started(self)
                 await self._loop()
-                nursery.cancel_scope.cancel()  # stop(): end the parked worker tasks
-        except BaseExceptionGroup:
+                # stop(): end the suspended items (coroutine driver; an item that fails while
+                # unwinding is a bugcheck, as on the task driver) and the parked worker tasks.
+                self._close_coroutines()
+                if self._bugcheck is not None:
+                    raise self._bugcheck
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
             bug = self._bugcheck
-            if bug is not None:
+            # A Ctrl-C outranks a bugcheck that the unwinding after it provoked.
+            if bug is not None and group.subgroup(KeyboardInterrupt) is None:
                 raise bug from bug.__cause__  # the group stays attached as __context__
             raise
         finally:
-            self._close_coroutines()
-            self._running = False
-            self.stopped.set()
+            try:
+                self._close_coroutines()  # a run that ended by an exception: never raises
+            finally:
+                self._running = False
+                self.stopped.set()
 
     async def _loop(self) -> None:
         core = self.core
@@ -393,6 +401,8 @@ class Kernel:
             if core._actions or self._sleeping:
                 self._apply_actions()
             nxt = self._step() if self._dpcs or self._nready else None
+            if self._bugcheck is not None:
+                raise self._bugcheck
             if nxt is not None and self._stepped:
                 await self._run_turns(nxt)
                 continue
@@ -526,7 +536,16 @@ class Kernel:
             if dpcs:
                 fn, args = dpcs.popleft()
                 self.stats.dpcs += 1
-                fn(*args)
+                try:
+                    fn(*args)
+                except Exception as exc:
+                    # A DPC has no thread to fail in: the kernel bugchecks (never an exception
+                    # delivered into whichever item's turn happened to run this step).
+                    name = getattr(fn, "__qualname__", repr(fn))
+                    bug = self._bugcheck = BugCheck(
+                        f"DPC {name} raised {type(exc).__name__}: {exc}")
+                    bug.__cause__ = exc
+                    return None
                 if core._actions or self._sleeping:
                     self._apply_actions()
             else:
@@ -645,14 +664,15 @@ class Kernel:
             self._ended.add(worker.id)
             return
         worker.task = _STARTED
-        if cmd is None:
-            item, coro = self._coros[worker.id]
-        else:
-            item = cmd
-            coro = item.routine(item)
-            self._coros[worker.id] = (item, coro)
         self._current = worker
+        item: WorkItem = cmd if cmd is not None else worker.item  # type: ignore[assignment]
         try:
+            if cmd is None:
+                item, coro = self._coros[worker.id]
+            else:
+                # Called as the task driver calls it: in the thread, inside the bugcheck net.
+                coro = item.routine(item)
+                self._coros[worker.id] = (item, coro)
             trap = coro.send(None)
             if trap is not _WAIT:
                 coro.close()
@@ -663,23 +683,33 @@ class Kernel:
             self.core.finish(worker, self.now)
             if self.core._actions or self._sleeping:
                 self._apply_actions()
-            return
         except Exception as exc:
-            del self._coros[worker.id]
+            self._coros.pop(worker.id, None)
             self._ended.add(worker.id)
             self._bugcheck = _item_bugcheck(item, worker, exc)
-        self._current = None
+        finally:
+            self._current = None
 
     def _close_coroutines(self) -> None:
         """The run is over: end every blocked item (GeneratorExit at its wait, in worker order),
-        as cancelling the nursery ends the worker tasks of the task driver."""
+        as cancelling the nursery ends the worker tasks of the task driver. An item that fails
+        while unwinding is recorded as a bugcheck (if none is yet); the others are closed all
+        the same."""
         if not self._stepped:
             return
         self._closing = True
-        for wid in sorted(self._coros):
-            self._coros.pop(wid)[1].close()
-        for q in self.core.queues.values():  # and every thread with them, idle ones too
-            self._ended.update(w.id for w in q.workers if w.task is not None)
+        try:
+            for wid in sorted(self._coros):
+                item, coro = self._coros.pop(wid)
+                try:
+                    coro.close()
+                except Exception as exc:
+                    if self._bugcheck is None and item.worker is not None:
+                        self._bugcheck = _item_bugcheck(item, item.worker, exc)
+        finally:
+            self._closing = False
+            for q in self.core.queues.values():  # and every thread with them, idle ones too
+                self._ended.update(w.id for w in q.workers if w.task is not None)
 
     async def _worker_main(self, worker: Worker, cmd: Any) -> None:
         worker.task = task = trio.lowlevel.current_task()
@@ -689,6 +719,8 @@ class Kernel:
         finally:
             self._ended.add(worker.id)
             del self._task_workers[task]
+            if self._current is worker:  # it died in its turn (a Ctrl-C, a cancellation)
+                self._current = None
 
     async def _worker_loop(self, worker: Worker, cmd: Any) -> None:
         while cmd is not _EXIT:

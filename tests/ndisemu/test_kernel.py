@@ -286,3 +286,87 @@ async def test_an_item_that_waits_again_while_being_unwound_still_ends(
         nursery.cancel_scope.cancel()
     assert unwound == ["finally"]
     assert invariants.kernel_problems(k, stopped=True) == []
+
+
+# Error paths: each behaves the same on both drivers (found by a review of the coroutine one).
+
+async def test_a_raising_dpc_is_a_bugcheck_not_an_exception_in_some_item(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(workers=workers)
+    seen: list[str] = []
+    ev = k.create_event("ev")
+
+    def bad_dpc() -> None:
+        raise RuntimeError("dpc failed")
+
+    async def item(_: WorkItem) -> None:
+        k.queue_dpc(bad_dpc)  # runs when this item's turn ends, possibly in its own task
+        try:
+            await k.wait(ev)
+        except RuntimeError:
+            seen.append("the item saw the DPC's exception")
+
+    with pytest.raises(BugCheck, match=r"DPC .*bad_dpc raised RuntimeError: dpc failed") as info:
+        await _run_one(k, item)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert seen == [] and k.stopped.is_set()
+
+
+async def test_a_routine_that_fails_when_called_is_a_bugcheck(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(workers=workers)
+
+    def not_a_routine(_: WorkItem) -> Any:
+        raise TypeError("bad routine")
+
+    with pytest.raises(BugCheck, match="raised TypeError: bad routine"):
+        await _run_one(k, not_a_routine)
+
+
+async def test_an_item_failing_while_unwound_is_a_bugcheck_and_the_rest_still_end(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(workers=workers)
+    unwound: list[str] = []
+    never = k.create_event("never")
+
+    def blocked(name: str, fail: bool) -> Any:
+        async def routine(_: WorkItem) -> None:
+            try:
+                await k.wait(never)
+            finally:
+                unwound.append(name)
+                if fail:
+                    raise ValueError("cleanup failed")
+        return routine
+
+    k.queue_work_item(CRITICAL, blocked("bad", True), name="bad")
+    k.queue_work_item(CRITICAL, blocked("good", False), name="good")
+    k.call_at(1.0, k.stop)
+    with pytest.raises(BugCheck, match=r"bad#.* raised ValueError: cleanup failed"):
+        await k.run()
+    assert sorted(unwound) == ["bad", "good"]
+    assert k.stopped.is_set() and invariants.kernel_problems(k, stopped=True) == []
+    with pytest.raises(ExecutiveError, match="outside a work item"):
+        await k.wait(never)  # the run is over: an ordinary refusal, not an unwinding
+
+
+async def test_a_ctrl_c_in_an_item_ends_the_run_as_a_ctrl_c(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(workers=workers)
+    never, again = k.create_event("never"), k.create_event("again")
+
+    async def blocked(_: WorkItem) -> None:
+        try:
+            await k.wait(never)
+        finally:
+            await k.wait(again)  # a clean-up that waits: unwound again, no bugcheck
+
+    async def interrupted(_: WorkItem) -> None:
+        raise KeyboardInterrupt
+
+    k.queue_work_item(CRITICAL, blocked, name="blocked")
+    k.call_at(1.0, lambda: k.queue_work_item(CRITICAL, interrupted, name="ki"))
+    with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True):
+        await k.run()
+    assert k.stopped.is_set() and k.current_worker is None
+    assert invariants.kernel_problems(k, stopped=True) == []
