@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from ndisemu.kernel import Kernel
 
 
-def fault_rng(root_seed: int, fault_id: str) -> random.Random:
-    digest = hashlib.sha256(f"tcpip6-lab:{root_seed}:{fault_id}".encode()).digest()
+def fault_rng(root_seed: int, fault_id: str, domain: str = "tcpip6-lab") -> random.Random:
+    """A fault's own generator: a stable digest of (root seed, fault id), never `hash()`.
+    `domain` separates other uses (timing offsets) from the fault's decisions."""
+    digest = hashlib.sha256(f"{domain}:{root_seed}:{fault_id}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 

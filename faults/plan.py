@@ -139,19 +139,18 @@ class FaultPlan:
             if not timed or spread == 0:
                 faults.append(f)
                 continue
-            offset = fault_rng(seed, f"{f.id}:timing").uniform(-spread, spread)
+            shift = fault_rng(seed, f.id, domain="tcpip6-lab-timing").uniform(-spread, spread)
             after, until = t.after, t.until
-            shift = offset
             if after is not None:
-                shift = max(offset, -after)  # the window moves whole and never before 0
+                shift = max(shift, -after)  # the window moves whole and never before 0
             elif until is not None:
-                shift = max(offset, -until + 1e-9)
+                shift = max(shift, -until + 1e-9)
             trigger = dataclasses.replace(
                 t, after=None if after is None else after + shift,
                 until=None if until is None else until + shift)
             params = dict(f.params)
-            if "at" in params:
-                params["at"] = max(0.0, float(params["at"]) + offset)
+            if "at" in params:  # moved with its window, if it has one
+                params["at"] = max(0.0, float(params["at"]) + shift)
             faults.append(dataclasses.replace(f, trigger=trigger, params=params))
         return dataclasses.replace(
             self, faults=tuple(faults), text=None,

@@ -23,9 +23,13 @@ Two ways to carry the threads (``workers=``), one schedule. With ``"tasks"`` (th
 worker thread is a trio task, and a worker's turn is a trio task switch. With ``"coroutines"``
 the dispatcher steps each blocked or running item's coroutine itself (``coro.send``): the same
 ready lists, the same seeded picks, the same DPC order — only no trio switch per turn, about a
-third of the cost of a 10,000-adapter storm. Both produce the same event trace, hash for hash
-(tests check it across schedules, executors and fault plans); the coroutine driver checkpoints
-every `CHECKPOINT_TURNS` turns so that cancellation and I/O tasks still get in.
+third of the cost of a 10,000-adapter storm. For a run with no outside input (a free-running
+storm) both produce the same event trace, hash for hash; tests check it across schedules,
+executors and fault plans, and that error paths (a raising item or DPC, a Ctrl-C) end the same
+way. Where they may differ: input from other trio tasks (`post`, an I/O driver) gets in at any
+worker switch on the task driver but only every `CHECKPOINT_TURNS` turns on the coroutine one —
+neither is deterministic then — and at the end of a run the coroutine driver unwinds blocked
+items in worker order, the task driver in trio's cancellation order.
 
 Work items must block only through `Kernel.wait` (an executive wait object); awaiting any other
 trio primitive inside an item would stall the baton and is reported as a bugcheck.

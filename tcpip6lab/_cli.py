@@ -312,10 +312,10 @@ def cmd_explore(args: argparse.Namespace, out: IO[str]) -> int:
     reproduce = None
     if best is not None:
         reproduce = (f"tcpip6-lab storm --adapters {best.adapters} --executor {args.executor} "
-                     f"--seed {best.seed} --schedule pct --horizon {args.horizon:g}"
-                     + (f" --interval {args.interval:g}" if args.interval else "")
+                     f"--seed {best.seed} --schedule pct --horizon {args.horizon!r}"
+                     + (f" --interval {args.interval!r}" if args.interval else "")
                      + (f" --faults {args.plan}" if args.plan else "")
-                     + (f" --vary-timings {args.vary_timings:g}" if args.vary_timings else "")
+                     + (f" --vary-timings {args.vary_timings!r}" if args.vary_timings else "")
                      + _nondefault_model_args(args))
     summary = {
         "runs": report.runs, "storms": report.storms, "failures": len(report.failures),
@@ -350,7 +350,7 @@ def _nondefault_model_args(args: argparse.Namespace) -> str:
              ("--foreign-holders", args.foreign_holders, m.foreign_holders),
              ("--multicast-list-size", args.multicast_list_size, m.multicast_list_size),
              ("--dedicated-threads", args.dedicated_threads, m.dedicated_threads)]
-    return "".join(f" {flag} {value:g}" if isinstance(value, float) else f" {flag} {value}"
+    return "".join(f" {flag} {value!r}" if isinstance(value, float) else f" {flag} {value}"
                    for flag, value, default in pairs if value != default)
 
 

@@ -14,6 +14,7 @@ depending on where it was raised.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -54,13 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> NoReturn:
     """Console-script entry: exit with `main`'s status, or die of SIGINT after a Ctrl-C."""
-    code = main()
-    if code == INTERRUPTED:
+    interrupted = False
+
+    def die_of_sigint() -> None:
+        if not interrupted:
+            return
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
+
+    # Registered before anything else can be, so it runs after every other exit handler
+    # (atexit is last-in, first-out): the process dies only once everything has cleaned up.
+    atexit.register(die_of_sigint)
+    code = main()
+    interrupted = code == INTERRUPTED
     raise SystemExit(code)
 
 

@@ -177,8 +177,9 @@ def cleanup_leftovers() -> list[str]:
             if len(owner) == 3 and owner[1].isdigit() and pid_alive(int(owner[1])) \
                     and int(owner[1]) != os.getpid():
                 continue
-            tmp.unlink(missing_ok=True)
-            removed.append(f"state {tmp.name}")
+            with contextlib.suppress(FileNotFoundError):  # unless its writer just renamed it
+                tmp.unlink()
+                removed.append(f"state {tmp.name}")
     stray_links = [n for n in _list_links() if n.startswith(PREFIX) and n not in live_links]
     stray_ns = [n for n in _list_netns() if n.startswith(PREFIX) and n not in live_ns]
     removed += remove_objects(stray_links, stray_ns)
