@@ -132,9 +132,11 @@ async def run(count: int, rtt_count: int, workers: str = "tasks") -> dict[str, A
                                               count, rtt_count)
             results["emulated"] = await _measure(ns, f"{addr_str(host_ll)}%{site.device}",
                                                  count, rtt_count)
-            results["emulated"]["kernel"] = {"dpcs": host.kernel.stats.dpcs,
-                                             "thread_turns": host.kernel.stats.thread_turns,
-                                             "rx_batches": site.port.rx_batches}
+            ks = host.kernel.stats
+            results["emulated"]["kernel"] = {"dpcs": ks.dpcs, "thread_turns": ks.thread_turns,
+                                             "rx_batches": site.port.rx_batches,
+                                             "sleeps": ks.sleeps, "inline": ks.inline,
+                                             "inline_wakes": ks.inline_wakes}
             nursery.cancel_scope.cancel()
             trio.lowlevel.notify_closing(floor_fd)
         return results

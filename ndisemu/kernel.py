@@ -117,6 +117,8 @@ class KernelStats:
     thread_turns: int = 0
     sleeps: int = 0
     external: int = 0
+    inline: int = 0  # external callbacks run by the I/O task itself (`interrupt`)
+    inline_wakes: int = 0  # ...after which the dispatcher still had to be woken
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -147,6 +149,8 @@ class Kernel:
         #: coroutine driver: each thread's current item and its coroutine, by worker id
         self._coros: dict[int, tuple[WorkItem, Coroutine[Any, Any, None]]] = {}
         self._closing = False  # coroutine driver: ending the suspended items
+        self._inline = False  # coroutine driver: an I/O task is running steps (interrupt)
+        self._sleep_deadline = math.inf  # when the sleeping dispatcher wakes on its own
         #: task driver: each worker thread's trio task
         self._task_workers: dict[trio.lowlevel.Task, Worker] = {}
         self.name = name
@@ -235,6 +239,39 @@ class Kernel:
         self._dpcs.append((fn, args))
         self.stats.external += 1
         if self._sleeping:
+            self._wakeup.set()
+
+    def interrupt(self, fn: Callable[..., None], *args: Any) -> None:
+        """From an I/O driver's task: like `post`, but when the coroutine driver's dispatcher is
+        asleep, run the callback and everything it makes ready here and now — as an interrupt
+        runs on whatever CPU takes it — instead of waking the dispatcher task first. One trio
+        wake-up per received batch instead of two (the idle-RTT path over TAP). The
+        dispatcher is woken only if the work left something for it: an earlier timer, a stop,
+        a bugcheck."""
+        if not (self._stepped and self._sleeping and self._running) or self._inline:
+            self.post(fn, *args)
+            return
+        self._sync_now()
+        self._inline = True
+        self.stats.inline += 1
+        self._sleeping = False  # we hold the baton: nothing done here needs to wake anyone
+        try:
+            self._dpcs.append((fn, args))
+            self.stats.external += 1
+            if self._timers and self._timers[0][0] <= self.now:
+                self._fire_due_timers()
+            nxt = self._step()
+            while nxt is not None:
+                self._turn(*nxt)
+                if self._timers and self._timers[0][0] <= self.now:
+                    self._fire_due_timers()
+                nxt = self._step() if self._dpcs or self._nready else None
+        finally:
+            self._sleeping = True
+            self._inline = False
+        if (self._stop_requested or self._bugcheck is not None or self._dpcs or self._nready
+                or (self._timers and self._timers[0][0] < self._sleep_deadline)):
+            self.stats.inline_wakes += 1
             self._wakeup.set()
 
     # -- executive API used by drivers -----------------------------------------------------
@@ -435,6 +472,7 @@ class Kernel:
 
     async def _sleep_until(self, deadline: float) -> None:
         self.stats.sleeps += 1
+        self._sleep_deadline = deadline
         self._sleeping = True
         try:
             if math.isinf(deadline):

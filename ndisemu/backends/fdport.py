@@ -104,7 +104,7 @@ class FdPort:
                 t = recorder_now()
                 for f in frames:
                     self.recorder.write(f, t)
-            self.kernel.post(self._deliver, frames)
+            self.kernel.interrupt(self._deliver, frames)
 
     def close(self) -> None:
         if self.closed:

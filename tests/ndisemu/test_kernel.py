@@ -370,3 +370,36 @@ async def test_a_ctrl_c_in_an_item_ends_the_run_as_a_ctrl_c(
         await k.run()
     assert k.stopped.is_set() and k.current_worker is None
     assert invariants.kernel_problems(k, stopped=True) == []
+
+
+async def test_an_interrupt_runs_in_the_io_task_while_the_dispatcher_sleeps(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    """The coroutine driver runs an I/O task's callback and the items it readies right in that
+    task (one trio wake-up per received batch); the task driver posts it to the dispatcher.
+    Either way the work happens at the moment of the interrupt, and a timer the work sets
+    earlier than the dispatcher's own deadline still fires on time."""
+    k = Kernel(workers=workers)
+    log: list[tuple[str, float]] = []
+
+    async def rx_item(_: WorkItem) -> None:
+        log.append(("item", k.now))
+        k.call_later(0.25, lambda: log.append(("timer", k.now)))
+
+    def rx_dpc() -> None:
+        log.append(("dpc", k.now))
+        k.queue_work_item(CRITICAL, rx_item, name="rx")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(k.run)
+        await trio.sleep(0.4)  # the dispatcher sleeps towards the 1 s balance tick
+        k.interrupt(rx_dpc)
+        if workers == "coroutines":  # done before this task even reached a checkpoint
+            assert [e for e, _ in log] == ["dpc", "item"]
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert log == [("dpc", pytest.approx(0.4)), ("item", pytest.approx(0.4)),
+                   ("timer", pytest.approx(0.65))]
+    if workers == "coroutines":
+        assert (k.stats.inline, k.stats.inline_wakes) == (1, 1)  # the timer beats the tick
+    else:
+        assert k.stats.inline == 0 and k.stats.external == 1
