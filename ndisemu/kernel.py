@@ -149,7 +149,7 @@ class Kernel:
         #: coroutine driver: each thread's current item and its coroutine, by worker id
         self._coros: dict[int, tuple[WorkItem, Coroutine[Any, Any, None]]] = {}
         self._closing = False  # coroutine driver: ending the suspended items
-        self._inline = False  # coroutine driver: an I/O task is running steps (interrupt)
+        self._in_interrupt = False  # coroutine driver: an I/O task is running steps (`interrupt`)
         self._sleep_deadline = math.inf  # when the sleeping dispatcher wakes on its own
         #: task driver: each worker thread's trio task
         self._task_workers: dict[trio.lowlevel.Task, Worker] = {}
@@ -248,11 +248,11 @@ class Kernel:
         wake-up per received batch instead of two (the idle-RTT path over TAP). The
         dispatcher is woken only if the work left something for it: an earlier timer, a stop,
         a bugcheck."""
-        if not (self._stepped and self._sleeping and self._running) or self._inline:
+        if not (self._stepped and self._sleeping and self._running) or self._in_interrupt:
             self.post(fn, *args)
             return
         self._sync_now()
-        self._inline = True
+        self._in_interrupt = True
         self.stats.inline += 1
         self._sleeping = False  # we hold the baton: nothing done here needs to wake anyone
         try:
@@ -268,7 +268,7 @@ class Kernel:
                 nxt = self._step() if self._dpcs or self._nready else None
         finally:
             self._sleeping = True
-            self._inline = False
+            self._in_interrupt = False
         if (self._stop_requested or self._bugcheck is not None or self._dpcs or self._nready
                 or (self._timers and self._timers[0][0] < self._sleep_deadline)):
             self.stats.inline_wakes += 1

@@ -125,10 +125,11 @@ class EmulatedMiniport:
         self.name = config.name
         self.mac = config.mac
         self.rng = SplitMix64(f"miniport:{kernel.seed}:{config.name}")
-        self.packet_filter = PacketFilter.NONE
+        # Annotated: they are set again in `_set` (mypyc needs their types at the first one).
+        self.packet_filter: PacketFilter = PacketFilter.NONE
         self.multicast: list[bytes] = []
-        self.lookahead = 0
-        self.media_connected = config.media_connected
+        self.lookahead: int = 0
+        self.media_connected: bool = config.media_connected
         self.hung = False
         self.requests_handled = 0
         self.tx_frames = 0

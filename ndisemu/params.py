@@ -9,13 +9,13 @@ in the mechanics, so a user can move it and a test can compute thresholds from i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from .errors import ConfigError
 
-CRITICAL = "critical"
-DELAYED = "delayed"
-HYPERCRITICAL = "hypercritical"
+CRITICAL: Final = "critical"
+DELAYED: Final = "delayed"
+HYPERCRITICAL: Final = "hypercritical"
 SYSTEM_QUEUES = (CRITICAL, DELAYED, HYPERCRITICAL)
 
 

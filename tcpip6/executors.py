@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from ndisemu.constants import NdisStatus, oid_name
 from ndisemu.executive.core import ItemState, WaitObject, WorkItem
@@ -27,19 +28,32 @@ if TYPE_CHECKING:
     from .binder import Tcpip6Binder, Tcpip6Binding
 
 
-@dataclass(eq=False)
 class Submission:
     """One OID request of one bind, from submission to tcpip6 learning its result."""
 
-    state: Tcpip6Binding
-    request: NdisRequest
-    on_done: Callable[[Submission, NdisStatus], None]
-    event: WaitObject | None = None
-    completion_item: WorkItem | None = None
-    tags: dict[str, Any] = field(default_factory=dict)
+    # A plain slotted class, not a dataclass: `state`'s type is only imported for type checking
+    # (a cycle with binder), and a compiled dataclass would look it up at import time.
+    __slots__ = ("completion_item", "event", "on_done", "request", "state", "tags")
+
+    def __init__(self, state: Tcpip6Binding, request: NdisRequest,
+                 on_done: Callable[[Submission, NdisStatus], None]) -> None:
+        self.state = state
+        self.request = request
+        self.on_done = on_done
+        self.event: WaitObject | None = None
+        self.completion_item: WorkItem | None = None
+        self.tags: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return (f"Submission(adapter={self.state.adapter!r}, oid={oid_name(self.request.oid)}, "
+                f"status={self.request.status!r})")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class OidExecutor(ABC):
+    """Subclass this (or one of the executors below) to try another design; the classes stay
+    subclassable from plain Python when this module is compiled (``tcpip6-lab native``)."""
+
     name: ClassVar[str]
     #: True when a thread is held blocked while a request pends.
     blocking: ClassVar[bool]
@@ -76,6 +90,7 @@ class OidExecutor(ABC):
         return sub.tags
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BlockingExecutor(OidExecutor):
     """A work item issues NdisRequest and, on PENDING, blocks its thread on an event until
     tcpip6's completion handling sets it (the NDISCall pattern, R tcpip/datalink/lan.c:41-90)."""
@@ -112,6 +127,7 @@ class BlockingExecutor(OidExecutor):
         self.kernel.set_event(sub.event)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CriticalExecutor(BlockingExecutor):
     """The unpatched tcpip6.sys (KB968597): each OID submission is a work item on the shared
     critical queue that blocks its worker until tcpip6 learns of the completion.
@@ -126,6 +142,7 @@ class CriticalExecutor(BlockingExecutor):
     queue = CRITICAL
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DedicatedExecutor(BlockingExecutor):
     """The hotfix (tcpip6.sys 5.2.3790.4480): submissions run on tcpip6's own worker thread(s),
     never on the shared pool. The dedicated thread still blocks while a request pends, but the
@@ -147,6 +164,7 @@ class DedicatedExecutor(BlockingExecutor):
         binder.kernel.add_private_queue(QueueSpec(self.queue, self.threads, priority=13))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class AsyncExecutor(OidExecutor):
     """No thread is held while a request pends: the submission item issues NdisRequest and
     returns; tcpip6's completion item resumes the bind (and submits the next OID). Critical
@@ -174,6 +192,7 @@ class AsyncExecutor(OidExecutor):
         sub.on_done(sub, sub.request.status)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RescuerExecutor(BlockingExecutor):
     """Submissions block on the shared critical pool as in the unpatched driver, but completions
     go to tcpip6's own completion queue, modelled on Linux's WQ_MEM_RECLAIM workqueues
