@@ -1,0 +1,189 @@
+"""Compiled hot modules: the emulation's inner loop built with mypyc, used only when fresh.
+
+The executive, NDIS, the miniports and tcpip6's binder are plain, type-checked Python.
+`tcpip6-lab native build` (run by ``./lab`` after installing) compiles the modules in `MODULES`
+with mypyc into one extension group under `native_dir()`, with a manifest naming the digest of
+the sources it was built from. `install` — called when `ndisemu` is first imported — puts a
+finder in front of the import system that loads those extensions instead of the ``.py`` files,
+but only if the manifest matches the sources exactly: every ``.py`` file of ``ndisemu`` and
+``tcpip6`` (mypyc inlines ``Final`` constants and relies on the layouts of the classes it
+compiles, so an edit anywhere in either package makes the build stale), this interpreter's
+ABI, and the module list. Anything else — no build, an edited file, another Python — runs the
+pure-Python modules, and `status()` says why. Compiled or not, a run is the same run: the
+tests compare event-trace hashes of both (tests/ndisemu/test_native.py).
+
+``TCPIP6LAB_NATIVE`` chooses: ``auto`` (default: compiled when fresh), ``0``/``off`` (never),
+``1``/``require`` (compiled or `NativeUnavailable` at import — what ``./lab test`` uses once the
+build succeeded, so the compiled modules are what the suite tests). ``TCPIP6LAB_NATIVE_DIR``
+moves the build (default: ``.native/<cache tag>`` beside the packages).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from .errors import NativeUnavailable
+
+#: What is compiled, in one mypyc group: the per-OID path of a bind storm (bench/README.md has
+#: the profile that chose them). The rest — the IPv6 stack, faults, the CLI — stays Python.
+MODULES: tuple[str, ...] = (
+    "ndisemu.rng",
+    "ndisemu.executive.core",
+    "ndisemu.kernel",
+    "ndisemu.ndis",
+    "ndisemu.miniport",
+    "tcpip6.executors",
+    "tcpip6.binder",
+    "tcpip6.ipv4",
+)
+#: The packages whose sources the build's digest covers.
+PACKAGES: tuple[str, ...] = ("ndisemu", "tcpip6")
+GROUP = "tcpip6lab_native"  # mypyc's shared library: tcpip6lab_native__mypyc
+MANIFEST = "manifest.json"
+FORMAT = 1
+ENV = "TCPIP6LAB_NATIVE"
+DIR_ENV = "TCPIP6LAB_NATIVE_DIR"
+MODES = {"auto": "auto", "": "auto", "1": "require", "require": "require", "on": "require",
+         "0": "off", "off": "off"}
+
+#: Where the packages live (the repository, for an editable install).
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """Whether the compiled modules are in use, and if not, why not."""
+
+    mode: str  # auto | off | require
+    active: bool
+    reason: str  # why not active ("" when active)
+    directory: str
+    modules: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.active:
+            return f"compiled ({len(self.modules)} modules, mypyc) from {self.directory}"
+        return f"pure Python ({self.reason})"
+
+
+def mode_from_env(environ: os._Environ[str] | dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV, "auto").strip().lower()
+    try:
+        return MODES[raw]
+    except KeyError:
+        raise NativeUnavailable(f"{ENV} must be auto, 1/require or 0/off, not {raw!r}") from None
+
+
+def native_dir() -> Path:
+    env = os.environ.get(DIR_ENV)
+    if env:
+        return Path(env)
+    return ROOT / ".native" / sys.implementation.cache_tag
+
+
+def source_digest(root: Path = ROOT, packages: Sequence[str] = PACKAGES) -> str:
+    """SHA-256 over every .py file of `packages` (relative path and contents, sorted)."""
+    h = hashlib.sha256()
+    for pkg in packages:
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            h.update(rel.encode() + b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def read_manifest(directory: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check(directory: Path, digest: str | None = None) -> tuple[dict[str, Path], str]:
+    """The extension files to load, or ({}, why they cannot be used)."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return {}, f"not built: run `tcpip6-lab native build` (looked in {directory})"
+    if manifest.get("format") != FORMAT:
+        return {}, "built by another version of this tool: rebuild"
+    if manifest.get("cache_tag") != sys.implementation.cache_tag:
+        return {}, f"built for {manifest.get('cache_tag')}, this is {sys.implementation.cache_tag}"
+    files = manifest.get("files")
+    if manifest.get("modules") != list(MODULES) or not isinstance(files, dict):
+        return {}, "built for another module list: rebuild"
+    if (digest or source_digest()) != manifest.get("digest"):
+        return {}, "stale: sources changed since the build (`tcpip6-lab native build`)"
+    out: dict[str, Path] = {}
+    for name, rel in files.items():
+        path = directory / str(rel)
+        if not path.is_file():
+            return {}, f"incomplete build: {rel} is missing"
+        out[str(name)] = path
+    return out, ""
+
+
+class NativeFinder(importlib.abc.MetaPathFinder):
+    """Finds exactly the compiled modules (and their shared group library)."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files = files
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        file = self.files.get(fullname)
+        if file is None:
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(fullname, str(file))
+        return importlib.util.spec_from_file_location(fullname, file, loader=loader)
+
+
+_status: NativeStatus | None = None
+
+
+def install() -> NativeStatus:
+    """Decide once per process (at `ndisemu`'s import) and install the finder if compiled."""
+    global _status
+    if _status is not None:
+        return _status
+    mode = mode_from_env()
+    directory = native_dir()
+    if mode == "off":
+        _status = NativeStatus(mode, False, f"{ENV}=0", str(directory))
+        return _status
+    loaded = [m for m in MODULES if m in sys.modules]
+    files: dict[str, Path] = {}
+    if loaded:
+        reason = f"imported before ndisemu: {', '.join(loaded)}"
+    else:
+        files, reason = check(directory)
+    if not files:
+        if mode == "require":
+            raise NativeUnavailable(f"{ENV}=require, but the compiled modules are {reason}")
+        _status = NativeStatus(mode, False, reason, str(directory))
+        return _status
+    sys.meta_path.insert(0, NativeFinder(files))
+    _status = NativeStatus(mode, True, "", str(directory), MODULES)
+    return _status
+
+
+def status() -> NativeStatus:
+    """This process's choice (made at import)."""
+    return install()
+
+
+def compiled(module: ModuleType) -> bool:
+    """True when `module` was loaded from an extension (a compiled build)."""
+    return str(getattr(module, "__file__", "")).endswith((".so", ".pyd"))

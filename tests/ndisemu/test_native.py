@@ -1,0 +1,273 @@
+"""The compiled build (ndisemu.native, tcpip6lab.native): used only when it matches the
+sources, the same run as pure Python, and executors stay subclassable from Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ndisemu.kernel
+import tcpip6.binder
+from ndisemu import native
+from ndisemu.errors import NativeUnavailable
+from tcpip6.executors import AsyncExecutor, DedicatedExecutor, Submission
+from tcpip6lab import host as host_module
+from tcpip6lab.host import ModelParams
+from tcpip6lab.storm import StormConfig, run_storm
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fresh_build() -> bool:
+    files, _why = native.check(native.native_dir())
+    return bool(files)
+
+
+def _require_build() -> None:
+    """Skip without a fresh build — unless the run asked for one (./lab test does, once it
+    built it), where a missing build is a failure, not a skip."""
+    if _fresh_build():
+        return
+    if native.mode_from_env() == "require":
+        pytest.fail("TCPIP6LAB_NATIVE=require but no fresh build")
+    pytest.skip(f"no compiled build: {native.check(native.native_dir())[1]}")
+
+
+# -- the loader's decisions ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "mode"), [("", "auto"), ("auto", "auto"), ("1", "require"),
+                                           ("REQUIRE", "require"), ("0", "off"), (" off ", "off")])
+def test_mode_from_env(raw: str, mode: str) -> None:
+    assert native.mode_from_env({native.ENV: raw}) == mode
+
+
+def test_a_bad_mode_is_one_clear_line() -> None:
+    with pytest.raises(NativeUnavailable, match=r"^TCPIP6LAB_NATIVE must be auto, 1/require or "
+                                                 r"0/off, not 'yes'$"):
+        native.mode_from_env({native.ENV: "yes"})
+
+
+def _fake_build(d: Path, **override: Any) -> dict[str, Any]:
+    files = {m: m.replace(".", "/") + ".so" for m in native.MODULES}
+    files[f"{native.GROUP}__mypyc"] = f"{native.GROUP}__mypyc.so"
+    for rel in files.values():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(b"")
+    manifest = {"format": native.FORMAT, "cache_tag": sys.implementation.cache_tag,
+                "modules": list(native.MODULES), "digest": "abc", "files": files, **override}
+    (d / native.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return files
+
+
+def test_check_accepts_only_a_matching_complete_build(tmp_path: Path) -> None:
+    assert native.check(tmp_path, "abc")[1].startswith("not built")
+    files = _fake_build(tmp_path)
+    found, why = native.check(tmp_path, "abc")
+    assert why == "" and found == {m: tmp_path / rel for m, rel in files.items()}
+    assert native.check(tmp_path, "abd")[1].startswith("stale: sources changed")
+    (tmp_path / files["ndisemu.kernel"]).unlink()
+    assert native.check(tmp_path, "abc")[1] == f"incomplete build: {files['ndisemu.kernel']} " \
+                                               "is missing"
+
+
+@pytest.mark.parametrize(("override", "why"), [
+    ({"format": 0}, "built by another version"),
+    ({"cache_tag": "cpython-399"}, "built for cpython-399"),
+    ({"modules": ["ndisemu.kernel"]}, "built for another module list"),
+])
+def test_check_refuses_a_build_for_something_else(tmp_path: Path, override: dict[str, Any],
+                                                  why: str) -> None:
+    _fake_build(tmp_path, **override)
+    files, reason = native.check(tmp_path, "abc")
+    assert files == {} and reason.startswith(why)
+
+
+def test_the_digest_covers_every_source_file_of_both_packages(tmp_path: Path) -> None:
+    for rel in ("ndisemu/__init__.py", "ndisemu/executive/core.py", "tcpip6/stack/tcp.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x = 1\n")
+    before = native.source_digest(tmp_path)
+    assert native.source_digest(tmp_path) == before
+    (tmp_path / "tcpip6/stack/tcp.py").write_text("x = 2\n")  # not compiled, but in the digest
+    edited = native.source_digest(tmp_path)
+    assert edited != before
+    (tmp_path / "ndisemu/new.py").write_text("")
+    assert native.source_digest(tmp_path) != edited
+    (tmp_path / "ndisemu/notes.txt").write_text("not a source")
+    assert native.source_digest(tmp_path) == native.source_digest(tmp_path)
+
+
+def test_the_finder_answers_only_for_the_compiled_modules(tmp_path: Path) -> None:
+    so = tmp_path / "kernel.so"
+    finder = native.NativeFinder({"ndisemu.kernel": so})
+    assert finder.find_spec("ndisemu.ndis", None) is None
+    spec = finder.find_spec("ndisemu.kernel", None)
+    assert spec is not None and spec.origin == str(so)
+    assert type(spec.loader).__name__ == "ExtensionFileLoader"
+
+
+def test_this_process_reports_what_it_loaded() -> None:
+    st = native.status()
+    assert native.compiled(ndisemu.kernel) is st.active
+    assert native.compiled(tcpip6.binder) is st.active
+    assert st.describe().startswith("compiled" if st.active else "pure Python")
+
+
+# -- the same run, compiled or not ----------------------------------------------------------------
+
+_TRACES = r"""
+import io, json, sys
+import ndisemu.kernel
+from ndisemu import native
+from faults.plan import parse_plan
+from tcpip6lab.host import ModelParams
+from tcpip6lab.storm import StormConfig, run_storm
+
+PLAN = '''
+[run]
+seed = 4
+heal_at = 30.0
+[[oid]]
+oid = "*"
+action = "delay"
+delay = { distribution = "uniform", low = 0.05, high = 0.9 }
+probability = 0.4
+[[miniport]]
+action = "reset"
+nth = 3
+[[wire]]
+action = "loss"
+probability = 0.2
+[[queue]]
+action = "hold"
+queue = "critical"
+workers = 3
+at = 1.5
+duration = 4.0
+'''
+out = {"compiled": native.compiled(ndisemu.kernel), "runs": {}}
+for executor in ("critical", "dedicated", "async", "rescuer"):
+    for schedule in ("random", "pct"):
+        for workers in ("coroutines", "tasks"):
+            r = run_storm(StormConfig(adapters=30, seed=1, workers=workers, log=io.StringIO(),
+                                      params=ModelParams(executor=executor, schedule=schedule)))
+            out["runs"][f"{executor}/{schedule}/{workers}"] = [r["outcome"], r["trace_hash"]]
+r = run_storm(StormConfig(adapters=12, seed=3, interval=0.1, traffic=True, horizon=60.0,
+                          log=io.StringIO(),
+                          plan=parse_plan(PLAN, source="<test>"),
+                          params=ModelParams(executor="critical")))
+out["runs"]["faults+traffic"] = [r["outcome"], r["trace_hash"], r["faults"]["fired"]]
+json.dump(out, sys.stdout)
+"""
+
+
+def _run_traces(mode: str) -> dict[str, Any]:
+    env = dict(os.environ, **{native.ENV: mode})
+    proc = subprocess.run([sys.executable, "-c", _TRACES], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_compiled_and_pure_python_give_the_same_traces() -> None:
+    _require_build()
+    pure, compiled = _run_traces("0"), _run_traces("require")
+    assert pure["compiled"] is False and compiled["compiled"] is True
+    assert compiled["runs"] == pure["runs"]
+    outcomes = {v[0] for v in pure["runs"].values()}
+    assert {"bound", "deadlock"} <= outcomes  # the set covers the hang and the fixes
+    assert pure["runs"]["faults+traffic"][2]  # the plan's faults fired
+
+
+def test_require_without_a_build_is_one_line_and_status_2(tmp_path: Path) -> None:
+    env = dict(os.environ, **{native.ENV: "require", native.DIR_ENV: str(tmp_path)})
+    proc = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "storm", "--adapters", "2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "tcpip6-lab: error: TCPIP6LAB_NATIVE=require, but the compiled modules are not built: "
+        f"run `tcpip6-lab native build` (looked in {tmp_path})\n")
+
+
+def test_native_status_command(tmp_path: Path) -> None:
+    env = dict(os.environ, **{native.ENV: "auto", native.DIR_ENV: str(tmp_path)})
+    proc = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "native", "status"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"in use: pure Python (not built: run `tcpip6-lab native build` " \
+                       f"(looked in {tmp_path}))"
+    assert lines[1] == "mode: auto (TCPIP6LAB_NATIVE)"
+    assert lines[2].startswith(f"build: {tmp_path}: not built")
+    assert lines[3].startswith("can build here: ")
+
+
+def test_a_stale_build_is_not_used(tmp_path: Path) -> None:
+    """A build whose digest differs from the sources (an edit since) runs pure Python, even
+    though its extension files are all there."""
+    _require_build()
+    stale = tmp_path / "stale"
+    import shutil
+
+    shutil.copytree(native.native_dir(), stale)
+    manifest = json.loads((stale / native.MANIFEST).read_text())
+    manifest["digest"] = "0" * 64
+    (stale / native.MANIFEST).write_text(json.dumps(manifest))
+    env = dict(os.environ, **{native.ENV: "auto", native.DIR_ENV: str(stale)})
+    code = ("import ndisemu.kernel; from ndisemu import native; "
+            "print(native.compiled(ndisemu.kernel), native.status().reason)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.stdout.strip() == ("False stale: sources changed since the build "
+                                   "(`tcpip6-lab native build`)"), proc.stderr
+
+
+# -- the executors stay an extension point ----------------------------------------------------
+
+
+class CountingAsync(AsyncExecutor):
+    """A user's executor: a plain-Python subclass of a (possibly compiled) one."""
+
+    name = "counting-async"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def submit(self, sub: Submission) -> None:
+        self.seen.append(sub.request.oid)
+        super().submit(sub)
+
+
+class TwoThreadDedicated(DedicatedExecutor):
+    def __init__(self) -> None:
+        super().__init__(threads=2)
+
+
+@pytest.mark.parametrize("cls", [CountingAsync, TwoThreadDedicated])
+def test_python_subclasses_of_the_executors_run(monkeypatch: pytest.MonkeyPatch,
+                                                cls: type[Any]) -> None:
+    made: list[Any] = []
+
+    def make(_p: ModelParams) -> Any:
+        made.append(cls())
+        return made[-1]
+
+    monkeypatch.setattr(host_module, "make_executor", make)
+    r = run_storm(StormConfig(adapters=3, params=ModelParams(executor="async")))
+    assert r["outcome"] == "bound" and r["adapters_bound"] == 3
+    (ex,) = made
+    assert ex.submitted == r["oids"]["submitted"] > 0
+    if isinstance(ex, CountingAsync):
+        assert len(ex.seen) == ex.submitted
