@@ -128,15 +128,18 @@ def _add_grid_options(p: argparse.ArgumentParser, defaults: dict[str, str]) -> N
 
 def _add_scale_options(p: argparse.ArgumentParser, flag: str, adapters: int, curve: str,
                        profile_adapters: int, small: int) -> None:
+    from .scale import ScalePlan
+
     g = p.add_argument_group("scale")
     g.add_argument(flag, dest="scale_adapters", type=_pos_int, default=adapters, metavar="N",
                    help=f"adapters in the burst (default {adapters:,})")
     g.add_argument("--scale-executor", dest="scale_executor", type=argtype(parse_executors),
                    default="dedicated,async", metavar="LIST",
                    help="executors to scale (default dedicated,async)")
-    g.add_argument("--modes", type=_modes, default="default,tasks,gc-python,gc-off,log,memory",
-                   metavar="LIST", help="any of default, tasks, gc-python, gc-off, gc-freeze, "
-                                        "log, memory (default: all but gc-freeze)")
+    g.add_argument("--modes", type=_modes, default=",".join(ScalePlan().modes),
+                   metavar="LIST", help="any of default, pure, tasks, gc-python, gc-off, "
+                                        "gc-freeze, log, memory (default: "
+                                        f"{','.join(ScalePlan().modes)})")
     g.add_argument("--curve", type=_ints(1, "curve"), default=curve, metavar="GRID",
                    help=f"smaller bursts for the growth exponent (default {curve})")
     g.add_argument("--oid-adapters", type=_pos_int, default=small, metavar="N",

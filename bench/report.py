@@ -168,7 +168,7 @@ def scale_blocks(res: dict[str, Any], plot_path: Path | None, command: str) -> l
             f"{r['peak_bytes_per_adapter'] / 1024:.1f} KB ({r['bytes_vs_target']:.2f}×)"
             if "peak_bytes_per_adapter" in r else "—",
             f"{r['gc_policy_speedup']:.2f}×" if "gc_policy_speedup" in r else "—",
-            f"{r['gc_share_of_wall']:.0%}" if "gc_share_of_wall" in r else "—",
+            f"{r['native_speedup']:.2f}×" if "native_speedup" in r else "—",
             f"{r['log_slowdown']:.2f}×" if "log_slowdown" in r else "—",
             r.get("growth_exponent_default") or "—",
         ])
@@ -177,16 +177,21 @@ def scale_blocks(res: dict[str, Any], plot_path: Path | None, command: str) -> l
                          "OIDs/s", "peak RSS",
                          "tracemalloc peak per adapter (vs 20 KB)",
                          "run_storm vs Python's default GC thresholds",
-                         "GC share of wall (vs GC off)",
+                         "compiled vs pure Python",
                          "slowdown with event log on", "growth exponent k (wall ~ n^k)"],
                         rows)))
     wall_rows = [[ex] + [f"{r[k]:.2f}s" if k in r else "—"
-                         for k in ("wall_seconds", "gc_python_wall_seconds",
-                                   "gc_off_wall_seconds", "log_wall_seconds")]
+                         for k in ("wall_seconds", "pure_wall_seconds", "gc_python_wall_seconds",
+                                   "log_wall_seconds")]
                  for ex, r in s.items()]
     b.append(("p", "Wall times behind those ratios (this machine, same run):"))
-    b.append(("table", (["executor", "run_storm", "Python GC defaults", "GC off", "event log on"],
-                        wall_rows)))
+    b.append(("table", (["executor", "run_storm", "pure Python", "Python GC defaults",
+                         "event log on"], wall_rows)))
+    natives = sorted({r["native"] for r in s.values() if "native" in r})
+    if natives:
+        b.append(("p", "Modules measured: " + "; ".join(natives) + ". `tcpip6-lab native "
+                       "build` compiles them (mypyc); the pure-Python column is the same storm "
+                       "in a process started with TCPIP6LAB_NATIVE=0."))
     o = res["oid_overhead"]
     b.append(("h3", "Per-OID overhead"))
     b.append(("p", "Against a bare trio memory-channel round trip in the same process "

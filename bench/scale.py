@@ -5,10 +5,13 @@ RSS (`getrusage` ru_maxrss) belongs to that run alone and no run inherits anothe
 executor:
 
 - `default`: `tcpip6lab.storm.run_storm` as users call it (with whatever GC policy it sets),
-  event log off — wall time, peak RSS, OIDs per second;
+  event log off, on the compiled modules when a fresh build exists (`ndisemu.native`; every
+  record says which) — wall time, peak RSS, OIDs per second;
+- `pure`: the same in a process started with TCPIP6LAB_NATIVE=0 — what compiling is worth;
 - `gc-python`: the same storm with Python's default GC thresholds throughout (the storm run
   through `run_storm_async` on the same clock) — what the runner's GC policy is worth;
-- `gc-off`: `run_storm` with the cyclic GC disabled — what the GC still costs;
+- `gc-off`: `run_storm` with the cyclic GC disabled (what `run_storm` itself does since the
+  storm was shown to make no reference cycles; kept to check that policy);
   `gc-freeze` (optional): `run_storm` after `gc.freeze()` of the start-up heap. GC settings are
   changed in this harness only, never in the emulation;
 - `log`: the JSONL event log on (`StormConfig(log=file)`, a temporary file, deleted) — the
@@ -53,7 +56,7 @@ TARGET_ADAPTERS = 10_000
 TARGET_WALL = 5.0  # seconds for a 10,000-adapter burst (issue 8)
 TARGET_BYTES_PER_ADAPTER = 20 * 1024
 TARGET_OID_RATIO = 3.0
-MODES = ("default", "gc-python", "gc-off", "gc-freeze", "log", "memory", "tasks")
+MODES = ("default", "pure", "gc-python", "gc-off", "gc-freeze", "log", "memory", "tasks")
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ def _measure(spec: RunSpec) -> dict[str, Any]:
                       "events_per_second": lines / wall}
     stats1 = gc.get_stats()
     oids = r["oids"]
+    out["native"] = _native()
     out.update({
         "spec": asdict(spec),
         "outcome": r["outcome"], "adapters_bound": r["adapters_bound"],
@@ -433,17 +437,42 @@ def _task(kind: str, *args: Any) -> dict[str, Any]:
     raise ValueError(kind)
 
 
+def _native() -> dict[str, Any]:
+    """Whether this process runs the compiled modules (chosen when ndisemu was imported)."""
+    from ndisemu.native import status
+
+    st = status()
+    return {"compiled": st.active, "describe": st.describe()}
+
+
+def _pure(kind: str, args: Sequence[Any]) -> bool:
+    """Runs measured on pure Python: the `pure` mode, and cProfile (which cannot see into
+    compiled functions: their time would show up as their Python callers')."""
+    return kind == "profile" or (kind == "measure" and args[0].mode == "pure")
+
+
 def in_fresh_process(kind: str, *args: Any) -> dict[str, Any]:
+    from ndisemu.native import ENV
+
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:
-        return pool.submit(_task, kind, *args).result()
+    saved = os.environ.get(ENV)
+    if _pure(kind, args):
+        os.environ[ENV] = "0"  # the spawned interpreter decides at its import of ndisemu
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:
+            return pool.submit(_task, kind, *args).result()
+    finally:
+        if saved is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = saved
 
 
 @dataclass
 class ScalePlan:
     adapters: int = 10_000
     executors: tuple[str, ...] = ("dedicated", "async")
-    modes: tuple[str, ...] = ("default", "tasks", "gc-python", "gc-off", "log", "memory")
+    modes: tuple[str, ...] = ("default", "pure", "tasks", "gc-python", "log", "memory")
     curve: tuple[int, ...] = (1000, 3000)  # smaller bursts for the growth exponent
     oid_adapters: int = 500
     oid_interval: float = 0.005
@@ -457,6 +486,7 @@ class ScalePlan:
 
 
 Runner = Callable[..., dict[str, Any]]
+CURVE_MODES = ("default", "pure")  # the growth curve: compiled (when built) and pure Python
 
 
 def run_scale(plan: ScalePlan, say: Callable[[str], None] = lambda _s: None,
@@ -472,7 +502,7 @@ def run_scale(plan: ScalePlan, say: Callable[[str], None] = lambda _s: None,
             runs.append(run("measure", RunSpec(ex, plan.adapters, mode,
                                                              log_dir=plan.log_dir)))
         for n in plan.curve:
-            for mode in ("default", "gc-off"):
+            for mode in CURVE_MODES:
                 if n == plan.adapters:
                     continue
                 say(f"{ex}: {n} adapters, {mode} (growth curve)")
@@ -532,9 +562,12 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         lg = _find(res["runs"], ex, n, "log")
         m = _find(res["runs"], ex, n, "memory")
         tk = _find(res["runs"], ex, n, "tasks")
+        pu = _find(res["runs"], ex, n, "pure")
         row: dict[str, Any] = {"adapters": n}
         if d is not None:
-            row.update(outcome=d["outcome"], wall_seconds=d["wall_seconds"],
+            row.update(compiled=d.get("native", {}).get("compiled", False),
+                       native=d.get("native", {}).get("describe", "unknown"),
+                       outcome=d["outcome"], wall_seconds=d["wall_seconds"],
                        oids_per_second=d["oids_per_second"], peak_rss_kb=d["peak_rss_kb"],
                        rss_growth_per_adapter=d["rss_growth_per_adapter"])
         if d is not None and py is not None:
@@ -547,6 +580,9 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             row["gc_off_wall_seconds"] = off["wall_seconds"]
             row["gc_off_speedup"] = round(d["wall_seconds"] / off["wall_seconds"], 2)
             row["gc_share_of_wall"] = round(1 - off["wall_seconds"] / d["wall_seconds"], 3)
+        if d is not None and pu is not None:
+            row["pure_wall_seconds"] = pu["wall_seconds"]
+            row["native_speedup"] = round(pu["wall_seconds"] / d["wall_seconds"], 2)
         if d is not None and tk is not None:
             row["tasks_wall_seconds"] = tk["wall_seconds"]
             row["driver_speedup"] = round(tk["wall_seconds"] / d["wall_seconds"], 2)
@@ -562,7 +598,7 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             row["live_bytes_per_adapter"] = tm["live_bytes_per_adapter"]
             row["bytes_vs_target"] = round(tm["peak_bytes_per_adapter"]
                                            / TARGET_BYTES_PER_ADAPTER, 2)
-        for mode in ("default", "gc-off"):
+        for mode in (*CURVE_MODES, "gc-off"):
             pts = [(r["spec"]["adapters"], r["wall_seconds"]) for r in res["runs"]
                    if r["spec"]["executor"] == ex and r["spec"]["mode"] == mode]
             row[f"growth_exponent_{mode}"] = growth_exponent(pts)
@@ -595,6 +631,14 @@ def render(res: dict[str, Any]) -> str:
                 f"{vs}{row['wall_vs_target']:.1f}× the {TARGET_WALL:g}s target; "
                 f"{row['oids_per_second']:,} OIDs/s; peak RSS {row['peak_rss_kb'] / 1024:.0f} MB "
                 f"({row['rss_growth_per_adapter'] / 1024:.1f} KB/adapter of growth)")
+        if "wall_seconds" in row:
+            lines.append(f"{'':>9} modules: {row['native']}")
+        if "native_speedup" in row:
+            lines.append(f"{'':>9} compiled: {row['native_speedup']:.2f}× as fast as the same "
+                         f"storm as pure Python ({row['pure_wall_seconds']:.2f}s; same trace: "
+                         "tests/ndisemu/test_native.py)" if row["compiled"] else
+                         f"{'':>9} (no compiled build: the pure run took "
+                         f"{row['pure_wall_seconds']:.2f}s)")
         if "gc_policy_speedup" in row:
             lines.append(f"{'':>9} GC: run_storm is {row['gc_policy_speedup']:.2f}× as fast as "
                          "the same storm with Python's default GC thresholds")
@@ -616,10 +660,10 @@ def render(res: dict[str, Any]) -> str:
             lines.append(f"{'':>9} tracemalloc: {row['peak_bytes_per_adapter'] / 1024:.1f} KB/"
                          f"adapter at the peak ({row['bytes_vs_target']:.2f}× the 20 KB target),"
                          f" {row['live_bytes_per_adapter'] / 1024:.1f} KB live at the end")
-        k_d, k_t = row.get("growth_exponent_default"), row.get("growth_exponent_gc-off")
+        k_d, k_p = row.get("growth_exponent_default"), row.get("growth_exponent_pure")
         if k_d is not None:
-            lines.append(f"{'':>9} growth: wall ~ adapters^{k_d} (default GC)"
-                         + (f", ^{k_t} (GC off)" if k_t is not None else ""))
+            lines.append(f"{'':>9} growth: wall ~ adapters^{k_d}"
+                         + (f", ^{k_p} as pure Python" if k_p is not None else ""))
     o = res["oid_overhead"]
     lines.append(f"per-OID cost vs a trio memory-channel round trip "
                  f"({o['floor_round_trip_us']:.1f} µs; target ≤ {TARGET_OID_RATIO:g}×): one OID "
@@ -638,7 +682,8 @@ def render(res: dict[str, Any]) -> str:
                      + (f" (closures: {top})" if top else ""))
     p = res.get("profile")
     if p:
-        lines.append("hot spots (own time, cProfile):")
+        lines.append("hot spots (own time, cProfile, pure Python: compiled code is invisible to "
+                     "it):")
         for r in p["by_own_time"][:8]:
             lines.append(f"  {r['own_pct']:5.1f}%  {r['where']}  ({r['calls']:,} calls)")
     return "\n".join(lines)
@@ -651,12 +696,14 @@ def plot(res: dict[str, Any], path: Path) -> None:
     fig = _figure(6.5, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     for ex, row in res["summary"].items():
-        for mode, style in (("default", "-"), ("gc-off", "--")):
+        for mode, style in (("default", "-"), ("pure", "--")):
             pts = row.get(f"curve_{mode}") or []
             if pts:
+                what = ("compiled" if row.get("compiled") else "default") if mode == "default" \
+                    else "pure Python"
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o",
                         markersize=3, color=EXECUTOR_COLORS.get(ex, "grey"),
-                        label=f"{ex}, GC {mode.removeprefix('gc-')}")
+                        label=f"{ex}, {what}")
     ax.plot([TARGET_ADAPTERS], [TARGET_WALL], marker="*", markersize=11, color="black",
             linestyle="none", label=f"target: {TARGET_WALL:g}s at {TARGET_ADAPTERS:,}")
     first = next((row["curve_default"][0] for row in res["summary"].values()

@@ -132,6 +132,19 @@ def test_a_fresh_process_measures_peak_rss() -> None:
     assert r["outcome"] == "bound" and r["peak_rss_kb"] >= r["baseline_rss_kb"] > 0
 
 
+def test_the_pure_mode_runs_without_the_compiled_modules() -> None:
+    from bench.scale import in_fresh_process
+    from ndisemu.native import check, native_dir
+
+    pure = in_fresh_process("measure", RunSpec("async", 5, "pure"))
+    default = in_fresh_process("measure", RunSpec("async", 5))
+    assert pure["outcome"] == default["outcome"] == "bound"
+    assert pure["native"]["compiled"] is False
+    assert pure["native"]["describe"].startswith("pure Python")
+    # The default run uses the build exactly when there is a fresh one (always under ./lab test).
+    assert default["native"]["compiled"] is bool(check(native_dir())[0])
+
+
 def test_floor_and_growth_exponent() -> None:
     assert 0 < channel_round_trip(200) < 0.01
     assert growth_exponent([(1000, 1.0), (2000, 2.0), (4000, 4.0)]) == 1.0
