@@ -117,11 +117,13 @@ class MiniportBlock:
     miniport: EmulatedMiniport
     bindings: list[Binding] = field(default_factory=list)
     in_progress: NdisRequest | None = None
-    queued: deque[NdisRequest] = field(default_factory=deque)
+    # A list, not a deque: a serialized miniport's request queue holds a few entries, and an
+    # empty deque is ~600 bytes (with the send queue, 7 % of a 10,000-adapter storm's memory).
+    queued: list[NdisRequest] = field(default_factory=list)
     worker_item: WorkItem | None = None
     removed: bool = False
     requests: list[tuple[str, int, RequestType]] = field(default_factory=list)
-    send_queue: deque[bytes] = field(default_factory=deque)
+    send_queue: deque[bytes] | None = None  # made on the first send that has to wait
     send_dropped: int = 0
 
     @property
@@ -336,7 +338,7 @@ class Ndis:
         async def miniport_worker(_item: WorkItem) -> None:
             block.worker_item = None
             if block.queued and block.in_progress is None and not block.removed:
-                self._do_request(block, block.queued.popleft(), caller_waiting=False)
+                self._do_request(block, block.queued.pop(0), caller_waiting=False)
 
         return miniport_worker
 
@@ -371,19 +373,23 @@ class Ndis:
             return miniport.send(frame)
         if block.send_queue and miniport.tx_idle:
             self._send_complete(block)  # a queue left by a refused send: restart it
-        if block.send_queue or not miniport.tx_idle:
-            if len(block.send_queue) >= self.send_queue_limit:
+        queue = block.send_queue
+        if queue or not miniport.tx_idle:
+            if queue is None:
+                queue = block.send_queue = deque()
+            if len(queue) >= self.send_queue_limit:
                 block.send_dropped += 1
                 return NdisStatus.RESOURCES
-            block.send_queue.append(frame)
+            queue.append(frame)
             return NdisStatus.PENDING
         return miniport.send(frame, lambda: self._send_complete(block))
 
     def _send_complete(self, block: MiniportBlock) -> None:
         """NdisMSendComplete of a serialized miniport: hand over the next queued send; sends
         the miniport refuses (link down…) are dropped, so the queue never wedges."""
-        while block.send_queue and not block.removed:
-            frame = block.send_queue.popleft()
+        queue = block.send_queue
+        while queue and not block.removed:
+            frame = queue.popleft()
             st = block.miniport.send(frame, lambda: self._send_complete(block))
             if st is NdisStatus.SUCCESS:
                 return

