@@ -32,6 +32,7 @@ from ndisemu.backends.tap import open_tap
 from ndisemu.backends.topology import SiteSpec, build, preflight
 from ndisemu.kernel import WORKER_MODES
 from ndisemu.miniport import MiniportConfig, WireEnd
+from ndisemu.native import status as native_status
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab.host import EmulatedHost, ModelParams, adapter_mac, peer_mac
 
@@ -170,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
-              "count": args.count, "rtt_count": args.rtt_count, "workers": args.workers, **r,
+              "count": args.count, "rtt_count": args.rtt_count, "workers": args.workers,
+              "modules": native_status().describe(), **r,
               "ratios": ratios,
               "targets": {"flood_pps": ">= 0.67", "idle_rtt": "<= 1.5"}}
+    print(f"emulated host: {args.workers} driver, {report['modules']}")
     print(f"ICMPv6 flood   floor {f['flood']['pps']:9.0f} pps   emulated {e['flood']['pps']:9.0f} "
           f"pps   ratio {ratios['flood_pps']:.2f}  (target >= 0.67)")
     print(f"idle RTT       floor {f['idle']['rtt_avg_ms']:9.3f} ms    emulated "
