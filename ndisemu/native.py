@@ -12,10 +12,16 @@ ABI, and the module list. Anything else — no build, an edited file, another Py
 pure-Python modules, and `status()` says why. Compiled or not, a run is the same run: the
 tests compare event-trace hashes of both (tests/ndisemu/test_native.py).
 
+Each build has its own directory, named by that digest (``<native_dir>/<digest[:16]>``), and is
+never rewritten: a process keeps loading its compiled modules lazily from the build it chose at
+start-up, so a rebuild in another terminal can never hand it a module of another build (which
+would not match the group library it already loaded). Builds no longer current are removed by
+later builds, the newest few kept.
+
 ``TCPIP6LAB_NATIVE`` chooses: ``auto`` (default: compiled when fresh), ``0``/``off`` (never),
 ``1``/``require`` (compiled or `NativeUnavailable` at import — what ``./lab test`` uses once the
 build succeeded, so the compiled modules are what the suite tests). ``TCPIP6LAB_NATIVE_DIR``
-moves the build (default: ``.native/<cache tag>`` beside the packages).
+moves the builds (default: ``.native/<cache tag>`` beside the packages).
 """
 
 from __future__ import annotations
@@ -86,10 +92,16 @@ def mode_from_env(environ: os._Environ[str] | dict[str, str] | None = None) -> s
 
 
 def native_dir() -> Path:
+    """Where the builds for this interpreter live, one directory each."""
     env = os.environ.get(DIR_ENV)
     if env:
         return Path(env)
     return ROOT / ".native" / sys.implementation.cache_tag
+
+
+def build_dir(digest: str, base: Path | None = None) -> Path:
+    """The build of the sources with this digest."""
+    return (base or native_dir()) / digest[:16]
 
 
 def source_digest(root: Path = ROOT, packages: Sequence[str] = PACKAGES) -> str:
@@ -112,8 +124,22 @@ def read_manifest(directory: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def check(directory: Path, digest: str | None = None) -> tuple[dict[str, Path], str]:
-    """The extension files to load, or ({}, why they cannot be used)."""
+def find(base: Path | None = None, digest: str | None = None) -> tuple[dict[str, Path], str]:
+    """The extension files of the build for the current sources, or ({}, why there is none)."""
+    base = base or native_dir()
+    digest = digest or source_digest()
+    directory = build_dir(digest, base)
+    if read_manifest(directory) is None:
+        others = base.is_dir() and any((p / MANIFEST).is_file() for p in base.iterdir())
+        if others:
+            return {}, "stale: sources changed since the build (`tcpip6-lab native build`)"
+        return {}, f"not built: run `tcpip6-lab native build` (looked in {base})"
+    return check(directory, digest)
+
+
+def check(directory: Path, digest: str) -> tuple[dict[str, Path], str]:
+    """The extension files of the build in `directory` if it is one of the sources with
+    `digest` for this interpreter, or ({}, why it cannot be used)."""
     manifest = read_manifest(directory)
     if manifest is None:
         return {}, f"not built: run `tcpip6-lab native build` (looked in {directory})"
@@ -124,7 +150,7 @@ def check(directory: Path, digest: str | None = None) -> tuple[dict[str, Path], 
     files = manifest.get("files")
     if manifest.get("modules") != list(MODULES) or not isinstance(files, dict):
         return {}, "built for another module list: rebuild"
-    if (digest or source_digest()) != manifest.get("digest"):
+    if digest != manifest.get("digest"):
         return {}, "stale: sources changed since the build (`tcpip6-lab native build`)"
     out: dict[str, Path] = {}
     for name, rel in files.items():
@@ -159,23 +185,24 @@ def install() -> NativeStatus:
     if _status is not None:
         return _status
     mode = mode_from_env()
-    directory = native_dir()
+    base = native_dir()
     if mode == "off":
-        _status = NativeStatus(mode, False, f"{ENV}=0", str(directory))
+        _status = NativeStatus(mode, False, f"{ENV}=0", str(base))
         return _status
     loaded = [m for m in MODULES if m in sys.modules]
     files: dict[str, Path] = {}
+    digest = source_digest()
     if loaded:
         reason = f"imported before ndisemu: {', '.join(loaded)}"
     else:
-        files, reason = check(directory)
+        files, reason = find(base, digest)
     if not files:
         if mode == "require":
             raise NativeUnavailable(f"{ENV}=require, but the compiled modules are {reason}")
-        _status = NativeStatus(mode, False, reason, str(directory))
+        _status = NativeStatus(mode, False, reason, str(base))
         return _status
     sys.meta_path.insert(0, NativeFinder(files))
-    _status = NativeStatus(mode, True, "", str(directory), MODULES)
+    _status = NativeStatus(mode, True, "", str(build_dir(digest, base)), MODULES)
     return _status
 
 

@@ -3,9 +3,11 @@
 What is compiled and when it is used is `ndisemu.native`'s business; this module only builds.
 The build runs in a temporary directory — the generated C, the object files and mypy's cache
 never touch the source tree, and no ``.so`` lands beside a ``.py`` (where it would shadow later
-edits) — then replaces the old build in one rename. A build that fails leaves the old one in
-place (still used only while it matches the sources) and says why in one line; the compiler's
-output is kept in ``build.log`` next to the build.
+edits) — then appears under its digest's name in one rename. Older builds stay until three
+newer ones exist (a running process may still load modules from its own). A build that fails
+says why in one line; the compiler's output is kept in ``<digest>.build.log`` beside the
+builds. ``--force`` rebuilds the current sources' build in place: not while an emulation that
+uses it is running.
 
 Needs mypy (which ships mypyc; in the ``dev`` extra), setuptools, a C compiler and Python's
 headers: what ``./lab`` installs on a Debian-like machine. It takes about a minute on two cores.
@@ -33,11 +35,15 @@ from ndisemu.native import (
     MODULES,
     ROOT,
     NativeStatus,
+    build_dir,
     check,
+    find,
     native_dir,
     source_digest,
     status,
 )
+
+KEEP = 3  # builds kept (the newest), so that running processes keep theirs
 
 
 class NativeBuildError(NdisEmuError):
@@ -75,23 +81,24 @@ def prerequisites() -> str | None:
     return None
 
 
-def fresh(directory: Path | None = None) -> bool:
-    files, _why = check(directory or native_dir())
+def fresh(base: Path | None = None) -> bool:
+    files, _why = find(base)
     return bool(files)
 
 
 def build(*, force: bool = False, jobs: int | None = None,
           say: Callable[[str], None] = lambda _s: None) -> Path:
     """Build (unless an up-to-date build exists and not `force`); returns the build directory."""
-    target = native_dir()
-    if not force and fresh(target):
+    base = native_dir()
+    digest = source_digest()
+    target = build_dir(digest, base)
+    if not force and check(target, digest)[0]:
         say(f"up to date: {target}")
         return target
     why = prerequisites()
     if why is not None:
         raise NativeBuildError(f"cannot build the compiled modules: {why}")
-    digest = source_digest()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    base.mkdir(parents=True, exist_ok=True)
     paths = [str(ROOT / (m.replace(".", "/") + ".py")) for m in MODULES]
     jobs = jobs or os.cpu_count() or 1
     t0 = time.monotonic()
@@ -107,7 +114,7 @@ def build(*, force: bool = False, jobs: int | None = None,
              str(jobs), *paths],
             cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             check=False)
-        log = target.parent / f"{target.name}.build.log"
+        log = base / f"{target.name}.build.log"
         log.write_text(proc.stdout, encoding="utf-8")
         if proc.returncode != 0:
             last = [ln for ln in proc.stdout.splitlines() if "error" in ln.lower()]
@@ -131,28 +138,56 @@ def build(*, force: bool = False, jobs: int | None = None,
                     "build_seconds": round(time.monotonic() - t0, 1),
                     "mypy": _mypy_version()}
         (lib / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        _replace(lib, target)
+        _install(lib, target, digest)
+    _prune(base, keep=target)
     say(f"built {target} in {time.monotonic() - t0:.0f} s")
     return target
 
 
-def _replace(new: Path, target: Path) -> None:
-    """Move `new` to `target`, replacing an older build with one rename."""
+def _install(new: Path, target: Path, digest: str) -> None:
+    """Move the finished build `new` to `target` with one rename. If another build of the
+    same sources got there first, theirs stays (it is the same build)."""
     staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     shutil.rmtree(staged)
     shutil.move(str(new), staged)
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
+    if target.exists():  # --force, or a leftover that check() refused
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old.rmdir()
         target.rename(old)
-    staged.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        staged.rename(target)
+    except OSError:  # a concurrent build of the same sources won the rename
+        shutil.rmtree(staged, ignore_errors=True)
+        if not check(target, digest)[0]:
+            raise
+
+
+def _prune(base: Path, keep: Path) -> None:
+    """Remove all but the newest KEEP builds (and staging leftovers of interrupted builds)."""
+    builds = sorted((p for p in base.iterdir() if p.is_dir() and _is_build_name(p.name)
+                     and p != keep), key=lambda p: p.stat().st_mtime, reverse=True)
+    stale = builds[KEEP - 1:]
+    now = time.time()
+    stale += [p for p in base.iterdir() if p.name.startswith(".") and p.is_dir()
+              and now - p.stat().st_mtime > 3600]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+        log = base / f"{p.name}.build.log"
+        if log.exists():
+            log.unlink()
+
+
+def _is_build_name(name: str) -> bool:
+    return len(name) == 16 and all(c in "0123456789abcdef" for c in name)
 
 
 def clean() -> bool:
-    target = native_dir()
-    if not target.exists():
+    """Remove every build (not while an emulation that uses one runs)."""
+    base = native_dir()
+    if not base.exists():
         return False
-    shutil.rmtree(target)
+    shutil.rmtree(base)
     return True
 
 
@@ -166,9 +201,10 @@ def _mypy_version() -> str:
 
 def report(st: NativeStatus) -> str:
     """`native status`: this process's choice, and the build on disk."""
-    files, why = check(Path(st.directory))
+    files, why = find()
+    digest = source_digest()
     lines = [f"in use: {st.describe()}", f"mode: {st.mode} (TCPIP6LAB_NATIVE)",
-             f"build: {st.directory}: " + ("fresh" if files else why)]
+             f"build: {build_dir(digest)}: " + ("fresh" if files else why)]
     if not files:
         blocker = prerequisites()
         lines.append("can build here: " + ("yes" if blocker is None else f"no, {blocker}"))

@@ -134,7 +134,7 @@ def test_a_fresh_process_measures_peak_rss() -> None:
 
 def test_the_pure_mode_runs_without_the_compiled_modules() -> None:
     from bench.scale import in_fresh_process
-    from ndisemu.native import check, native_dir
+    from ndisemu.native import find
 
     pure = in_fresh_process("measure", RunSpec("async", 5, "pure"))
     default = in_fresh_process("measure", RunSpec("async", 5))
@@ -142,7 +142,7 @@ def test_the_pure_mode_runs_without_the_compiled_modules() -> None:
     assert pure["native"]["compiled"] is False
     assert pure["native"]["describe"].startswith("pure Python")
     # The default run uses the build exactly when there is a fresh one (always under ./lab test).
-    assert default["native"]["compiled"] is bool(check(native_dir())[0])
+    assert default["native"]["compiled"] is bool(find()[0])
 
 
 def test_floor_and_growth_exponent() -> None:

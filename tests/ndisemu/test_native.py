@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fresh_build() -> bool:
-    files, _why = native.check(native.native_dir())
+    files, _why = native.find()
     return bool(files)
 
 
@@ -36,7 +36,7 @@ def _require_build() -> None:
         return
     if native.mode_from_env() == "require":
         pytest.fail("TCPIP6LAB_NATIVE=require but no fresh build")
-    pytest.skip(f"no compiled build: {native.check(native.native_dir())[1]}")
+    pytest.skip(f"no compiled build: {native.find()[1]}")
 
 
 # -- the loader's decisions ----------------------------------------------------------------------
@@ -87,6 +87,48 @@ def test_check_refuses_a_build_for_something_else(tmp_path: Path, override: dict
     _fake_build(tmp_path, **override)
     files, reason = native.check(tmp_path, "abc")
     assert files == {} and reason.startswith(why)
+
+
+def test_find_takes_the_build_named_by_the_sources_digest(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    assert native.find(tmp_path, digest)[1] == ("not built: run `tcpip6-lab native build` "
+                                                f"(looked in {tmp_path})")
+    other = tmp_path / ("cd" * 8)
+    other.mkdir()
+    _fake_build(other, digest="cd" * 32)
+    assert native.find(tmp_path, digest)[1].startswith("stale: sources changed")
+    mine = native.build_dir(digest, tmp_path)
+    assert mine == tmp_path / digest[:16]
+    mine.mkdir()
+    files = _fake_build(mine, digest=digest)
+    found, why = native.find(tmp_path, digest)
+    assert why == "" and found == {m: mine / rel for m, rel in files.items()}
+    # A build directory under the right name but of other sources is refused, not trusted.
+    _fake_build(mine, digest="ef" * 32)
+    assert native.find(tmp_path, digest)[1].startswith("stale: sources changed")
+
+
+def test_a_build_keeps_the_newest_builds_for_running_processes(tmp_path: Path) -> None:
+    from tcpip6lab.native import KEEP, _prune
+
+    names = [f"{i:016x}" for i in range(6)]
+    for age, name in enumerate(names):  # names[0] is the newest
+        d = tmp_path / name
+        d.mkdir()
+        (d / native.MANIFEST).write_text("{}")
+        (tmp_path / f"{name}.build.log").write_text("")
+        os.utime(d, (1e9 - age, 1e9 - age))
+    (tmp_path / "notes").mkdir()  # not a build: left alone
+    leftover = tmp_path / f".{names[0]}.new-x"
+    leftover.mkdir()
+    os.utime(leftover, (1e9, 1e9))  # an interrupted build's staging directory, long ago
+    new = tmp_path / names[3]  # the build just made (not the newest by mtime here)
+    _prune(tmp_path, keep=new)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name != "notes")
+    assert left == sorted([names[0], names[1], names[3]]) and len(left) == KEEP
+    assert (tmp_path / "notes").is_dir()
+    assert sorted(p.name for p in tmp_path.glob("*.build.log")) == [f"{n}.build.log"
+                                                                    for n in sorted(left)]
 
 
 def test_the_digest_covers_every_source_file_of_both_packages(tmp_path: Path) -> None:
@@ -209,21 +251,19 @@ def test_native_status_command(tmp_path: Path) -> None:
     assert lines[0] == f"in use: pure Python (not built: run `tcpip6-lab native build` " \
                        f"(looked in {tmp_path}))"
     assert lines[1] == "mode: auto (TCPIP6LAB_NATIVE)"
-    assert lines[2].startswith(f"build: {tmp_path}: not built")
+    assert lines[2].startswith(f"build: {tmp_path}/") and lines[2].endswith(
+        f"not built: run `tcpip6-lab native build` (looked in {tmp_path})")
     assert lines[3].startswith("can build here: ")
 
 
 def test_a_stale_build_is_not_used(tmp_path: Path) -> None:
-    """A build whose digest differs from the sources (an edit since) runs pure Python, even
-    though its extension files are all there."""
+    """A complete build of other sources (before an edit) runs pure Python, even though its
+    extension files are all there."""
     _require_build()
-    stale = tmp_path / "stale"
     import shutil
 
-    shutil.copytree(native.native_dir(), stale)
-    manifest = json.loads((stale / native.MANIFEST).read_text())
-    manifest["digest"] = "0" * 64
-    (stale / native.MANIFEST).write_text(json.dumps(manifest))
+    stale = tmp_path / "builds"
+    shutil.copytree(native.build_dir(native.source_digest()), stale / ("0" * 16))
     env = dict(os.environ, **{native.ENV: "auto", native.DIR_ENV: str(stale)})
     code = ("import ndisemu.kernel; from ndisemu import native; "
             "print(native.compiled(ndisemu.kernel), native.status().reason)")
