@@ -18,21 +18,31 @@ start-up, so a rebuild in another terminal can never hand it a module of another
 would not match the group library it already loaded). Builds no longer current are removed by
 later builds, the newest few kept.
 
-``TCPIP6LAB_NATIVE`` chooses: ``auto`` (default: compiled when fresh), ``0``/``off`` (never),
-``1``/``require`` (compiled or `NativeUnavailable` at import — what ``./lab test`` uses once the
-build succeeded, so the compiled modules are what the suite tests). ``TCPIP6LAB_NATIVE_DIR``
-moves the builds (default: ``.native/<cache tag>`` beside the packages).
+``TCPIP6LAB_NATIVE`` chooses: ``auto`` (default: compiled when fresh and loadable), ``0``/``off``
+(never), ``1``/``require`` (compiled, or `NativeUnavailable` when one of `MODULES` is imported —
+what ``./lab test`` uses once the build succeeded, so the compiled modules are what the suite
+tests; ``import ndisemu`` itself never fails, so ``tcpip6-lab native build`` always runs).
+``TCPIP6LAB_NATIVE_DIR`` moves the builds (default: ``.native/<cache tag>`` beside the packages).
+
+Compiled classes are closed: Python code cannot subclass them or add attributes to their
+instances (`Kernel`, `Ndis`, `EmulatedMiniport`, `Tcpip6Binder`, …) — except the OID executors,
+which stay subclassable — and they check argument types at run time (an ``int`` parameter
+refuses ``3.0``); the public configuration (`ExecutiveParams`, `ModelParams`, `StormConfig`)
+normalises and checks its values first, so both builds see the same ones.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
 import os
+import stat
 import sys
+import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +80,12 @@ ROOT = Path(__file__).resolve().parent.parent
 class NativeStatus:
     """Whether the compiled modules are in use, and if not, why not."""
 
-    mode: str  # auto | off | require
+    mode: str  # auto | off | require | invalid
     active: bool
     reason: str  # why not active ("" when active)
     directory: str
     modules: tuple[str, ...] = ()
+    error: str = ""  # what importing a compiled module raises (require without a build)
 
     def describe(self) -> str:
         if self.active:
@@ -105,15 +116,24 @@ def build_dir(digest: str, base: Path | None = None) -> Path:
 
 
 def source_digest(root: Path = ROOT, packages: Sequence[str] = PACKAGES) -> str:
-    """SHA-256 over every .py file of `packages` (relative path and contents, sorted)."""
+    """SHA-256 over every .py file of `packages` (relative path and contents, sorted): regular
+    files only, and not an editor's lock or backup files (``.#x.py``, ``#x.py#``). Raises
+    OSError when a source cannot be read."""
     h = hashlib.sha256()
     for pkg in packages:
         for path in sorted((root / pkg).rglob("*.py")):
+            if path.name.startswith((".", "#")) or not stat.S_ISREG(path.lstat().st_mode):
+                continue
             rel = path.relative_to(root).as_posix()
             h.update(rel.encode() + b"\0")
             h.update(path.read_bytes())
             h.update(b"\0")
     return h.hexdigest()
+
+
+def ext_suffix() -> str:
+    """This interpreter's extension suffix: its ABI, OS and machine (cpython-311-x86_64-...)."""
+    return str(sysconfig.get_config_var("EXT_SUFFIX") or "")
 
 
 def read_manifest(directory: Path) -> dict[str, object] | None:
@@ -145,30 +165,45 @@ def check(directory: Path, digest: str) -> tuple[dict[str, Path], str]:
         return {}, f"not built: run `tcpip6-lab native build` (looked in {directory})"
     if manifest.get("format") != FORMAT:
         return {}, "built by another version of this tool: rebuild"
-    if manifest.get("cache_tag") != sys.implementation.cache_tag:
-        return {}, f"built for {manifest.get('cache_tag')}, this is {sys.implementation.cache_tag}"
+    if manifest.get("cache_tag") != sys.implementation.cache_tag \
+            or manifest.get("ext_suffix") != ext_suffix():
+        return {}, (f"built for {manifest.get('ext_suffix') or manifest.get('cache_tag')}, "
+                    f"this is {ext_suffix() or sys.implementation.cache_tag}")
     files = manifest.get("files")
     if manifest.get("modules") != list(MODULES) or not isinstance(files, dict):
         return {}, "built for another module list: rebuild"
     if digest != manifest.get("digest"):
         return {}, "stale: sources changed since the build (`tcpip6-lab native build`)"
+    sizes = manifest.get("sizes")
+    if not isinstance(sizes, dict):
+        return {}, "built by another version of this tool: rebuild"
     out: dict[str, Path] = {}
     for name, rel in files.items():
         path = directory / str(rel)
-        if not path.is_file():
+        if not path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            return {}, f"not an extension module here: {rel}"
+        try:
+            size = path.stat().st_size
+        except OSError:
             return {}, f"incomplete build: {rel} is missing"
+        if size != sizes.get(name):
+            return {}, f"damaged build: {rel} is {size} bytes, built as {sizes.get(name)}"
         out[str(name)] = path
     return out, ""
 
 
 class NativeFinder(importlib.abc.MetaPathFinder):
-    """Finds exactly the compiled modules (and their shared group library)."""
+    """Finds exactly the compiled modules (and their shared group library) — or, with
+    `error`, refuses to import them (TCPIP6LAB_NATIVE=require without a usable build)."""
 
-    def __init__(self, files: dict[str, Path]) -> None:
+    def __init__(self, files: dict[str, Path], error: str = "") -> None:
         self.files = files
+        self.error = error
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if self.error and fullname in MODULES:
+            raise NativeUnavailable(self.error)
         file = self.files.get(fullname)
         if file is None:
             return None
@@ -180,29 +215,54 @@ _status: NativeStatus | None = None
 
 
 def install() -> NativeStatus:
-    """Decide once per process (at `ndisemu`'s import) and install the finder if compiled."""
+    """Decide once per process (at `ndisemu`'s import) and install the finder if compiled.
+    Never raises: what cannot be had is refused when a compiled module is imported."""
     global _status
     if _status is not None:
         return _status
-    mode = mode_from_env()
     base = native_dir()
+    try:
+        mode = mode_from_env()
+    except NativeUnavailable as exc:
+        return _refuse("invalid", str(exc), str(base), str(exc))
     if mode == "off":
         _status = NativeStatus(mode, False, f"{ENV}=0", str(base))
         return _status
     loaded = [m for m in MODULES if m in sys.modules]
     files: dict[str, Path] = {}
-    digest = source_digest()
+    digest = ""
     if loaded:
         reason = f"imported before ndisemu: {', '.join(loaded)}"
     else:
-        files, reason = find(base, digest)
+        try:
+            digest = source_digest()
+            files, reason = find(base, digest)
+        except OSError as exc:
+            reason = f"cannot read the sources ({exc})"
+    if files:
+        finder = NativeFinder(files)
+        sys.meta_path.insert(0, finder)
+        group = f"{GROUP}__mypyc"
+        try:  # the shared library holds all the compiled code: can this process load it?
+            importlib.import_module(group)
+        except (ImportError, OSError) as exc:
+            sys.meta_path.remove(finder)
+            sys.modules.pop(group, None)
+            files, reason = {}, f"the build cannot be loaded here ({exc})"
     if not files:
         if mode == "require":
-            raise NativeUnavailable(f"{ENV}=require, but the compiled modules are {reason}")
+            return _refuse(mode, reason, str(base),
+                           f"{ENV}=require, but the compiled modules are {reason}")
         _status = NativeStatus(mode, False, reason, str(base))
         return _status
-    sys.meta_path.insert(0, NativeFinder(files))
     _status = NativeStatus(mode, True, "", str(build_dir(digest, base)), MODULES)
+    return _status
+
+
+def _refuse(mode: str, reason: str, directory: str, error: str) -> NativeStatus:
+    global _status
+    sys.meta_path.insert(0, NativeFinder({}, error=error))
+    _status = NativeStatus(mode, False, reason, directory, error=error)
     return _status
 
 

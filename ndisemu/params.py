@@ -8,7 +8,9 @@ in the mechanics, so a user can move it and a test can compute thresholds from i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import numbers
+import operator
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final
 
 from .errors import ConfigError
@@ -17,6 +19,26 @@ CRITICAL: Final = "critical"
 DELAYED: Final = "delayed"
 HYPERCRITICAL: Final = "hypercritical"
 SYSTEM_QUEUES = (CRITICAL, DELAYED, HYPERCRITICAL)
+
+
+def check_field_types(obj: Any) -> None:
+    """Make a (frozen) dataclass's ``int`` fields plain ints and check its ``bool`` and
+    ``float`` fields, naming the field in a ConfigError. The compiled modules (ndisemu.native)
+    check argument types at run time: ``seed=3.0`` or a NumPy integer would be a TypeError
+    there but run as pure Python, and ``seed=True`` would be seeded as 1 there and as "True"
+    here — so values are settled before either sees them. Integers for floats are left as
+    they are (both builds treat them alike)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.type == "int":
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{f.name} must be an integer (got {value!r})")
+            object.__setattr__(obj, f.name, operator.index(value))
+        elif f.type == "bool" and not isinstance(value, bool):
+            raise ConfigError(f"{f.name} must be true or false (got {value!r})")
+        elif f.type == "float" and (isinstance(value, bool)
+                                    or not isinstance(value, numbers.Real)):
+            raise ConfigError(f"{f.name} must be a number (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,7 @@ class ExecutiveParams:
     registry_clamp: int = 16
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("critical_static", "delayed_static", "hypercritical_static"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)})")

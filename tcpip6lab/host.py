@@ -22,7 +22,7 @@ from ndisemu.errors import ConfigError
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.ndis import Ndis
-from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
+from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams, check_field_types
 from ndisemu.pcap import PcapWriter
 from ndisemu.pnp import Pnp
 from ndisemu.system import ForeignHolder, Heartbeat
@@ -83,6 +83,7 @@ class ModelParams:
     pct_depth: int = 3  # with schedule = "pct": priority change points + 1
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.executor not in EXECUTOR_NAMES:
             raise ConfigError(f"unknown executor {self.executor!r} "
                               f"(choose from {', '.join(EXECUTOR_NAMES)})")

@@ -37,6 +37,7 @@ from ndisemu.native import (
     NativeStatus,
     build_dir,
     check,
+    ext_suffix,
     find,
     native_dir,
     source_digest,
@@ -48,6 +49,11 @@ KEEP = 3  # builds kept (the newest), so that running processes keep theirs
 
 class NativeBuildError(NdisEmuError):
     """The compiled modules could not be built (one line: why)."""
+
+
+class CannotBuildHere(NativeBuildError):
+    """No mypyc, setuptools, C compiler or Python headers: pure Python is all there is here
+    (`python -m tcpip6lab.native build` exits 3, so that ./lab tells it from a broken build)."""
 
 
 _SETUP = """\
@@ -72,7 +78,7 @@ def prerequisites() -> str | None:
     for module in ("mypyc", "setuptools"):
         if importlib.util.find_spec(module) is None:
             return f"needs mypy and setuptools ({module} is missing: pip install mypy setuptools)"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return f"needs a C compiler ({cc} not found)"
     include = sysconfig.get_paths()["include"]
@@ -82,22 +88,32 @@ def prerequisites() -> str | None:
 
 
 def fresh(base: Path | None = None) -> bool:
-    files, _why = find(base)
+    try:
+        files, _why = find(base)
+    except OSError:
+        return False
     return bool(files)
+
+
+def _digest() -> str:
+    try:
+        return source_digest()
+    except OSError as exc:
+        raise NativeBuildError(f"cannot read the sources: {exc}") from None
 
 
 def build(*, force: bool = False, jobs: int | None = None,
           say: Callable[[str], None] = lambda _s: None) -> Path:
     """Build (unless an up-to-date build exists and not `force`); returns the build directory."""
     base = native_dir()
-    digest = source_digest()
+    digest = _digest()
     target = build_dir(digest, base)
     if not force and check(target, digest)[0]:
         say(f"up to date: {target}")
         return target
     why = prerequisites()
     if why is not None:
-        raise NativeBuildError(f"cannot build the compiled modules: {why}")
+        raise CannotBuildHere(f"cannot build the compiled modules: {why}")
     base.mkdir(parents=True, exist_ok=True)
     paths = [str(ROOT / (m.replace(".", "/") + ".py")) for m in MODULES]
     jobs = jobs or os.cpu_count() or 1
@@ -121,7 +137,7 @@ def build(*, force: bool = False, jobs: int | None = None,
             raise NativeBuildError(
                 f"mypyc failed ({last[0].strip() if last else f'status {proc.returncode}'}); "
                 f"full output in {log}")
-        if source_digest() != digest:
+        if _digest() != digest:
             raise NativeBuildError("the sources changed during the build: run it again")
         files = {}
         for so in sorted(lib.rglob("*.so")) + sorted(lib.rglob("*.pyd")):
@@ -133,7 +149,9 @@ def build(*, force: bool = False, jobs: int | None = None,
             raise NativeBuildError(f"mypyc built no extension for {', '.join(missing)}; "
                                    f"see {log}")
         manifest = {"format": FORMAT, "cache_tag": sys.implementation.cache_tag,
-                    "modules": list(MODULES), "digest": digest, "files": files,
+                    "ext_suffix": ext_suffix(), "modules": list(MODULES), "digest": digest,
+                    "files": files,
+                    "sizes": {name: (lib / rel).stat().st_size for name, rel in files.items()},
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "build_seconds": round(time.monotonic() - t0, 1),
                     "mypy": _mypy_version()}
@@ -201,10 +219,16 @@ def _mypy_version() -> str:
 
 def report(st: NativeStatus) -> str:
     """`native status`: this process's choice, and the build on disk."""
-    files, why = find()
-    digest = source_digest()
-    lines = [f"in use: {st.describe()}", f"mode: {st.mode} (TCPIP6LAB_NATIVE)",
-             f"build: {build_dir(digest)}: " + ("fresh" if files else why)]
+    lines = [f"in use: {st.describe()}", f"mode: {st.mode} (TCPIP6LAB_NATIVE)"]
+    if st.error:
+        lines.append(f"importing a compiled module fails: {st.error}")
+    try:
+        digest = source_digest()
+        files, why = find(digest=digest)
+        lines.append(f"build: {build_dir(digest)}: " + ("fresh" if files else why))
+    except OSError as exc:
+        files = {}
+        lines.append(f"build: cannot read the sources ({exc})")
     if not files:
         blocker = prerequisites()
         lines.append("can build here: " + ("yes" if blocker is None else f"no, {blocker}"))
@@ -219,7 +243,7 @@ def cmd_native(action: str, *, force: bool = False, out: Callable[[str], None] =
         out(f"removed {native_dir()}" if clean() else f"nothing to remove at {native_dir()}")
         return 0
     build(force=force, say=out)
-    if not status().active:
+    if not status().active and status().mode != "off":
         out("(this process was started without them; new processes use them)")
     return 0
 
@@ -233,9 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return cmd_native(action, force="--force" in args)
+    except CannotBuildHere as exc:
+        sys.stderr.write(f"tcpip6-lab: {exc}\n")
+        return 3
     except NdisEmuError as exc:
         sys.stderr.write(f"tcpip6-lab: {exc}\n")
         return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("tcpip6-lab: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

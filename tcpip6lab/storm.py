@@ -60,7 +60,9 @@ class StormConfig:
 
     def __post_init__(self) -> None:
         from ndisemu.errors import ConfigError
+        from ndisemu.params import check_field_types
 
+        check_field_types(self)
         if self.adapters < 1:
             raise ConfigError(f"adapters must be >= 1 (got {self.adapters})")
         if self.interval < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 import ndisemu.kernel
 import tcpip6.binder
 from ndisemu import native
-from ndisemu.errors import NativeUnavailable
+from ndisemu.errors import ConfigError, NativeUnavailable
+from ndisemu.params import ExecutiveParams
 from tcpip6.executors import AsyncExecutor, DedicatedExecutor, Submission
 from tcpip6lab import host as host_module
 from tcpip6lab.host import ModelParams
@@ -61,7 +63,8 @@ def _fake_build(d: Path, **override: Any) -> dict[str, Any]:
         (d / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / rel).write_bytes(b"")
     manifest = {"format": native.FORMAT, "cache_tag": sys.implementation.cache_tag,
-                "modules": list(native.MODULES), "digest": "abc", "files": files, **override}
+                "ext_suffix": native.ext_suffix(), "modules": list(native.MODULES),
+                "digest": "abc", "files": files, "sizes": {m: 0 for m in files}, **override}
     (d / native.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return files
 
@@ -72,6 +75,10 @@ def test_check_accepts_only_a_matching_complete_build(tmp_path: Path) -> None:
     found, why = native.check(tmp_path, "abc")
     assert why == "" and found == {m: tmp_path / rel for m, rel in files.items()}
     assert native.check(tmp_path, "abd")[1].startswith("stale: sources changed")
+    (tmp_path / files["ndisemu.rng"]).write_bytes(b"x")  # not the file the build made
+    assert native.check(tmp_path, "abc")[1] == (f"damaged build: {files['ndisemu.rng']} is 1 "
+                                                "bytes, built as 0")
+    (tmp_path / files["ndisemu.rng"]).write_bytes(b"")
     (tmp_path / files["ndisemu.kernel"]).unlink()
     assert native.check(tmp_path, "abc")[1] == f"incomplete build: {files['ndisemu.kernel']} " \
                                                "is missing"
@@ -79,7 +86,10 @@ def test_check_accepts_only_a_matching_complete_build(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("override", "why"), [
     ({"format": 0}, "built by another version"),
-    ({"cache_tag": "cpython-399"}, "built for cpython-399"),
+    ({"cache_tag": "cpython-399"}, "built for "),
+    ({"ext_suffix": ".cpython-311-darwin.so"}, "built for .cpython-311-darwin.so, this is "),
+    ({"sizes": None}, "built by another version"),
+    ({"files": {"ndisemu.kernel": "ndisemu/kernel.py"}}, "not an extension module here"),
     ({"modules": ["ndisemu.kernel"]}, "built for another module list"),
 ])
 def test_check_refuses_a_build_for_something_else(tmp_path: Path, override: dict[str, Any],
@@ -142,8 +152,12 @@ def test_the_digest_covers_every_source_file_of_both_packages(tmp_path: Path) ->
     assert edited != before
     (tmp_path / "ndisemu/new.py").write_text("")
     assert native.source_digest(tmp_path) != edited
+    with_new = native.source_digest(tmp_path)
     (tmp_path / "ndisemu/notes.txt").write_text("not a source")
-    assert native.source_digest(tmp_path) == native.source_digest(tmp_path)
+    (tmp_path / "ndisemu/.#kernel.py").symlink_to("user@host.1234:1")  # an Emacs lock: dangling
+    (tmp_path / "ndisemu/#kernel.py#").write_text("autosave")
+    (tmp_path / "ndisemu/link.py").symlink_to(tmp_path / "ndisemu/new.py")
+    assert native.source_digest(tmp_path) == with_new
 
 
 def test_the_finder_answers_only_for_the_compiled_modules(tmp_path: Path) -> None:
@@ -241,6 +255,50 @@ def test_require_without_a_build_is_one_line_and_status_2(tmp_path: Path) -> Non
         f"run `tcpip6-lab native build` (looked in {tmp_path})\n")
 
 
+def test_require_does_not_stop_the_build_command(tmp_path: Path) -> None:
+    """Under require without a build, importing ndisemu still works — the error comes when a
+    compiled module is imported — so `native build` (here: no compiler, exit 3) and
+    `native status` run."""
+    env = dict(os.environ, **{native.ENV: "require", native.DIR_ENV: str(tmp_path),
+                              "CC": str(tmp_path / "no-such-cc")})
+    build = subprocess.run([sys.executable, "-m", "tcpip6lab.native", "build"], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert build.returncode == 3, build.stderr
+    assert build.stderr == ("tcpip6-lab: cannot build the compiled modules: needs a C compiler "
+                            f"({tmp_path / 'no-such-cc'} not found)\n")
+    st = subprocess.run([sys.executable, "-m", "tcpip6lab.native", "status"], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert st.returncode == 0, st.stderr
+    assert ("importing a compiled module fails: TCPIP6LAB_NATIVE=require, but the compiled "
+            "modules are not built") in st.stdout
+
+
+def test_a_build_this_process_cannot_load_is_not_used(tmp_path: Path) -> None:
+    """A complete build whose code does not load here (another machine's, say, in a shared
+    checkout): auto runs pure Python and says why; require refuses at the first import."""
+    _require_build()
+    import shutil
+
+    digest = native.source_digest()
+    base = tmp_path / "builds"
+    shutil.copytree(native.build_dir(digest), native.build_dir(digest, base))
+    group = native.find(base, digest)[0][f"{native.GROUP}__mypyc"]
+    group.write_bytes(b"\0" * group.stat().st_size)  # same size, not an ELF file
+    code = ("import ndisemu.kernel; from ndisemu import native; "
+            "print(native.compiled(ndisemu.kernel), native.status().reason)")
+    auto = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, **{native.ENV: "auto", native.DIR_ENV: str(base)}),
+                          timeout=60, check=False)
+    assert auto.stdout.startswith("False the build cannot be loaded here ("), auto.stderr
+    req = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "storm", "--adapters", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                         env=dict(os.environ, **{native.ENV: "1", native.DIR_ENV: str(base)}))
+    assert req.returncode == 2 and req.stdout == ""
+    assert req.stderr.startswith("tcpip6-lab: error: TCPIP6LAB_NATIVE=require, but the "
+                                 "compiled modules are the build cannot be loaded here (")
+    assert req.stderr.count("\n") == 1
+
+
 def test_native_status_command(tmp_path: Path) -> None:
     env = dict(os.environ, **{native.ENV: "auto", native.DIR_ENV: str(tmp_path)})
     proc = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "native", "status"],
@@ -271,6 +329,36 @@ def test_a_stale_build_is_not_used(tmp_path: Path) -> None:
                           text=True, timeout=60, check=False)
     assert proc.stdout.strip() == ("False stale: sources changed since the build "
                                    "(`tcpip6-lab native build`)"), proc.stderr
+
+
+# -- the public configuration settles its values before either build sees them ------------------
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: StormConfig(adapters=3, seed=3.0), "seed must be an integer (got 3.0)"),
+    (lambda: StormConfig(adapters=3, seed=True), "seed must be an integer (got True)"),
+    (lambda: StormConfig(adapters="3"), "adapters must be an integer (got '3')"),
+    (lambda: StormConfig(adapters=3, interval="1ms"), "interval must be a number (got '1ms')"),
+    (lambda: StormConfig(adapters=3, traffic=1), "traffic must be true or false (got 1)"),
+    (lambda: ExecutiveParams(cpus=2.0), "cpus must be an integer (got 2.0)"),
+    (lambda: ModelParams(multicast_list_size=32.5), "multicast_list_size must be an integer"),
+    (lambda: ModelParams(ipv4=0), "ipv4 must be true or false (got 0)"),
+])
+def test_config_values_of_the_wrong_type_are_one_clear_error(make: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        make()
+
+
+def test_config_takes_any_integer_type_as_a_plain_int() -> None:
+    class Count(int):  # an int subclass standing in for a NumPy integer
+        pass
+
+    cfg = StormConfig(adapters=Count(3), seed=Count(7),
+                      params=ModelParams(executive=ExecutiveParams(cpus=Count(2))))
+    assert type(cfg.adapters) is int and type(cfg.seed) is int
+    assert type(cfg.params.executive.cpus) is int
+    assert ModelParams(latency=1).latency == 1  # an integer for a float is fine in both builds
+    assert run_storm(cfg)["outcome"] == "bound"
 
 
 # -- the executors stay an extension point ----------------------------------------------------
