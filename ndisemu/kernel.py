@@ -583,7 +583,9 @@ class Kernel:
                 except Exception as exc:
                     # A DPC has no thread to fail in: the kernel bugchecks (never an exception
                     # delivered into whichever item's turn happened to run this step).
-                    name = getattr(fn, "__qualname__", repr(fn))
+                    # (a compiled closure has no __qualname__; its type names it, its repr
+                    # would carry an address and differ from run to run)
+                    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
                     bug = self._bugcheck = BugCheck(
                         f"DPC {name} raised {type(exc).__name__}: {exc}")
                     bug.__cause__ = exc

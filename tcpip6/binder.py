@@ -201,6 +201,8 @@ class Tcpip6Binder:
             self.ndis.complete_bind_adapter(state.ctx, NdisStatus.ADAPTER_REMOVED)
         if self.on_settled is not None:
             self.on_settled(state)
+        if state.stack is not None:
+            state.stack.close()  # frees it now, cycles and all (storms run without cyclic GC)
         state.stack = None
         state.backlog.clear()
         self._trace("tcpip6.unbind", adapter=state.adapter)

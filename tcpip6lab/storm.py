@@ -233,7 +233,8 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
 
     # A storm allocates many long-lived objects (items, requests, events) and no reference
     # cycles (bench.scale's census counts 0 cyclic objects; tests/tcpip6lab/test_storm_gc.py
-    # checks it): every collection of the cyclic GC during the run scans them for nothing. With
+    # checks it, departures included: an unbound interface's IPv6 host is closed, which breaks
+    # its cycles): every collection of the cyclic GC during the run scans them for nothing. With
     # Python's default thresholds that was ~60 % of a 10,000-adapter run; with a 100,000
     # threshold still ~15 %, because frees of old objects keep the young generation growing.
     # So the cyclic GC is off for the run and restored after (reference counting frees

@@ -206,6 +206,15 @@ class Ipv6Host(FrameHandler):
         self.addrconf.add(self.addrconf.link_local_candidate(), 64, AddrOrigin.LINK_LOCAL, 0.0)
         self._refresh_l2()
 
+    def close(self) -> None:
+        """The interface is gone for good (tcpip6 unbinds it). The host's parts call back into
+        it through bound methods — reference cycles — so it lets go of them, and reference
+        counting frees it at once: bind storms run with the cyclic GC off (run_storm). A
+        closed host answers nothing, and its state is gone with it."""
+        self.disabled = True
+        for part in ("mld", "addrconf", "nud", "router", "reassembler", "udp", "tcp"):
+            self.__dict__.pop(part, None)
+
     # --- public state ------------------------------------------------------------------------
 
     @property

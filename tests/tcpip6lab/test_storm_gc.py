@@ -1,10 +1,12 @@
 """run_storm turns Python's cyclic GC off for the run. That is safe only because a storm makes
 no reference cycles (reference counting frees everything): checked here for the storms users
-run — every executor, a deadlock, faults with traffic — and the GC state is given back."""
+run — every executor, a deadlock, faults with traffic, adapters departing after they bound —
+and the GC state is given back."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +87,37 @@ def test_faults_and_traffic_make_no_reference_cycles() -> None:
     assert fired["oid0"] and fired["oid1"] and fired["miniport0"], fired
     assert fired["wire0"] > 0  # frames flowed, and some were lost
     assert found == []
+
+
+def test_adapters_that_depart_after_binding_leave_no_cycles() -> None:
+    """An unbound interface's IPv6 host is closed, not left to the cyclic GC."""
+    plan = parse_plan('[[pnp]]\naction = "depart"\nat = 3.0\nadapters = "nic00*"\n',
+                      source="<test>")
+    r, found = cyclic_garbage(StormConfig(adapters=20, plan=plan, traffic=True, horizon=30.0,
+                                          params=ModelParams(executor="async")))
+    assert r["adapters_removed"] == 10 and r["adapters_bound"] == 10
+    assert found == []
+
+
+def test_a_closed_host_is_freed_by_reference_counting() -> None:
+    from tcpip6.stack.host import Ipv6Host
+
+    gc.collect()
+    gc.disable()
+    try:
+        host = Ipv6Host(bytes.fromhex("02005e100001"))
+        host.start(0.0)
+        ref = weakref.ref(host)
+        host.close()
+        del host
+        assert ref() is None  # no cycle kept it
+        other = Ipv6Host(bytes.fromhex("02005e100002"))
+        ref = weakref.ref(other)
+        del other
+        assert ref() is not None  # an open host is a cycle: only the GC would free it
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def test_the_census_would_see_a_cycle() -> None:
