@@ -214,6 +214,10 @@ def scale_blocks(res: dict[str, Any], plot_path: Path | None, command: str) -> l
         b.append(("h3", f"Memory: {m['spec']['executor']}, {m['spec']['adapters']:,} adapters "
                         f"({tm['peak_bytes_per_adapter'] / 1024:.1f} KB per adapter at the peak,"
                         f" {tm['live_bytes_per_adapter'] / 1024:.1f} KB live at the end)"))
+        if m.get("native", {}).get("compiled"):
+            b.append(("p", "Measured on the compiled modules: tracemalloc charges what compiled "
+                           "code allocates to the nearest Python frame (trio's task wrapper, "
+                           "`trio/_core/_run.py`); the other rows are allocations of Python code."))
         b.append(("table", (["bytes per adapter", "share of live", "allocated at"],
                             [[f"{t['bytes_per_adapter']:,}", f"{t['share']:.1%}",
                               f"`{t['where']}` `{t.get('code', '')}`"]
