@@ -128,6 +128,8 @@ async def run_storm_async(cfg: StormConfig,
             await nursery.start(kernel.run)
     finally:
         host.close()
+        if sink is not None:
+            sink.flush()  # everything so far is on disk, whatever ended the run
     now = host.kernel.now
     # No leaks, whatever the faults did: checked after every storm (a violation is our bug).
     invariants.check(host.kernel, host.ndis, stopped=True)
