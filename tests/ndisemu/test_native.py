@@ -186,28 +186,7 @@ from faults.plan import parse_plan
 from tcpip6lab.host import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
-PLAN = '''
-[run]
-seed = 4
-heal_at = 30.0
-[[oid]]
-oid = "*"
-action = "delay"
-delay = { distribution = "uniform", low = 0.05, high = 0.9 }
-probability = 0.4
-[[miniport]]
-action = "reset"
-nth = 3
-[[wire]]
-action = "loss"
-probability = 0.2
-[[queue]]
-action = "hold"
-queue = "critical"
-workers = 3
-at = 1.5
-duration = 4.0
-'''
+from tests.tcpip6lab.test_worker_drivers import PLAN  # faults of every kind
 out = {"compiled": native.compiled(ndisemu.kernel), "runs": {}}
 for executor in ("critical", "dedicated", "async", "rescuer"):
     for schedule in ("random", "pct"):

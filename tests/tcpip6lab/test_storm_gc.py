@@ -18,31 +18,7 @@ from faults.plan import parse_plan
 from tcpip6lab import storm as storm_module
 from tcpip6lab.host import EXECUTOR_NAMES, ModelParams
 from tcpip6lab.storm import StormConfig, run_storm, run_storm_async
-
-PLAN = """
-[run]
-seed = 2
-heal_at = 20.0
-
-[[oid]]
-oid = "*"
-action = "delay"
-delay = { distribution = "uniform", low = 0.05, high = 0.5 }
-probability = 0.5
-
-[[oid]]
-oid = "OID_GEN_LINK_SPEED"
-action = "pend"
-nth = 2
-
-[[miniport]]
-action = "surprise-removal"
-nth = 4
-
-[[wire]]
-action = "loss"
-probability = 0.1
-"""
+from tests.tcpip6lab.test_worker_drivers import PLAN  # faults of every kind
 
 
 def cyclic_garbage(cfg: StormConfig, on_host: Callable[[Any], None] = lambda _h: None,
