@@ -549,6 +549,17 @@ def growth_exponent(points: Sequence[tuple[int, float]]) -> float | None:
     return round(sum((x - mx) * (y - my) for x, y in pts) / sxx, 3)
 
 
+#: Storms compared with `default`: (mode, wall key, ratio key, ratio = mode/default — how
+#: much faster the default is — else default/mode).
+_COMPARED = (
+    ("gc-python", "gc_python_wall_seconds", "gc_policy_speedup", True),
+    ("gc-freeze", "gc_freeze_wall_seconds", "gc_freeze_speedup", False),
+    ("gc-off", "gc_off_wall_seconds", "gc_off_speedup", False),
+    ("pure", "pure_wall_seconds", "native_speedup", True),
+    ("tasks", "tasks_wall_seconds", "driver_speedup", True),
+)
+
+
 def summarize(res: dict[str, Any]) -> dict[str, Any]:
     """Per executor: the headline numbers and the same-run ratios."""
     plan = res["plan"]
@@ -556,13 +567,8 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for ex in plan["executors"]:
         d = _find(res["runs"], ex, n, "default")
-        py = _find(res["runs"], ex, n, "gc-python")
-        fz = _find(res["runs"], ex, n, "gc-freeze")
-        off = _find(res["runs"], ex, n, "gc-off")
         lg = _find(res["runs"], ex, n, "log")
         m = _find(res["runs"], ex, n, "memory")
-        tk = _find(res["runs"], ex, n, "tasks")
-        pu = _find(res["runs"], ex, n, "pure")
         row: dict[str, Any] = {"adapters": n}
         if d is not None:
             row.update(compiled=d.get("native", {}).get("compiled", False),
@@ -570,22 +576,15 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
                        outcome=d["outcome"], wall_seconds=d["wall_seconds"],
                        oids_per_second=d["oids_per_second"], peak_rss_kb=d["peak_rss_kb"],
                        rss_growth_per_adapter=d["rss_growth_per_adapter"])
-        if d is not None and py is not None:
-            row["gc_python_wall_seconds"] = py["wall_seconds"]
-            row["gc_policy_speedup"] = round(py["wall_seconds"] / d["wall_seconds"], 2)
-        if d is not None and fz is not None:
-            row["gc_freeze_wall_seconds"] = fz["wall_seconds"]
-            row["gc_freeze_speedup"] = round(d["wall_seconds"] / fz["wall_seconds"], 2)
-        if d is not None and off is not None:
-            row["gc_off_wall_seconds"] = off["wall_seconds"]
-            row["gc_off_speedup"] = round(d["wall_seconds"] / off["wall_seconds"], 2)
-            row["gc_share_of_wall"] = round(1 - off["wall_seconds"] / d["wall_seconds"], 3)
-        if d is not None and pu is not None:
-            row["pure_wall_seconds"] = pu["wall_seconds"]
-            row["native_speedup"] = round(pu["wall_seconds"] / d["wall_seconds"], 2)
-        if d is not None and tk is not None:
-            row["tasks_wall_seconds"] = tk["wall_seconds"]
-            row["driver_speedup"] = round(tk["wall_seconds"] / d["wall_seconds"], 2)
+            for mode, wall_key, ratio_key, other_over_default in _COMPARED:
+                other = _find(res["runs"], ex, n, mode)
+                if other is not None:
+                    row[wall_key] = other["wall_seconds"]
+                    a, b = ((other, d) if other_over_default else (d, other))
+                    row[ratio_key] = round(a["wall_seconds"] / b["wall_seconds"], 2)
+                    if mode == "gc-off":
+                        row["gc_share_of_wall"] = round(
+                            1 - other["wall_seconds"] / d["wall_seconds"], 3)
         if d is not None and lg is not None:
             row["log_wall_seconds"] = lg["wall_seconds"]
             row["log_slowdown"] = round(lg["wall_seconds"] / d["wall_seconds"], 2)

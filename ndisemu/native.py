@@ -149,7 +149,7 @@ def find(base: Path | None = None, digest: str | None = None) -> tuple[dict[str,
     base = base or native_dir()
     digest = digest or source_digest()
     directory = build_dir(digest, base)
-    if read_manifest(directory) is None:
+    if not (directory / MANIFEST).is_file():
         others = base.is_dir() and any((p / MANIFEST).is_file() for p in base.iterdir())
         if others:
             return {}, "stale: sources changed since the build (`tcpip6-lab native build`)"

@@ -87,14 +87,6 @@ def prerequisites() -> str | None:
     return None
 
 
-def fresh(base: Path | None = None) -> bool:
-    try:
-        files, _why = find(base)
-    except OSError:
-        return False
-    return bool(files)
-
-
 def _digest() -> str:
     try:
         return source_digest()
