@@ -1,7 +1,8 @@
 """`tcpip6-lab bench …`: the storm sweep, the scale benchmark and the report.
 
-Wired into the project's command line (tcpip6lab/_cli.py) with two calls: `add_bench_parser(sub)`
-while building the parser and `return run_bench(args)` when `args.command == "bench"`. Bad
+A command of the project's command line through the ``tcpip6lab.commands`` entry point
+(``bench = "bench.cli"``): tcpip6lab.cli.app calls `add_parser(sub)` while building the parser
+and `run(args, out)` for `tcpip6-lab bench …` — the application never imports this package. Bad
 arguments are one line on stderr and exit 2 (the parent's parser class is passed on to the
 sub-subcommands); `bench storm` and `bench report` exit 1 when the measured cliff differs from
 the computed one.
@@ -19,9 +20,9 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from .errors import BenchUsageError, GridError
 from .grid import (
     EXECUTORS,
-    GridError,
     argtype,
     parse_duration,
     parse_duration_grid,
@@ -40,10 +41,6 @@ DEFAULT_STORM = {"adapters": "1..64", "interval": "0,0.5ms,1..2ms:0.25ms,5ms,20m
 #: `bench report`: the short grid (still crosses the cliff at 24 and the interval boundary).
 REPORT_STORM = {"adapters": "1..40", "interval": "0,1ms,1.5ms,1.75ms,5ms,50ms",
                 "executor": "all", "seeds": "0"}
-
-
-class BenchUsageError(Exception):
-    """A value the user must fix (exit 2)."""
 
 
 def _ints(minimum: int, name: str) -> Callable[[str], object]:
@@ -89,7 +86,7 @@ def _modes(text: str) -> list[str]:
 
 
 def _add_grid_options(p: argparse.ArgumentParser, defaults: dict[str, str]) -> None:
-    from tcpip6lab.host import ModelParams
+    from tcpip6lab.params import ModelParams
 
     m = ModelParams()
     ex = m.executive
@@ -413,6 +410,16 @@ def run_bench(args: argparse.Namespace, executor: Executor | None = None) -> int
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+
+
+def add_parser(subparsers: Any) -> None:
+    """The `tcpip6lab.commands` entry point's hook: add `bench` to the command line."""
+    add_bench_parser(subparsers)
+
+
+def run(args: argparse.Namespace, out: Any = None) -> int:
+    """The `tcpip6lab.commands` entry point's hook: run `tcpip6-lab bench …`."""
+    return run_bench(args)
 
 
 def main(argv: list[str] | None = None) -> int:

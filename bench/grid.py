@@ -6,7 +6,7 @@ A grid is a comma list of items; each item is one value or an inclusive range:
     8..64:8        8, 16, …, 64
     0,1,2,4        a list
     1..4,8,16      ranges and values mixed
-    0..2s:250ms    0, 0.25, …, 2 seconds       (durations: us, ms or s; a bare number is seconds)
+    0..2s:250ms    0, 0.25, …, 2 seconds       (durations: tcpip6lab.units' grammar)
     0..20ms        0, 1, …, 20 ms              (no step: one unit of the range's suffix)
     1ms..1s:x10    1 ms, 10 ms, 100 ms, 1 s    (geometric: multiply by 10)
 
@@ -21,35 +21,29 @@ import math
 import re
 from collections.abc import Callable, Iterable
 
+from tcpip6lab.errors import DurationError
+from tcpip6lab.units import UNITS, round_seconds, split_duration
+
+from .errors import GridError
+
 EXECUTORS = ("critical", "dedicated", "async", "rescuer")
 MAX_VALUES = 100_000  # a grid axis longer than this is a typo, not a sweep
 
 
-class GridError(ValueError):
-    """A grid the user must fix."""
-
-
-_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
-_DURATION = re.compile(rf"^({_NUMBER})(us|µs|ms|s)?$")
-_UNITS: dict[str | None, float] = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
-
-
 def _split_duration(text: str) -> tuple[float, str | None]:
-    m = _DURATION.match(text.strip())
-    if m is None:
-        raise GridError(f"invalid duration {text.strip()!r} (e.g. 0, 0.5, 500ms, 2s, 250us)")
-    return float(m.group(1)), m.group(2)
+    try:
+        return split_duration(text)
+    except DurationError as exc:
+        raise GridError(str(exc)) from None
 
 
 def parse_duration(text: str) -> float:
-    """'0.5', '500ms', '2s', '250us' -> seconds."""
+    """'0.5', '500ms', '2s', '250us' -> seconds (the application's one grammar)."""
     value, unit = _split_duration(text)
-    return _round(value * _UNITS[unit])
+    return _round(value * UNITS[unit])
 
 
-def _round(x: float) -> float:
-    """Ranges add steps in floating point; 12 significant digits hide the noise."""
-    return float(f"{x:.12g}")
+_round = round_seconds
 
 
 def _int(text: str) -> int:
@@ -134,9 +128,9 @@ def parse_duration_grid(text: str, *, positive: bool = False,
             lo_s, hi_s, step_s = _range_parts(item)
             hi, hi_unit = _split_duration(hi_s)
             lo, lo_unit = _split_duration(lo_s)
-            scale_hi = _UNITS[hi_unit]
+            scale_hi = UNITS[hi_unit]
             # A bare start (and step) takes the end's unit: 0..20ms is 0 ms to 20 ms.
-            scale_lo = _UNITS[lo_unit] if lo_unit is not None else scale_hi
+            scale_lo = UNITS[lo_unit] if lo_unit is not None else scale_hi
             geometric = step_s is not None and step_s.startswith("x")
             if step_s is None:
                 step = scale_hi
@@ -148,7 +142,7 @@ def parse_duration_grid(text: str, *, positive: bool = False,
                                     "(e.g. x2)") from None
             else:
                 s, s_unit = _split_duration(step_s)
-                step = s * (_UNITS[s_unit] if s_unit is not None else scale_hi)
+                step = s * (UNITS[s_unit] if s_unit is not None else scale_hi)
             out += _expand(lo * scale_lo, hi * scale_hi, step, item, geometric)
         else:
             out.append(parse_duration(item))

@@ -45,7 +45,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,14 +98,14 @@ def _where(filename: str, lineno: int | None = None, func: str | None = None) ->
 
 
 def _storm(spec: RunSpec, log: Any = None, on_host: Callable[[Any], None] | None = None,
-           *, direct: bool = False) -> dict[str, Any]:
+           *, direct: bool = False) -> Mapping[str, Any]:
     """One storm through `run_storm` — or, with `on_host` or `direct`, through
     `run_storm_async` in a trio run on the same clock as run_storm's (no GC settings: Python's
     defaults; the host is handed to `on_host`)."""
     import trio
     import trio.testing
 
-    from tcpip6lab.host import ModelParams
+    from tcpip6lab.params import ModelParams
     from tcpip6lab.storm import StormConfig, run_storm, run_storm_async
 
     cfg = StormConfig(adapters=spec.adapters, params=ModelParams(executor=spec.executor,
@@ -114,13 +114,13 @@ def _storm(spec: RunSpec, log: Any = None, on_host: Callable[[Any], None] | None
                       workers="tasks" if spec.mode == "tasks" else "coroutines")
     if on_host is None and not direct:
         return run_storm(cfg)
-    result: dict[str, Any] = {}
+    results: list[Mapping[str, Any]] = []
 
     async def main() -> None:
-        result.update(await run_storm_async(cfg, on_host=on_host))
+        results.append(await run_storm_async(cfg, on_host=on_host))
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    return result
+    return results[0]
 
 
 def warm_up(spec: RunSpec) -> None:
@@ -268,7 +268,8 @@ def oid_round_trip(executor: str, n: int, workers: str = "coroutines") -> float:
 
     from ndisemu.constants import NdisStatus, Oid, RequestType
     from ndisemu.miniport import NdisRequest
-    from tcpip6lab.host import EmulatedHost, ModelParams
+    from tcpip6lab.host import EmulatedHost
+    from tcpip6lab.params import ModelParams
 
     host = EmulatedHost(ModelParams(executor=executor, ipv4=False), free_running=True,
                         workers=workers)

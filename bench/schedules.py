@@ -62,7 +62,7 @@ def random_plan(rng: random.Random) -> dict[str, Any]:
 
 def run_one(seed: int) -> dict[str, Any]:
     from faults.plan import plan_from_dict
-    from tcpip6lab.host import ModelParams
+    from tcpip6lab.params import ModelParams
     from tcpip6lab.storm import StormConfig, run_storm
 
     rng = random.Random(f"schedule:{seed}")

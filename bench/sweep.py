@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 
 _D = ModelParams()
 DEFAULT_HORIZON = 300.0

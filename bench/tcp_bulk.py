@@ -27,7 +27,7 @@ import trio
 from ndisemu.backends.netlink import PREFIX, Registry, in_netns
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab import services
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.serve import real_host, running
 
 BLOCK = os.urandom(1 << 16)

@@ -34,7 +34,8 @@ from ndisemu.kernel import WORKER_MODES
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.native import status as native_status
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
-from tcpip6lab.host import EmulatedHost, ModelParams, adapter_mac, peer_mac
+from tcpip6lab.host import EmulatedHost
+from tcpip6lab.params import ModelParams, adapter_mac, peer_mac
 
 from . import tap_echo_floor
 

@@ -13,31 +13,24 @@ resume, links come back and holders let go.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ndisemu.backends.memory import MemoryCable
 from ndisemu.constants import NdisStatus, oid_name
 from ndisemu.executive.core import WorkItem
 from ndisemu.miniport import EmulatedMiniport, MiniportConfig, NdisRequest, RequestFault
 from ndisemu.ndis import Ndis
 from ndisemu.pnp import Pnp
-from ndisemu.wire import MemoryWire
 
 from .plan import Fault, FaultPlan
+from .rng import fault_rng
 
 if TYPE_CHECKING:
     from ndisemu.kernel import Kernel
-
-
-def fault_rng(root_seed: int, fault_id: str, domain: str = "tcpip6-lab") -> random.Random:
-    """A fault's own generator: a stable digest of (root seed, fault id), never `hash()`.
-    `domain` separates other uses (timing offsets) from the fault's decisions."""
-    digest = hashlib.sha256(f"{domain}:{root_seed}:{fault_id}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 @dataclass
@@ -87,7 +80,7 @@ class FaultInjector:
         if self.plan.of_kind("oid") or self.plan.of_kind("miniport"):
             miniport.fault_hook = self
 
-    def attach_wire(self, wire: MemoryWire) -> None:
+    def attach_wire(self, wire: MemoryCable) -> None:
         if self.plan.of_kind("wire"):
             wire.fault_hook = self
 
@@ -169,7 +162,7 @@ class FaultInjector:
 
     # -- wire faults (WireFaultHook) -------------------------------------------------------
 
-    def on_frame(self, wire: MemoryWire, direction: str,
+    def on_frame(self, wire: MemoryCable, direction: str,
                  frame: bytes) -> list[tuple[float, bytes]] | None:
         out: list[tuple[float, bytes]] | None = None
         for f in self.plan.of_kind("wire"):

@@ -38,7 +38,8 @@ from typing import Any
 from ndisemu.constants import NdisStatus, Oid
 from ndisemu.params import SYSTEM_QUEUES
 
-from .errors import FaultsError
+from .errors import PlanError
+from .rng import fault_rng
 
 KINDS = ("oid", "miniport", "wire", "queue", "pnp")
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -50,10 +51,6 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 }
 TRIGGER_KEYS = ("nth", "count", "after", "until", "probability", "adapters")
 DISTRIBUTIONS = ("uniform", "normal", "exponential")
-
-
-class PlanError(FaultsError):
-    """A plan that cannot run; the message names the file, line and key."""
 
 
 @dataclass(frozen=True)
@@ -130,8 +127,6 @@ class FaultPlan:
         `heal_at` stays: it is when the run is judged."""
         if spread < 0 or not math.isfinite(spread):
             raise PlanError(f"timing spread must be a finite number >= 0 (got {spread})")
-        from .injector import fault_rng
-
         faults = []
         for f in self.faults:
             t = f.trigger

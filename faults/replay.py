@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FaultsError
-
-
-class ReplayError(FaultsError):
-    """The log cannot be replayed (missing, not a storm log, truncated header)."""
+from .errors import ReplayError
 
 
 @dataclass

@@ -27,3 +27,11 @@ class NativeUnavailable(NdisEmuError, ImportError):
     tells `tcpip6lab.cli` to print it as one line."""
 
     user_error = True
+
+
+class InvariantViolation(NdisEmuError):
+    """The emulation's own state is inconsistent (a bug of ours, never the user's)."""
+
+
+class BackendError(NdisEmuError):
+    """A real-device backend cannot be set up (one line, exit 2)."""

@@ -10,16 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .constants import NdisStatus
-from .errors import NdisEmuError
+from .errors import InvariantViolation
 from .executive.core import ItemState, WorkerState
 
 if TYPE_CHECKING:
     from .kernel import Kernel
     from .ndis import Ndis
-
-
-class InvariantViolation(NdisEmuError):
-    """The emulation's own state is inconsistent (a bug of ours, never the user's)."""
 
 
 def kernel_problems(kernel: Kernel, *, stopped: bool = False) -> list[str]:

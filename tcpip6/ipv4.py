@@ -20,7 +20,7 @@ from ndisemu.miniport import NdisRequest, ulong
 from ndisemu.ndis import BindContext, Binding, Ndis
 
 from .binder import BIND_OIDS_HEAD, LOOKAHEAD, BindPhase
-from .stack.ipv4host import Ipv4Responder
+from .stack.ipv4responder import Ipv4Responder
 
 if TYPE_CHECKING:
     from ndisemu.kernel import Kernel

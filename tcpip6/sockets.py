@@ -20,18 +20,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from .errors import Tcpip6Error
-from .stack.errors import ConnectionClosed, ConnectionReset, WouldBlock
+from .errors import ConnectionClosed, ConnectionReset, SocketError, WouldBlock
 from .stack.tcp import TcpListener as StackListener
 from .stack.tcpconn import TcpConnection, TcpState
 from .stack.udp import UdpSocket
 
 if TYPE_CHECKING:
     from .binder import Tcpip6Binder, Tcpip6Binding
-
-
-class SocketError(Tcpip6Error):
-    """A socket call that cannot work (no such interface, interface down, closed socket)."""
 
 
 def _addr(address: str | bytes) -> bytes:

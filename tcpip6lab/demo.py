@@ -31,7 +31,9 @@ from ndisemu.executive.core import WorkerState
 from ndisemu.params import CRITICAL
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
-from .host import EmulatedHost, ModelParams, PingStats, adapter_ipv4
+from .host import EmulatedHost
+from .params import ModelParams, adapter_ipv4
+from .peer import PingStats
 from .serve import RealHost, make_real_host
 
 PRE_BOUND_AT = 0.5
@@ -297,7 +299,7 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
 
 def run_demo(args: argparse.Namespace,
              build: Callable[[argparse.Namespace, str], ModelParams]) -> int:
-    from ._cli import UsageError
+    from .errors import UsageError
 
     if args.speed <= 0:
         raise UsageError(f"--speed must be > 0 (got {args.speed})")

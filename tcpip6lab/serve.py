@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -25,7 +25,8 @@ from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.pcap import PcapWriter
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
-from .host import EmulatedHost, ModelParams, adapter_ipv4, peer_ipv4, peer_mac
+from .host import EmulatedHost
+from .params import ModelParams, adapter_ipv4, peer_ipv4, peer_mac
 
 
 @dataclass
@@ -179,10 +180,8 @@ def print_sites(real: RealHost, out: IO[str]) -> None:
     out.flush()
 
 
-def cmd_serve(args: argparse.Namespace, build_params: Callable[[argparse.Namespace, str],
-                                                               ModelParams],
-              out: IO[str]) -> int:
-    params = build_params(args, args.executor)
+def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
+    """`tcpip6-lab serve` (tcpip6lab.cli.serve parses its options)."""
     if args.backend == "memory":
         host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
                             plan=load_plan(args.faults) if args.faults else None)

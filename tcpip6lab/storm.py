@@ -13,8 +13,8 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
 import trio
@@ -25,9 +25,160 @@ from ndisemu import invariants
 from ndisemu.params import CRITICAL
 from ndisemu.trace import JsonlSink, Tracer
 
-from .host import EmulatedHost, ModelParams
+from .host import EmulatedHost
+from .params import ModelParams
 
 OUTCOMES = ("bound", "deadlock", "stalled", "failed")
+END_REASONS = ("horizon", "deadlock", "settled")
+
+
+@dataclass(frozen=True)
+class CriticalWorkers:
+    """The critical queue's threads at the end of the run."""
+
+    static: int
+    dynamic_created: int
+    peak_dynamic: int
+    max_dynamic: int
+    blocked_at_end: int
+    pending_at_end: int
+
+
+@dataclass(frozen=True)
+class BindSeconds:
+    """Bind durations (arrival to interface up) of the adapters that bound; None if none."""
+
+    max: float | None
+    mean: float | None
+
+
+@dataclass(frozen=True)
+class OidCounts:
+    submitted: int  # OID submissions through the executor
+    completions_run: int  # completion items the executor ran
+    ndis_requests: int  # requests NDIS passed to miniports (every protocol)
+
+
+@dataclass(frozen=True)
+class HeartbeatSummary:
+    beats: int
+    last_beat: float | None  # virtual seconds after the first arrival
+
+
+@dataclass(frozen=True)
+class FaultSummary:
+    plan: str | None  # the plan's source (a file name, or "<dict>")
+    fired: dict[str, int]  # firings by fault id
+    total_fired: int
+    healed: bool
+    heal_at: float | None
+
+
+@dataclass(frozen=True)
+class BindFailure:
+    reason: str
+    adapters: int
+
+
+@dataclass(frozen=True)
+class StormResult(Mapping[str, Any]):
+    """What one storm did. The typed fields are the API; `as_dict()` is the JSON form that
+    `storm --json` prints and users script against (keys and order as they always were: keys
+    that do not apply to a run — `deadlock`, `stalls`, `faults`, `failures` — are left out).
+
+    The result also reads as that JSON form (``result["outcome"]``, ``"deadlock" in result``),
+    so scripts written against the mapping keep working. The texts for a person
+    (`deadlock_text`, `stalls_text`) and the Graphviz `dot` are in the mapping but not in
+    `json()`."""
+
+    outcome: str  # one of OUTCOMES
+    adapters: int
+    adapters_bound: int
+    adapters_failed: int
+    adapters_removed: int
+    executor: str
+    seed: int
+    interval: float
+    horizon: float
+    params: dict[str, Any]
+    critical_workers: CriticalWorkers
+    ipv4_bound: int
+    virtual_seconds: float
+    bind_seconds: BindSeconds
+    oids: OidCounts
+    heartbeat: HeartbeatSummary
+    end_reason: str  # one of END_REASONS
+    deadlock: dict[str, Any] | None = None  # Deadlock.as_dict(): the proven wait-for chain
+    stalls: list[dict[str, Any]] = field(default_factory=list)
+    faults: FaultSummary | None = None
+    failures: list[BindFailure] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    trace_hash: str | None = None  # SHA-256 of the event log, when one was written
+    deadlock_text: str | None = None
+    stalls_text: list[str] = field(default_factory=list)
+    dot: str | None = None  # the wait-for graph of the deadlock, else of the last stall
+    _mapping: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything, in the JSON form's order (texts and DOT included)."""
+        out: dict[str, Any] = {
+            "outcome": self.outcome,
+            "adapters": self.adapters,
+            "adapters_bound": self.adapters_bound,
+            "adapters_failed": self.adapters_failed,
+            "adapters_removed": self.adapters_removed,
+            "executor": self.executor,
+            "seed": self.seed,
+            "interval": self.interval,
+            "horizon": self.horizon,
+            "params": self.params,
+            "critical_workers": asdict(self.critical_workers),
+            "ipv4_bound": self.ipv4_bound,
+            "virtual_seconds": self.virtual_seconds,
+            "bind_seconds": asdict(self.bind_seconds),
+            "oids": asdict(self.oids),
+            "heartbeat": asdict(self.heartbeat),
+            "end_reason": self.end_reason,
+        }
+        if self.deadlock is not None:
+            out["deadlock"] = self.deadlock
+            out["deadlock_text"] = self.deadlock_text
+        if self.dot is not None:
+            out["dot"] = self.dot
+        if self.stalls_text:
+            out["stalls_text"] = self.stalls_text
+        if self.stalls:
+            out["stalls"] = self.stalls
+        if self.faults is not None:
+            out["faults"] = asdict(self.faults)
+        if self.failures:
+            out["failures"] = [asdict(f) for f in self.failures]
+        out["wall_seconds"] = self.wall_seconds
+        if self.trace_hash is not None:
+            out["trace_hash"] = self.trace_hash
+        return out
+
+    def json(self) -> dict[str, Any]:
+        """The JSON form: `as_dict()` without the texts for a person and the DOT graph."""
+        return {k: v for k, v in self.as_dict().items()
+                if k != "dot" and not k.endswith("_text")}
+
+    # -- the mapping view (the JSON form, with texts and DOT) ------------------------------------
+
+    def _view(self) -> dict[str, Any]:
+        if not self._mapping:
+            self._mapping.update(self.as_dict())
+        return self._mapping
+
+    def __getitem__(self, key: str) -> Any:
+        return self._view()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._view())
+
+    def __len__(self) -> int:
+        return len(self._view())
 
 
 @dataclass
@@ -74,7 +225,7 @@ class StormConfig:
 
 
 async def run_storm_async(cfg: StormConfig,
-                          on_host: Callable[[EmulatedHost], None] | None = None) -> dict[str, Any]:
+                          on_host: Callable[[EmulatedHost], None] | None = None) -> StormResult:
     """Run one storm inside an existing trio run (tests use this under MockClock)."""
     wall0 = time.perf_counter()
     tracer = Tracer()
@@ -135,15 +286,16 @@ async def run_storm_async(cfg: StormConfig,
     invariants.check(host.kernel, host.ndis, stopped=True)
     host.detector.close(now)
     result = summarize(host, cfg, now=now, first=first, end_reason=end_reason)
-    result["wall_seconds"] = round(time.perf_counter() - wall0, 6)
-    tracer.emit("storm.end", outcome=result["outcome"], bound=result["adapters_bound"])
+    tracer.emit("storm.end", outcome=result.outcome, bound=result.adapters_bound)
+    trace_hash = None
     if sink is not None:
-        result["trace_hash"] = sink.close({"event": "trailer", "outcome": result["outcome"]})
-    return result
+        trace_hash = sink.close({"event": "trailer", "outcome": result.outcome})
+    return replace(result, wall_seconds=round(time.perf_counter() - wall0, 6),
+                   trace_hash=trace_hash)
 
 
 def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
-              end_reason: str) -> dict[str, Any]:
+              end_reason: str) -> StormResult:
     bound = host.bound()
     failed = host.failed()
     removed = host.tcpip6.unbound
@@ -160,78 +312,74 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
     crit = host.kernel.queue(CRITICAL)
     bind_times = [s.bound_at - s.started_at for s in host.tcpip6_states()
                   if s.bound_at is not None]
-    result: dict[str, Any] = {
-        "outcome": outcome,
-        "adapters": cfg.adapters,
-        "adapters_bound": bound,
-        "adapters_failed": failed,
-        "adapters_removed": removed,
-        "executor": cfg.params.executor,
-        "seed": cfg.seed,
-        "interval": cfg.interval,
-        "horizon": cfg.horizon,
-        "params": cfg.params.as_dict(),
-        "critical_workers": {
-            "static": crit.spec.static_threads,
-            "dynamic_created": crit.dynamic_created,
-            "peak_dynamic": crit.peak_dynamic,
-            "max_dynamic": crit.spec.max_dynamic,
-            "blocked_at_end": crit.blocked,
-            "pending_at_end": len(crit.pending),
-        },
-        "ipv4_bound": host.ipv4_bound(),
-        "virtual_seconds": round(max(0.0, now - first), 9),
-        "bind_seconds": {
-            "max": round(max(bind_times), 9) if bind_times else None,
-            "mean": round(statistics.fmean(bind_times), 9) if bind_times else None,
-        },
-        "oids": {
-            "submitted": host.executor.submitted,
-            "completions_run": host.executor.completions_run,
-            "ndis_requests": host.ndis.requests_submitted,
-        },
-        "heartbeat": {
-            "beats": len(host.heartbeat.beats),
-            "last_beat": (round(host.heartbeat.last_beat - first, 9)
-                          if host.heartbeat.last_beat is not None else None),
-        },
-        "end_reason": end_reason,
-    }
-    if deadlock is not None:
-        result["deadlock"] = deadlock.as_dict(time_origin=first)
-        result["deadlock_text"] = deadlock.render(time_origin=first, limit=6)
-        result["dot"] = deadlock.to_dot()
-    elif host.detector.stalls:
-        last = host.detector.stalls[-1]
-        result["dot"] = last.to_dot()
-    if host.detector.stalls:
-        result["stalls_text"] = [s.render(time_origin=first) for s in host.detector.stalls[-3:]]
     detector = host.detector
-    if detector.stalls:
-        result["stalls"] = [s.as_dict(time_origin=first) for s in detector.stalls]
+    dot = None
+    if deadlock is not None:
+        dot = deadlock.to_dot()
+    elif detector.stalls:
+        dot = detector.stalls[-1].to_dot()
+    faults = None
     if host.faults is not None:
         inj = host.faults
-        result["faults"] = {
-            "plan": inj.plan.source,
-            "fired": dict(sorted(inj.firings.items())),
-            "total_fired": inj.total_firings,
-            "healed": inj.healed,
-            "heal_at": inj.plan.heal_at,
-        }
+        faults = FaultSummary(plan=inj.plan.source, fired=dict(sorted(inj.firings.items())),
+                              total_fired=inj.total_firings, healed=inj.healed,
+                              heal_at=inj.plan.heal_at)
     failures = Counter(s.failure for s in host.tcpip6_states() if s.failure)
-    if failures:
-        result["failures"] = [{"reason": r, "adapters": n} for r, n in failures.most_common()]
-    return result
+    return StormResult(
+        outcome=outcome,
+        adapters=cfg.adapters,
+        adapters_bound=bound,
+        adapters_failed=failed,
+        adapters_removed=removed,
+        executor=cfg.params.executor,
+        seed=cfg.seed,
+        interval=cfg.interval,
+        horizon=cfg.horizon,
+        params=cfg.params.as_dict(),
+        critical_workers=CriticalWorkers(
+            static=crit.spec.static_threads,
+            dynamic_created=crit.dynamic_created,
+            peak_dynamic=crit.peak_dynamic,
+            max_dynamic=crit.spec.max_dynamic,
+            blocked_at_end=crit.blocked,
+            pending_at_end=len(crit.pending),
+        ),
+        ipv4_bound=host.ipv4_bound(),
+        virtual_seconds=round(max(0.0, now - first), 9),
+        bind_seconds=BindSeconds(
+            max=round(max(bind_times), 9) if bind_times else None,
+            mean=round(statistics.fmean(bind_times), 9) if bind_times else None,
+        ),
+        oids=OidCounts(
+            submitted=host.executor.submitted,
+            completions_run=host.executor.completions_run,
+            ndis_requests=host.ndis.requests_submitted,
+        ),
+        heartbeat=HeartbeatSummary(
+            beats=len(host.heartbeat.beats),
+            last_beat=(round(host.heartbeat.last_beat - first, 9)
+                       if host.heartbeat.last_beat is not None else None),
+        ),
+        end_reason=end_reason,
+        deadlock=deadlock.as_dict(time_origin=first) if deadlock is not None else None,
+        deadlock_text=(deadlock.render(time_origin=first, limit=6)
+                       if deadlock is not None else None),
+        stalls=[st.as_dict(time_origin=first) for st in detector.stalls],
+        stalls_text=[st.render(time_origin=first) for st in detector.stalls[-3:]],
+        faults=faults,
+        failures=[BindFailure(r, n) for r, n in failures.most_common()],
+        dot=dot,
+    )
 
 
-def run_storm(cfg: StormConfig) -> dict[str, Any]:
+def run_storm(cfg: StormConfig) -> StormResult:
     """Run one storm in its own trio run, on a virtual clock that jumps to each next event."""
-    result: dict[str, Any] = {}
+    results: list[StormResult] = []
 
     from trio.testing import MockClock  # pulls in pytest: kept off the CLI's start-up path
 
     async def main() -> None:
-        result.update(await run_storm_async(cfg))
+        results.append(await run_storm_async(cfg))
 
     # A storm allocates many long-lived objects (items, requests, events) and no reference
     # cycles (bench.scale's census counts 0 cyclic objects; tests/tcpip6lab/test_storm_gc.py
@@ -248,7 +396,7 @@ def run_storm(cfg: StormConfig) -> dict[str, Any]:
     finally:
         if enabled:
             gc.enable()
-    return result
+    return results[0]
 
 
 def config_from_header(header: dict[str, Any]) -> StormConfig:
@@ -270,7 +418,7 @@ def config_from_header(header: dict[str, Any]) -> StormConfig:
         ping_interval=float(header.get("ping_interval", 0.5)), plan=plan)
 
 
-def replay(path: str) -> tuple[ReplayResult, dict[str, Any]]:
+def replay(path: str) -> tuple[ReplayResult, StormResult]:
     """Run the logged storm again; report the first divergent event."""
     from trio.testing import MockClock
 
@@ -281,16 +429,18 @@ def replay(path: str) -> tuple[ReplayResult, dict[str, Any]]:
     hosts: list[EmulatedHost] = []
     comparator = Comparator(events, lambda: hosts[0].kernel.stop() if hosts else None)
     cfg.extra_sinks.append(comparator)
-    result: dict[str, Any] = {}
+    results: list[StormResult] = []
 
     async def main() -> None:
-        result.update(await run_storm_async(cfg, on_host=hosts.append))
+        results.append(await run_storm_async(cfg, on_host=hosts.append))
 
     trio.run(main, clock=MockClock(autojump_threshold=0))
     comparator.finish()
     logged_hash = trailer.get("trace_hash") if trailer else None
-    return ReplayResult(comparator.seen, logged_hash, comparator.divergence), result
+    return ReplayResult(comparator.seen, logged_hash, comparator.divergence), results[0]
 
 
-def dumps(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2, sort_keys=False)
+def dumps(result: StormResult | dict[str, Any]) -> str:
+    """The JSON form, as `storm --json` prints it."""
+    data = result.json() if isinstance(result, StormResult) else result
+    return json.dumps(data, indent=2, sort_keys=False)

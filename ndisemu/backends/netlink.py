@@ -20,16 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NdisEmuError
+from ..errors import BackendError
 
 PREFIX = "t6l-"
 STATE_DIR = Path(os.environ.get("TCPIP6_LAB_STATE_DIR", "/run/tcpip6-lab"))
 NETNS_DIR = Path("/run/netns")
 IFNAMSIZ = 15
-
-
-class BackendError(NdisEmuError):
-    """A real-device backend cannot be set up (one line, exit 2)."""
 
 
 def require_root(what: str) -> None:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import BackendError
 from .fdport import FdPort
 from .netlink import (
     PREFIX,
-    BackendError,
     Registry,
     in_netns,
     require_root,

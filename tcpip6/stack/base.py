@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..wire.errors import DropReason, MalformedFrame
+from ..errors import MalformedFrame
+from ..wire.drops import DropReason
 
 
 class FrameHandler:

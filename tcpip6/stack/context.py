@@ -23,7 +23,7 @@ from typing import Protocol
 from tcpip6.errors import ConfigError
 from tcpip6.stack import constants as c
 from tcpip6.stack.timers import TimerQueue
-from tcpip6.wire.errors import DropReason
+from tcpip6.wire.drops import DropReason
 
 
 class Rng(Protocol):

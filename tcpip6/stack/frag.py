@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from tcpip6.stack.context import StackContext
 from tcpip6.wire import ipv6
-from tcpip6.wire.errors import DropReason
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ipv6 import NH_FRAGMENT
 from tcpip6.wire.ipv6ext import FRAGMENT_HEADER_LEN, FragmentHeader, fragment_header
 

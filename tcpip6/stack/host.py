@@ -5,7 +5,7 @@ Theory of operation (aioquic/smoltcp style): the driver feeds received frames to
 :meth:`Ipv6Host.next_deadline` has come, calls :meth:`Ipv6Host.start` when the interface comes up,
 and transmits whatever frames these calls return. Time is the ``now`` argument; randomness is the
 injected generator (``Rng``). Nothing here does I/O or raises for bad input: every discarded frame
-counts ``drop.<REASON>`` (:class:`~tcpip6.wire.errors.DropReason`). Components, each in its own
+counts ``drop.<REASON>`` (:class:`~tcpip6.wire.drops.DropReason`). Components, each in its own
 module, share a :class:`~tcpip6.stack.context.StackContext`:
 
 * :mod:`~tcpip6.stack.addrconf` — addresses, DAD, SLAAC, RFC 7217 IIDs, RFC 6724 source choice;
@@ -62,6 +62,7 @@ import struct
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+from tcpip6.errors import MalformedFrame
 from tcpip6.stack.addrconf import (
     AddressConfig,
     AddressEntry,
@@ -79,7 +80,7 @@ from tcpip6.stack.router import RouterDiscovery
 from tcpip6.stack.tcp import TcpConnection, TcpListener, TcpStack
 from tcpip6.stack.udp import UdpSocket, UdpStack
 from tcpip6.wire import icmpv6, mld, tcp, udp
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ethernet import (
     BROADCAST_MAC,
     ETHERTYPE_IPV6,

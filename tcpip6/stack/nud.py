@@ -4,7 +4,7 @@ Theory of operation: the five reachability states (INCOMPLETE, REACHABLE, STALE,
 and the events that move an entry between them are one table, :data:`TRANSITIONS`
 (``{state: {event: next_state}}``; ``None`` as a state means "no entry" — as a target it means
 "delete the entry"). Appendix C of RFC 4861 is the source; a pair missing from the table is a
-bug and raises :class:`~tcpip6.stack.errors.IllegalTransition`. The code around the table only
+bug and raises :class:`~tcpip6.errors.IllegalTransition`. The code around the table only
 *classifies* inputs into events and performs the actions of the state entered:
 
 =================  =============================================================================
@@ -42,10 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from tcpip6.errors import IllegalTransition
 from tcpip6.stack import constants as c
 from tcpip6.stack.context import StackContext
-from tcpip6.stack.errors import IllegalTransition
-from tcpip6.wire.errors import DropReason
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ethernet import ETHERTYPE_IPV6
 
 

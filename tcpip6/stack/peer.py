@@ -1,8 +1,8 @@
 """The emulated peer: a Linux-like host on the far end of one wire that runs ``ping -6`` / ``ping``.
 
 Theory of operation (sans-IO, virtual time passed in as ``now``): the peer is composed of an
-:class:`~tcpip6.stack.ipv6host.Ipv6Responder` (hop limit 64) and, when it has an IPv4 address,
-an :class:`~tcpip6.stack.ipv4host.Ipv4Responder` (TTL 64), all sharing one ``counters``. Those
+:class:`~tcpip6.stack.ipv6responder.Ipv6Responder` (hop limit 64) and, when it has an IPv4 address,
+an :class:`~tcpip6.stack.ipv4responder.Ipv4Responder` (TTL 64), all sharing one ``counters``. Those
 already answer NS/ARP for the peer and Echo Requests sent to it; the peer adds the client side:
 
 * ``ping6``: multicast destinations map straight to 33:33/16 MACs (RFC 2464 §7). A unicast
@@ -27,11 +27,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from tcpip6.stack.ipv4host import Ipv4Responder
-from tcpip6.stack.ipv6host import Ipv6Responder
+from tcpip6.stack.ipv4responder import Ipv4Responder
+from tcpip6.stack.ipv6responder import Ipv6Responder
 from tcpip6.wire import arp, icmpv6, ipv4
 from tcpip6.wire.arp import ArpPacket
-from tcpip6.wire.errors import DropReason
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ethernet import (
     BROADCAST_MAC,
     ETHERTYPE_ARP,

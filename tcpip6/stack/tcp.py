@@ -32,10 +32,9 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Hashable
 
-from tcpip6.errors import ConfigError
+from tcpip6.errors import ConfigError, SocketError
 from tcpip6.stack import constants as c
 from tcpip6.stack.context import StackContext
-from tcpip6.stack.errors import SocketError
 from tcpip6.stack.icmp import TokenBucket
 from tcpip6.stack.tcpcc import ALGORITHMS, CongestionControl
 from tcpip6.stack.tcpconn import (
@@ -47,7 +46,7 @@ from tcpip6.stack.tcpconn import (
     TcpState,
 )
 from tcpip6.wire import tcp
-from tcpip6.wire.errors import DropReason
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ipv6 import NH_TCP, UNSPECIFIED
 from tcpip6.wire.tcp import ACK, FIN, RST, SYN, TcpSegment
 

@@ -10,7 +10,7 @@ knows whom to wake.
 
 **State machine.** :data:`TRANSITIONS` is the RFC 9293 §3.3.2 diagram as a table
 ``{state: {input: next_state}}``; :meth:`_go` is the only place that changes ``state`` and raises
-:class:`~tcpip6.stack.errors.IllegalTransition` for a missing row. The per-segment path of a
+:class:`~tcpip6.errors.IllegalTransition` for a missing row. The per-segment path of a
 connection in ESTABLISHED never consults the table (no transition happens there).
 
 **Sequence numbers** are kept unbounded internally: the ISS/IRS are the wire values and every
@@ -66,10 +66,10 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
+from tcpip6.errors import ConnectionClosed, ConnectionReset, IllegalTransition, WouldBlock
 from tcpip6.stack import constants as c
-from tcpip6.stack.errors import ConnectionClosed, ConnectionReset, IllegalTransition, WouldBlock
 from tcpip6.stack.tcpcc import CongestionControl
-from tcpip6.wire.errors import DropReason
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, emit, options, ts_option
 
 if TYPE_CHECKING:

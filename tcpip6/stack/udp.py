@@ -21,11 +21,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tcpip6.errors import SocketError
 from tcpip6.stack import constants as c
 from tcpip6.stack.context import StackContext
-from tcpip6.stack.errors import SocketError
 from tcpip6.wire import udp
-from tcpip6.wire.errors import DropReason
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.icmpv6 import IcmpError
 from tcpip6.wire.ipv6 import NH_UDP
 from tcpip6.wire.udp import UdpDatagram

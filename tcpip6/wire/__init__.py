@@ -4,6 +4,7 @@ ICMPv4, ARP (no I/O, no clocks).
 Parsers raise :class:`MalformedFrame` with a :class:`DropReason`; builders return ``bytes``.
 """
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 
 __all__ = ["DropReason", "MalformedFrame"]

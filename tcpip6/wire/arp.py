@@ -12,7 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 
 HTYPE_ETHERNET = 1
 PTYPE_IPV4 = 0x0800

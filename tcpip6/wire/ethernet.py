@@ -14,7 +14,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806

@@ -16,7 +16,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.icmpv6 import Echo
 from tcpip6.wire.ipv6 import internet_checksum
 

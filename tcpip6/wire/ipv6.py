@@ -21,7 +21,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 
 HEADER_LEN = 40
 NH_HOPOPTS = 0

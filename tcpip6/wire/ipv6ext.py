@@ -25,7 +25,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 
 OPT_PAD1 = 0
 OPT_PADN = 1

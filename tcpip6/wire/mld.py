@@ -16,7 +16,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.icmpv6 import MLD_DONE, MLD_QUERY, MLD_REPORT, MLDV2_REPORT, Icmpv6Message
 from tcpip6.wire.icmpv6 import message as icmp_message
 

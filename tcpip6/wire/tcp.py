@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import struct
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ipv6 import NH_TCP, pseudo_header_checksum
 
 HEADER_LEN = 20

@@ -14,7 +14,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.errors import MalformedFrame
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ipv6 import NH_UDP, pseudo_header_checksum
 
 HEADER_LEN = 8

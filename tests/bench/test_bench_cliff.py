@@ -14,7 +14,7 @@ import pytest
 from bench.cli import add_bench_parser, run_bench
 from bench.cliff import check_cliffs, computed_cliff
 from bench.sweep import FIELDS, Cell, run_sweep
-from tcpip6lab._cli import _Parser
+from tcpip6lab.cli.options import Parser as _Parser
 
 
 def bench_args(*argv: str) -> argparse.Namespace:

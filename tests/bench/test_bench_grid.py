@@ -15,7 +15,7 @@ from bench.grid import (
     parse_executors,
     parse_int_grid,
 )
-from tcpip6lab._cli import _Parser
+from tcpip6lab.cli.options import Parser as _Parser
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -151,8 +151,8 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str
 
 
 def test_wired_into_the_real_tcpip6_lab_parser(capsys: pytest.CaptureFixture[str]) -> None:
-    """tcpip6lab/_cli.py adds the bench subcommand to its own parser."""
-    from tcpip6lab._cli import build_parser
+    """The bench subcommand reaches the parser through the tcpip6lab.commands entry point."""
+    from tcpip6lab.cli.app import build_parser
 
     p = build_parser()
     a = p.parse_args(["bench", "scale", "--out", "x", "--adapters", "200"])

@@ -23,7 +23,7 @@ from bench.scale import (
     run_scale,
 )
 from bench.sweep import FIELDS, Cell
-from tcpip6lab._cli import _Parser
+from tcpip6lab.cli.options import Parser as _Parser
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["--adapters", "23..24", "--interval", "0,2ms", "--executor", "critical,async",

@@ -10,7 +10,7 @@ import pytest
 
 from faults.plan import plan_from_dict
 from tcpip6lab.cli import main
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
 

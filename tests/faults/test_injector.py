@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 import trio
 
-from faults.injector import FaultInjector, fault_rng
+from faults.injector import FaultInjector
 from faults.plan import plan_from_dict
+from faults.rng import fault_rng
 from ndisemu.kernel import Kernel
-from tcpip6lab.host import EmulatedHost, ModelParams
+from tcpip6lab.host import EmulatedHost
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm, run_storm_async
 
 

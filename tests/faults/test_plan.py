@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from faults.plan import Delay, PlanError, load_plan, parse_plan, plan_from_dict
+from faults.errors import PlanError
+from faults.plan import Delay, load_plan, parse_plan, plan_from_dict
 from ndisemu.constants import NdisStatus, Oid
 
 GOOD = """\
@@ -169,7 +170,7 @@ def test_varied_timings_move_each_fault_by_its_own_seeded_offset() -> None:
 
 
 def test_a_varied_plan_is_logged_so_that_replay_reproduces_it(tmp_path: Path) -> None:
-    from tcpip6lab.host import ModelParams
+    from tcpip6lab.params import ModelParams
     from tcpip6lab.storm import StormConfig, replay, run_storm
 
     varied = parse_plan(TIMED, source="timed.toml").with_varied_timings(7, 2.0)

@@ -9,7 +9,7 @@ import pytest
 
 from faults.plan import parse_plan
 from tcpip6lab.cli import main
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, replay, run_storm
 
 PLAN = """\

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from faults.plan import parse_plan
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
 GOLDEN = Path(__file__).with_name("traces.json")

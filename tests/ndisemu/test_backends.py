@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from ndisemu.backends.memory import MemoryCable
 from ndisemu.backends.netlink import Registry, in_netns
 from ndisemu.backends.topology import SiteSpec, build
 from ndisemu.constants import NdisStatus, Oid, PacketFilter, RequestType
@@ -23,7 +24,6 @@ from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, NdisRequest, ulong
 from ndisemu.ndis import Ndis
 from ndisemu.pnp import Pnp
-from ndisemu.wire import MemoryWire
 from tests.conftest import leftovers, require_real_net, wait_for
 from tests.ndisemu.test_ndis import RecordingProtocol
 
@@ -75,7 +75,7 @@ async def backend_setup(backend: str) -> AsyncIterator[Setup]:
     if backend == "memory":
         async with trio.open_nursery() as nursery:
             await nursery.start(kernel.run)
-            wire = MemoryWire(kernel, "w", delay=0.0001)
+            wire = MemoryCable(kernel, "w", delay=0.0001)
             far = FarEnd(wire.b.transmit)
             wire.b.attach(far.got.append)
             Pnp(kernel, ndis, wire_factory=lambda _c: wire.a).arrive(cfg)

@@ -20,7 +20,7 @@ from ndisemu.errors import ConfigError, NativeUnavailable
 from ndisemu.params import ExecutiveParams
 from tcpip6.executors import AsyncExecutor, DedicatedExecutor, Submission
 from tcpip6lab import host as host_module
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,7 +183,7 @@ import io, json, sys
 import ndisemu.kernel
 from ndisemu import native
 from faults.plan import parse_plan
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
 from tests.tcpip6lab.test_worker_drivers import PLAN  # faults of every kind

@@ -9,13 +9,13 @@ import pytest
 import trio
 import trio.testing
 
+from ndisemu.backends.memory import MemoryCable, MemoryCableEnd
 from ndisemu.constants import NdisStatus, Oid, PacketFilter, RequestType
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, NdisRequest, parse_ulong, ulong
 from ndisemu.ndis import BindContext, Binding, Ndis
 from ndisemu.params import DELAYED
 from ndisemu.pnp import Pnp
-from ndisemu.wire import MemoryWire, MemoryWireEnd
 
 MAC = bytes.fromhex("02005e100001")
 OTHER_MAC = bytes.fromhex("02005e100002")
@@ -63,11 +63,11 @@ class Rig:
         self.ndis = Ndis(kernel)
         self.proto = RecordingProtocol(ndis=self.ndis, kernel=kernel)
         self.ndis.register_protocol(self.proto)
-        self.wire = MemoryWire(kernel, "w0", delay=0.0001)
+        self.wire = MemoryCable(kernel, "w0", delay=0.0001)
         self.pnp = Pnp(kernel, self.ndis, wire_factory=self._wire)
         self.config = MiniportConfig(name="nic000", mac=MAC, **cfg)  # type: ignore[arg-type]
 
-    def _wire(self, _cfg: MiniportConfig) -> MemoryWireEnd:
+    def _wire(self, _cfg: MiniportConfig) -> MemoryCableEnd:
         return self.wire.a
 
     @property

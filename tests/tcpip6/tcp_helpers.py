@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from tcpip6.errors import MalformedFrame
 from tcpip6.stack.context import HostConfig, TcpConfig
 from tcpip6.stack.host import Ipv6Host
 from tcpip6.stack.tcp import TcpConnection, TcpListener
 from tcpip6.stack.tcpconn import TcpState
 from tcpip6.wire import tcp
-from tcpip6.wire.errors import MalformedFrame
 from tcpip6.wire.ipv6 import NH_TCP, Ipv6Header, packet
 from tcpip6.wire.tcp import TcpSegment
 

@@ -6,7 +6,7 @@ import pytest
 
 from ndisemu.constants import RequestType
 from tcpip6.binder import BindPhase
-from tcpip6lab.host import ModelParams, adapter_mac
+from tcpip6lab.params import ModelParams, adapter_mac
 from tcpip6lab.storm import StormConfig, run_storm_async
 
 Q, S = RequestType.QUERY, RequestType.SET

@@ -33,8 +33,8 @@ from bench.fuzz import (
     mutate,
     random_frame,
 )
+from tcpip6.errors import MalformedFrame
 from tcpip6.wire import arp, ethernet, icmpv6, ipv4, ipv6ext, mld, tcp, udp
-from tcpip6.wire.errors import MalformedFrame
 from tcpip6.wire.ethernet import ETHERTYPE_IPV6, pack_header
 from tcpip6.wire.ipv6 import NH_ICMPV6, Ipv6Header, packet
 from tests.tcpip6.hardening_helpers import assert_grew, check_bounds, new_peer, ping_ok

@@ -14,7 +14,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6ND_RA, IPv6
 from tcpip6.stack.addrconf import AddrOrigin, AddrState
 from tcpip6.stack.context import HostConfig
 from tcpip6.stack.host import Ipv6Host
-from tcpip6.stack.ipv6host import Ipv6Responder
+from tcpip6.stack.ipv6responder import Ipv6Responder
 from tcpip6.stack.peer import PeerPort
 from tcpip6.wire import icmpv6, ipv6
 from tcpip6.wire.ethernet import ETHERTYPE_IPV6, pack_header

@@ -15,9 +15,9 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
+from tcpip6.errors import IllegalTransition
 from tcpip6.stack import constants as c
 from tcpip6.stack.context import HostConfig, StackContext
-from tcpip6.stack.errors import IllegalTransition
 from tcpip6.stack.host import Ipv6Host
 from tcpip6.stack.nud import TRANSITIONS, NeighborCache, NudEvent, NudState
 from tests.tcpip6.stack6_helpers import (

@@ -18,8 +18,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
-from tcpip6.stack.ipv4host import Ipv4Responder
-from tcpip6.stack.ipv6host import Ipv6Responder
+from tcpip6.stack.ipv4responder import Ipv4Responder
+from tcpip6.stack.ipv6responder import Ipv6Responder
 from tcpip6.stack.peer import QUEUE_LIMIT, EchoResult, PeerPort
 from tcpip6.wire.ethernet import mac_str, parse_mac
 from tcpip6.wire.ipv4 import parse_addr as ip4

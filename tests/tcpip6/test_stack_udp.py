@@ -8,8 +8,8 @@ from scapy.layers.inet import UDP
 from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import Ether
 
+from tcpip6.errors import SocketError
 from tcpip6.stack import constants as c
-from tcpip6.stack.errors import SocketError
 from tcpip6.stack.host import Ipv6Host
 from tcpip6.wire import udp
 from tests.tcpip6.stack6_helpers import (

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from tcpip6.stack.errors import ConnectionClosed, WouldBlock
+from tcpip6.errors import ConnectionClosed, WouldBlock
 from tcpip6.stack.tcp import TcpConnection
 from tcpip6.stack.tcpconn import TcpState
 from tcpip6.wire.tcp import ACK, FIN, PSH

@@ -12,7 +12,7 @@ from scapy.layers.inet import TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from tcpip6.stack.errors import ConnectionReset, IllegalTransition, SocketError
+from tcpip6.errors import ConnectionReset, IllegalTransition, SocketError
 from tcpip6.stack.tcpconn import TRANSITIONS, TcpEvent, TcpEventKind, TcpInput, TcpState
 from tcpip6.wire.ipv6 import addr_str
 from tcpip6.wire.tcp import ACK, RST, SYN, TcpSegment

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tcpip6.stack.errors import ConnectionReset, SocketError
+from tcpip6.errors import ConnectionReset, SocketError
 from tcpip6.stack.tcp import TcpConnection
 from tcpip6.stack.tcpconn import TcpState
 from tcpip6.wire.tcp import ACK, FIN, PSH, RST, SYN

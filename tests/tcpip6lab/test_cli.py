@@ -157,12 +157,12 @@ def test_ctrl_c_ends_with_one_line_and_death_by_sigint() -> None:
 
 def test_main_returns_130_in_process_after_an_interrupt(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from tcpip6lab import _cli
+    from tcpip6lab.cli import storm as storm_command
 
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_cli, "cmd_storm", interrupted)
+    monkeypatch.setattr(storm_command, "run", interrupted)
     assert main(["storm", "--adapters", "2"]) == 130
     assert capsys.readouterr().err == "tcpip6-lab: interrupted\n"
 
@@ -170,7 +170,7 @@ def test_main_returns_130_in_process_after_an_interrupt(
 def test_an_interrupt_wrapped_by_class_creation_still_reads_as_an_interrupt(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """CPython 3.11 turns a Ctrl-C inside `__set_name__` into `RuntimeError(...) from it`."""
-    from tcpip6lab import _cli
+    from tcpip6lab.cli import storm as storm_command
 
     def interrupted(*_: object) -> None:
         try:
@@ -178,7 +178,7 @@ def test_an_interrupt_wrapped_by_class_creation_still_reads_as_an_interrupt(
         except KeyboardInterrupt as exc:
             raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
 
-    monkeypatch.setattr(_cli, "cmd_storm", interrupted)
+    monkeypatch.setattr(storm_command, "run", interrupted)
     assert main(["storm", "--adapters", "2"]) == 130
     assert capsys.readouterr().err == "tcpip6-lab: interrupted\n"
 

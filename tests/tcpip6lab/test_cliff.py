@@ -14,7 +14,7 @@ import pytest
 from ndisemu.errors import ConfigError
 from tcpip6.binder import BIND_OIDS
 from tcpip6.ipv4 import IPV4_BIND_OIDS
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
 SETTINGS = [

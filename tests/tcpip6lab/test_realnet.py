@@ -25,7 +25,7 @@ from ndisemu.backends.netlink import PREFIX, link_exists, netns_preexec
 from ndisemu.kernel import WORKER_MODES
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab.cli import main
-from tcpip6lab.host import ModelParams, adapter_ipv4
+from tcpip6lab.params import ModelParams, adapter_ipv4
 from tcpip6lab.serve import RealHost, real_host, running
 from tests.conftest import leftovers, reaped, require_real_net, wait_for
 

@@ -15,7 +15,8 @@ import trio
 from ndisemu.backends.netlink import Registry, in_netns, netns_preexec, write_sysctl
 from tcpip6.stack.addrconf import AddrState
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
-from tcpip6lab.host import EmulatedHost, ModelParams
+from tcpip6lab.host import EmulatedHost
+from tcpip6lab.params import ModelParams
 from tcpip6lab.serve import RealHost, make_real_host
 from tests.conftest import require_real_net, wait_for
 

@@ -16,7 +16,7 @@ import trio.testing
 
 from faults.plan import parse_plan
 from tcpip6lab import storm as storm_module
-from tcpip6lab.host import EXECUTOR_NAMES, ModelParams
+from tcpip6lab.params import EXECUTOR_NAMES, ModelParams
 from tcpip6lab.storm import StormConfig, run_storm, run_storm_async
 from tests.tcpip6lab.test_worker_drivers import PLAN  # faults of every kind
 

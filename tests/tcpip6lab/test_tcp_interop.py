@@ -16,7 +16,7 @@ import trio
 from ndisemu.backends.netlink import in_netns, netns_preexec
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab import services
-from tcpip6lab.host import ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.serve import RealHost, real_host, running
 from tests.conftest import require_real_net, wait_for
 

@@ -9,7 +9,8 @@ import trio
 import trio.testing
 
 from ndisemu.params import CRITICAL
-from tcpip6lab.host import EmulatedHost, ModelParams
+from tcpip6lab.host import EmulatedHost
+from tcpip6lab.params import ModelParams
 
 PRE_BOUND_AT = 0.5
 BURST_AT = 3.0

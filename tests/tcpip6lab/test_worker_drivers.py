@@ -13,7 +13,7 @@ import pytest
 from faults.plan import parse_plan
 from ndisemu.kernel import WORKER_MODES
 from tcpip6lab.cli import main
-from tcpip6lab.host import EXECUTOR_NAMES, ModelParams
+from tcpip6lab.params import EXECUTOR_NAMES, ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
 PLAN = """

@@ -1,6 +1,6 @@
 """A sans-IO IPv4 responder for one Ethernet interface: ARP and ICMP Echo only.
 
-Theory of operation: same contract as :class:`~tcpip6.stack.ipv6host.Ipv6Responder` —
+Theory of operation: same contract as :class:`~tcpip6.stack.ipv6responder.Ipv6Responder` —
 ``handle_frame(frame, now)`` returns frames to send, never raises for bad input, and counts
 every discard as ``drop.<REASON>``.
 
@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from tcpip6.errors import MalformedFrame
 from tcpip6.stack.base import FrameHandler
 from tcpip6.wire import arp, ipv4
 from tcpip6.wire.arp import ArpPacket
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ethernet import (
     BROADCAST_MAC,
     ETHERTYPE_ARP,

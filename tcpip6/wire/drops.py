@@ -1,7 +1,7 @@
 """Why an inbound frame was dropped.
 
-Theory of operation: codecs in ``tcpip6.wire`` raise :class:`MalformedFrame` carrying a
-:class:`DropReason`; responders (``tcpip6.stack``) catch it in ``handle_frame`` and count
+Theory of operation: codecs in ``tcpip6.wire`` raise :class:`~tcpip6.errors.MalformedFrame`
+carrying a :class:`DropReason`; responders (``tcpip6.stack``) catch it in ``handle_frame`` and count
 ``"drop.<NAME>"``. Bad wire data therefore never propagates past a responder, matching the
 "silently discard" wording of RFC 4861 §7.1 / RFC 4443 §2.4 / RFC 1122 §3.2.1. The enum values
 equal the names so counter keys and logs stay stable across refactors.
@@ -58,13 +58,3 @@ class DropReason(StrEnum):
     BACKLOG_FULL = "BACKLOG_FULL"  # SYN while the SYN backlog or the accept queue is full
     OOO_FULL = "OOO_FULL"  # out-of-order queue at its bound
     NO_CONNECTION = "NO_CONNECTION"  # segment valid on the wire but no state wants it
-
-
-class MalformedFrame(Exception):
-    """Raised by wire parsers; ``reason`` says which rule the input broke."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: DropReason, detail: str = "") -> None:
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
-        self.reason = reason

@@ -22,7 +22,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from tcpip6.stack.ipv6host import Ipv6Responder
+from tcpip6.stack.ipv6responder import Ipv6Responder
 from tcpip6.wire.ethernet import mac_str, parse_mac
 from tcpip6.wire.ipv6 import addr_str, parse_addr, solicited_node
 

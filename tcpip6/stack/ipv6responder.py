@@ -7,7 +7,7 @@ once.
 
 Theory of operation: :meth:`Ipv6Responder.handle_frame` takes one received frame and the
 virtual time and returns the frames to transmit; it never raises for bad input — every discarded
-frame bumps ``counters["drop.<REASON>"]`` (see :class:`~tcpip6.wire.errors.DropReason`).
+frame bumps ``counters["drop.<REASON>"]`` (see :class:`~tcpip6.wire.drops.DropReason`).
 
 Receive path, in order:
 
@@ -38,9 +38,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from tcpip6.errors import MalformedFrame
 from tcpip6.stack.base import FrameHandler
 from tcpip6.wire import icmpv6, ipv6
-from tcpip6.wire.errors import DropReason, MalformedFrame
+from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ethernet import (
     BROADCAST_MAC,
     ETHERTYPE_IPV6,

@@ -6,7 +6,7 @@ import pytest
 
 USER_TESTS = '''
 import pytest
-from faults.pytest_plugin import assert_no_hang, expect_hang
+from tcpip6lab.pytest_plugin import assert_no_hang, expect_hang
 
 def test_fixed_survives_pended_oids(emulated_host):
     run = emulated_host(adapters=30, executor="dedicated",

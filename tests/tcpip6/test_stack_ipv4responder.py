@@ -9,7 +9,7 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
-from tcpip6.stack.ipv4host import Ipv4Responder
+from tcpip6.stack.ipv4responder import Ipv4Responder
 from tcpip6.wire.ethernet import parse_mac
 from tcpip6.wire.ipv4 import parse_addr
 

@@ -1,4 +1,4 @@
-"""The in-memory virtual wire: a point-to-point cable in virtual time (the default backend).
+"""The in-memory cable: a point-to-point wire in virtual time (the default backend, no device).
 
 Each end delivers what the other transmits after `delay` virtual seconds, at DPC level of the
 kernel that owns the wire. Both directions can be written to one pcap file per wire.
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from ..kernel import Kernel
 
 
 class FrameRecorder(Protocol):
@@ -21,18 +21,18 @@ class WireFaultHook(Protocol):
     """Implemented by faults/: what becomes of one frame put on a wire. Returns None (deliver
     as usual) or a list of (extra delay, frame) to deliver instead — [] drops it."""
 
-    def on_frame(self, wire: MemoryWire, direction: str,
+    def on_frame(self, wire: MemoryCable, direction: str,
                  frame: bytes) -> list[tuple[float, bytes]] | None: ...
 
 
-class MemoryWireEnd:
+class MemoryCableEnd:
     paced = True  # no real medium: the miniport paces frames at link speed
 
-    def __init__(self, wire: MemoryWire, name: str, direction: str) -> None:
+    def __init__(self, wire: MemoryCable, name: str, direction: str) -> None:
         self.wire = wire
         self.name = name
         self.direction = direction  # "out": adapter -> peer; "in": peer -> adapter
-        self.peer: MemoryWireEnd | None = None
+        self.peer: MemoryCableEnd | None = None
         self._receiver: Callable[[bytes], None] | None = None
         self.tx_frames = 0
         self.rx_frames = 0
@@ -63,7 +63,7 @@ class MemoryWireEnd:
         self._receiver(frame)
 
 
-class MemoryWire:
+class MemoryCable:
     """Two ends, `a` (the adapter side) and `b` (the peer side)."""
 
     def __init__(self, kernel: Kernel, name: str, *, delay: float = 50e-6,
@@ -74,7 +74,7 @@ class MemoryWire:
         self.recorder = recorder
         self.pcap_epoch = pcap_epoch
         self.fault_hook: WireFaultHook | None = None
-        self.a = MemoryWireEnd(self, f"{name}.a", "out")
-        self.b = MemoryWireEnd(self, f"{name}.b", "in")
+        self.a = MemoryCableEnd(self, f"{name}.a", "out")
+        self.b = MemoryCableEnd(self, f"{name}.b", "in")
         self.a.peer = self.b
         self.b.peer = self.a

@@ -1,7 +1,10 @@
-"""The `tcpip6-lab` entry point.
+"""The `tcpip6-lab` command line: one module per command, and this entry point.
 
-A thin shell around `tcpip6lab._cli`: importing the emulation takes a moment, and a Ctrl-C in
-that moment must end the program with one line, not a traceback.
+The entry point is a thin shell around `tcpip6lab.cli.app`: importing the emulation takes a
+moment, and a Ctrl-C in that moment must end the program with one line, not a traceback.
+`app` builds the parser from the command modules (`storm`, `serve`, `demo`, `explore`,
+`replay`, `cleanup`) and from the ``tcpip6lab.commands`` entry points of installed packages —
+how `bench` (a layer above this one) adds `tcpip6-lab bench` without being imported here.
 
 `main` returns the exit status (130 after an interrupt) and is what tests call in-process.
 `run`, the console script, turns an interrupt into death by SIGINT once everything is cleaned
@@ -22,29 +25,14 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-INTERRUPTED = 130  # 128 + SIGINT: the status `main` returns after a Ctrl-C
+from .interrupts import INTERRUPTED, is_interrupt
 
-
-def is_interrupt(exc: BaseException) -> bool:
-    """A KeyboardInterrupt, or an error raised *from* one.
-
-    CPython 3.11 wraps an exception raised while a class body's `__set_name__` hooks run (a
-    dataclass field, say) in `RuntimeError(...) from exc`, so a Ctrl-C during an import can
-    arrive as a RuntimeError whose cause is the KeyboardInterrupt.
-    """
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__
-    return False
+__all__ = ["INTERRUPTED", "is_interrupt", "main", "run"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        from . import _cli
+        from . import app
     except BaseException as exc:
         if getattr(exc, "user_error", False):  # TCPIP6LAB_NATIVE=require, but no fresh build
             sys.stderr.write(f"tcpip6-lab: error: {exc}\n")
@@ -53,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write("tcpip6-lab: interrupted\n")
         return INTERRUPTED
-    return _cli.main(argv)
+    return app.main(argv)
 
 
 def run() -> NoReturn:
@@ -77,5 +65,3 @@ def run() -> NoReturn:
     raise SystemExit(code)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    run()

@@ -14,7 +14,9 @@ Registered through the `pytest11` entry point, so it is active wherever tcpip6-l
 
 Every run is recorded; when a test fails, its report gets a "tcpip6-lab" section with each
 run's seed, plan and wait-for graph, so the failure can be reproduced with `tcpip6-lab storm`.
-The application layer is imported lazily (this module is loaded at pytest start-up).
+It lives in the application layer (it runs storms); the storm machinery is imported lazily,
+since this module is loaded at every pytest start-up where tcpip6-lab is installed. Its `-p` name
+is `tcpip6lab.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ import json
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .plan import FaultPlan, load_plan, plan_from_dict
+from faults.plan import FaultPlan, load_plan, plan_from_dict
+
+if TYPE_CHECKING:  # the storm machinery is imported when a fixture runs one
+    from .storm import StormResult
 
 
 @dataclass
 class HostRun:
     """The result of one emulated bind storm, with what is needed to explain it."""
 
-    result: dict[str, Any]
+    result: StormResult
     seed: int
     plan: FaultPlan | None
     executor: str
@@ -43,14 +48,14 @@ class HostRun:
 
     @property
     def outcome(self) -> str:
-        return str(self.result["outcome"])
+        return self.result.outcome
 
     @property
     def hung(self) -> bool:
         """A proven deadlock, or a stall still active when the run ended."""
         if self.outcome == "deadlock":
             return True
-        return any(s.get("ended_at") is None for s in self.result.get("stalls", []))
+        return any(s.get("ended_at") is None for s in self.result.stalls)
 
     def explain(self) -> str:
         lines = [f"seed {self.seed}, executor {self.executor}, {self.adapters} adapters -> "
@@ -58,10 +63,9 @@ class HostRun:
         if self.plan is not None:
             lines.append(f"plan ({self.plan.source}): "
                          + json.dumps(self.plan.as_dict(), sort_keys=True, default=str))
-        if "deadlock_text" in self.result:
-            lines.append(str(self.result["deadlock_text"]))
-        for text in self.result.get("stalls_text", []):
-            lines.append(str(text))
+        if self.result.deadlock_text is not None:
+            lines.append(self.result.deadlock_text)
+        lines.extend(self.result.stalls_text)
         lines.append(f"reproduce: tcpip6-lab storm --adapters {self.adapters} --executor "
                      f"{self.executor} --seed {self.seed}"
                      + (f" --faults {self.plan.source}" if self.plan is not None
@@ -97,7 +101,7 @@ RUNS_KEY = pytest.StashKey[list[HostRun]]()
 def emulated_host(request: pytest.FixtureRequest) -> Callable[..., HostRun]:
     """A factory: `emulated_host(adapters=24, executor="critical", plan=..., seed=0,
     interval=0.0, horizon=300.0, **model_params)` runs a bind storm in virtual time."""
-    from tcpip6lab.host import ModelParams
+    from tcpip6lab.params import ModelParams
     from tcpip6lab.storm import StormConfig, run_storm
 
     runs = request.node.stash.setdefault(RUNS_KEY, [])

@@ -1,0 +1,133 @@
+"""What the commands share: the parser class, value types, and the model's options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from faults.plan import FaultPlan, load_plan
+from ndisemu.kernel import WORKER_MODES
+from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
+
+from ..errors import DurationError
+from ..params import EXECUTOR_NAMES, ModelParams
+from ..units import parse_duration
+
+PROG = "tcpip6-lab"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def duration(text: str) -> float:
+    """'0.5', '500ms', '2s', '1m' -> seconds (tcpip6lab.units' grammar)."""
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def pos_int(text: str) -> int:
+    value = nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | None) -> None:
+    d = ExecutiveParams()
+    m = ModelParams()
+    g = p.add_argument_group("model (defaults: Windows Server 2003, see docs/model.md)")
+    if executor_default is not None:
+        g.add_argument("--executor", choices=EXECUTOR_NAMES, default=executor_default,
+                       help="how tcpip6 submits OIDs: critical = unpatched (default), "
+                            "dedicated = hotfix, async, rescuer")
+    g.add_argument("--static-threads", type=pos_int, default=d.critical_static, metavar="N",
+                   help=f"critical static worker threads (default {d.critical_static})")
+    g.add_argument("--additional-critical", type=nonneg_int, default=d.additional_critical,
+                   metavar="N", help="AdditionalCriticalWorkerThreads registry value "
+                                     f"(default {d.additional_critical}, clamped to 16)")
+    g.add_argument("--max-dynamic", type=nonneg_int, default=d.max_dynamic, metavar="N",
+                   help=f"dynamic threads per queue at most (default {d.max_dynamic})")
+    g.add_argument("--cpus", type=pos_int, default=d.cpus, metavar="N",
+                   help=f"CPUs = KQUEUE MaximumCount (default {d.cpus})")
+    g.add_argument("--latency", type=duration, default=m.latency, metavar="S",
+                   help=f"pended OID completion latency (default {m.latency}s)")
+    g.add_argument("--latency-jitter", type=float, default=m.latency_jitter, metavar="F",
+                   help=f"± fraction of latency, seeded (default {m.latency_jitter})")
+    g.add_argument("--completion-queue", choices=SYSTEM_QUEUES, default=m.completion_queue,
+                   help="queue where the OID completion work item runs (default critical)")
+    g.add_argument("--completion-via", choices=("tcpip6", "ndis"), default=m.completion_via,
+                   help="tcpip6's own follow-up item (default) or an NDIS work item")
+    g.add_argument("--foreign-holders", type=nonneg_int, default=m.foreign_holders,
+                   metavar="N", help="critical workers blocked by other components "
+                                     f"(default {m.foreign_holders})")
+    g.add_argument("--multicast-list-size", type=nonneg_int, default=m.multicast_list_size,
+                   metavar="N", help="miniports' multicast table size; below 2 tcpip6's "
+                                     f"bind fails (default {m.multicast_list_size})")
+    g.add_argument("--mtu", type=pos_int, default=m.mtu, metavar="N",
+                   help=f"adapters' MTU (and their TAP/veth devices'; default {m.mtu})")
+    g.add_argument("--dedicated-threads", type=pos_int, default=m.dedicated_threads,
+                   metavar="N", help="threads of the dedicated executor (default 1)")
+    g.add_argument("--schedule", choices=("random", "fifo", "pct"), default=m.schedule,
+                   help="order of ready threads of equal priority: seeded draw, FIFO, or "
+                        "PCT (random thread priorities with change points)")
+
+
+def add_workers_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--workers", choices=WORKER_MODES, default=default,
+                   help="how the kernel carries worker threads: trio tasks, or coroutines its "
+                        "dispatcher steps (faster: no trio switch per turn); the same trace "
+                        f"either way (default {default})")
+
+
+def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
+    ex = ExecutiveParams(
+        critical_static=args.static_threads,
+        additional_critical=args.additional_critical,
+        max_dynamic=args.max_dynamic,
+        cpus=args.cpus,
+    )
+    return ModelParams(
+        executive=ex, executor=executor, latency=args.latency,
+        latency_jitter=args.latency_jitter, completion_queue=args.completion_queue,
+        completion_via=args.completion_via, foreign_holders=args.foreign_holders,
+        dedicated_threads=args.dedicated_threads, schedule=args.schedule,
+        multicast_list_size=args.multicast_list_size, mtu=args.mtu,
+    )
+
+
+def load_faults(path: str | None) -> FaultPlan | None:
+    return None if path is None else load_plan(path)
+
+
+def nondefault_model_args(args: argparse.Namespace) -> str:
+    d, m = ExecutiveParams(), ModelParams()
+    pairs = [("--static-threads", args.static_threads, d.critical_static),
+             ("--additional-critical", args.additional_critical, d.additional_critical),
+             ("--max-dynamic", args.max_dynamic, d.max_dynamic), ("--cpus", args.cpus, d.cpus),
+             ("--latency", args.latency, m.latency),
+             ("--latency-jitter", args.latency_jitter, m.latency_jitter),
+             ("--completion-queue", args.completion_queue, m.completion_queue),
+             ("--completion-via", args.completion_via, m.completion_via),
+             ("--foreign-holders", args.foreign_holders, m.foreign_holders),
+             ("--multicast-list-size", args.multicast_list_size, m.multicast_list_size),
+             ("--dedicated-threads", args.dedicated_threads, m.dedicated_threads)]
+    return "".join(f" {flag} {value!r}" if isinstance(value, float) else f" {flag} {value}"
+                   for flag, value, default in pairs if value != default)

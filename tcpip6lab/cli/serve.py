@@ -1,0 +1,42 @@
+"""`tcpip6-lab serve`: an emulated host on memory cables or real devices, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+from typing import IO, Any
+
+from .options import (
+    add_model_options,
+    add_workers_option,
+    duration,
+    model_params,
+    nonneg_int,
+    pos_int,
+)
+
+
+def add_parser(sub: Any) -> None:
+    v = sub.add_parser("serve", help="run an emulated host on memory, TAP or veth devices "
+                                     "until Ctrl-C")
+    v.add_argument("--backend", choices=("memory", "tap", "veth"), default="memory",
+                   help="memory (default, no root), tap or veth (root: real devices whose "
+                        "Linux side is in a network namespace)")
+    v.add_argument("--adapters", type=pos_int, default=1, metavar="N")
+    v.add_argument("--interval", type=duration, default=0.0, metavar="S",
+                   help="time between arrivals (default 0: a burst)")
+    v.add_argument("--netns", metavar="NAME",
+                   help="name of the namespace to create for Linux's side (t6l- is "
+                        "prefixed if missing; default t6l-<run id>); '.' keeps Linux's side "
+                        "in the current namespace")
+    v.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
+    v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
+    v.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan "
+                                                         "(wire faults: memory backend only)")
+    add_workers_option(v, "tasks")
+    add_model_options(v, executor_default="critical")
+
+
+def run(args: argparse.Namespace, out: IO[str]) -> int:
+    from ..serve import serve
+
+    return serve(args, model_params(args, args.executor), out)

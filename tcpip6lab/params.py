@@ -1,0 +1,123 @@
+"""The model's parameters and the address plan of an emulated host.
+
+`ModelParams` holds every parameter of one emulated host: the executive's (`ExecutiveParams`,
+with their sources in ndisemu.params) and the binder's, miniports', stack's and system's
+(docs/model.md gives each one's source or says it is inferred or calibrated). The address plan
+names every adapter's and its peer's MAC and IPv4 address from the adapter's index.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ndisemu.errors import ConfigError
+from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams, check_field_types
+
+EXECUTOR_NAMES = ("critical", "dedicated", "async", "rescuer")
+#: IPv4 addresses for the contrast binder come from 198.18.0.0/15 (RFC 2544 benchmarking
+#: range): adapter i is .4i+1, its peer .4i+2. Only ever used on emulated or namespaced wires.
+IPV4_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Every parameter of one emulated host. Sources: ndisemu.params and docs/model.md."""
+
+    executive: ExecutiveParams = field(default_factory=ExecutiveParams)
+    executor: str = "critical"
+    dedicated_threads: int = 1
+    mayday_initial: float = 0.010
+    mayday_interval: float = 0.100
+    latency: float = 0.002
+    latency_jitter: float = 0.5
+    # OID_802_3_MAXIMUM_LIST_SIZE of every miniport; tcpip6 needs 2 entries (all-nodes and
+    # one solicited-node group), so 0 or 1 makes its bind fail with MULTICAST_FULL.
+    multicast_list_size: int = 32
+    mtu: int = 1500  # every adapter's MTU (OID_GEN_MAXIMUM_FRAME_SIZE); a TAP device gets it too
+    completion_queue: str = "critical"
+    completion_via: str = "tcpip6"
+    rx_queue: str = "critical"
+    # Other components' blocked critical workers (nt-model §6 step 4, K ≈ 2; docs/model.md).
+    foreign_holders: int = 2
+    foreign_hold: float = 5.0
+    heartbeat_interval: float = 0.25
+    ndis_dispatch_queue: str = "delayed"
+    wire_delay: float = 50e-6
+    ipv4: bool = True
+    # The IPv6 stack of each interface (tcpip6/stack): DAD probes per address (RFC 4862 §5.1;
+    # Windows sends 1), no random start-up delay (inferred: the interface starts when its bind
+    # completes), and Windows Server 2003's default hop limit of 128.
+    ipv6_dad_transmits: int = 1
+    ipv6_startup_delay: bool = False
+    ipv6_hop_limit: int = 128
+    schedule: str = "random"
+    pct_depth: int = 3  # with schedule = "pct": priority change points + 1
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.executor not in EXECUTOR_NAMES:
+            raise ConfigError(f"unknown executor {self.executor!r} "
+                              f"(choose from {', '.join(EXECUTOR_NAMES)})")
+        for name in ("completion_queue", "rx_queue", "ndis_dispatch_queue"):
+            if getattr(self, name) not in SYSTEM_QUEUES:
+                raise ConfigError(f"{name} must be one of {', '.join(SYSTEM_QUEUES)}")
+        if self.completion_via not in ("tcpip6", "ndis"):
+            raise ConfigError("completion_via must be 'tcpip6' or 'ndis'")
+        if self.latency <= 0:
+            raise ConfigError(f"latency must be > 0 (got {self.latency})")
+        if not 0 <= self.latency_jitter < 1:
+            raise ConfigError(f"latency jitter must be in [0, 1) (got {self.latency_jitter})")
+        if self.foreign_holders < 0:
+            raise ConfigError("foreign holders must be >= 0")
+        if self.foreign_hold <= 0 or self.heartbeat_interval <= 0 or self.wire_delay < 0:
+            raise ConfigError("foreign_hold and heartbeat_interval must be > 0, wire_delay >= 0")
+        if self.executor == "rescuer" and self.completion_via == "ndis":
+            raise ConfigError("the rescuer executor rescues tcpip6's own completion items; "
+                              "with completion via ndis there are none (use --completion-via "
+                              "tcpip6)")
+        if not 1280 <= self.mtu <= 65535:
+            raise ConfigError(f"mtu must be in 1280..65535 for IPv6 (got {self.mtu})")
+        if self.multicast_list_size < 0:
+            raise ConfigError("multicast list size must be >= 0")
+        if self.dedicated_threads < 1:
+            raise ConfigError("dedicated threads must be >= 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(d.pop("executive"))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelParams:
+        """The inverse of `as_dict` (a replay header back into parameters)."""
+        exec_fields = set(ExecutiveParams.__dataclass_fields__)
+        own = set(cls.__dataclass_fields__) - {"executive"}
+        unknown = set(d) - exec_fields - own
+        if unknown:
+            raise ConfigError(f"unknown model parameters: {', '.join(sorted(unknown))}")
+        ex = ExecutiveParams(**{k: v for k, v in d.items() if k in exec_fields})
+        return cls(executive=ex, **{k: v for k, v in d.items() if k in own})
+
+    def with_(self, **changes: Any) -> ModelParams:
+        exec_fields = set(ExecutiveParams.__dataclass_fields__)
+        ex = {k: v for k, v in changes.items() if k in exec_fields}
+        rest = {k: v for k, v in changes.items() if k not in exec_fields}
+        return replace(self, executive=replace(self.executive, **ex), **rest)
+
+
+def adapter_mac(index: int) -> bytes:
+    return bytes([0x02, 0x00, 0x5E, 0x10, (index >> 8) & 0xFF, index & 0xFF])
+
+
+def peer_mac(index: int) -> bytes:
+    return bytes([0x02, 0x00, 0x5E, 0x20, (index >> 8) & 0xFF, index & 0xFF])
+
+
+def adapter_ipv4(index: int) -> bytes:
+    return (IPV4_BASE + 4 * index + 1).to_bytes(4, "big")
+
+
+def peer_ipv4(index: int) -> bytes:
+    return (IPV4_BASE + 4 * index + 2).to_bytes(4, "big")

@@ -1,0 +1,114 @@
+"""The emulated peer: the host on the far side of every memory cable.
+
+One `PeerPort` (tcpip6.stack.peer: an IPv6 and an IPv4 responder that can also ping) per
+adapter, each on the other end of that adapter's cable. The peer pings every adapter over IPv6
+and IPv4 in rounds and keeps per-adapter statistics: what `storm --traffic`, the demo's live view
+and the traffic tests read to see IPv6 stop answering while IPv4 goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ndisemu.backends.memory import MemoryCableEnd
+from ndisemu.kernel import Kernel
+from tcpip6.stack.peer import PeerPort
+from tcpip6.wire.ipv6 import link_local_from_mac
+
+from .params import adapter_ipv4, peer_ipv4, peer_mac
+
+PING_IDENT = 0x6C61  # "la": the identifier of every echo request the peer sends
+#: pings per adapter remembered while unanswered (64 rounds of IPv6 and IPv4): a dead adapter
+#: costs bounded memory
+OUTSTANDING_LIMIT = 128
+
+
+@dataclass
+class PingStats:
+    sent: int = 0
+    answered: int = 0
+    last_sent: float | None = None
+    last_answered: float | None = None
+    rtts: list[float] = field(default_factory=list)
+
+    def ok_since(self, t: float) -> bool:
+        return self.last_answered is not None and self.last_answered >= t
+
+
+@dataclass(eq=False)
+class PeerSide:
+    """The peer's port on one adapter's cable."""
+
+    index: int
+    adapter: str
+    port: PeerPort
+    end: MemoryCableEnd
+    target6: bytes
+    target4: bytes
+    v6: PingStats = field(default_factory=PingStats)
+    v4: PingStats = field(default_factory=PingStats)
+    outstanding: dict[tuple[int, int], float] = field(default_factory=dict)
+
+
+class EmulatedPeer:
+    """The peer host: a port on each adapter's cable, pinging in rounds."""
+
+    def __init__(self, kernel: Kernel, *, ipv4: bool = True) -> None:
+        self.kernel = kernel
+        self.ipv4 = ipv4  # whether the emulated host has an IPv4 binder to answer pings
+        self.sides: dict[str, PeerSide] = {}
+        self._seq = 0
+
+    def connect(self, index: int, adapter: str, adapter_mac: bytes,
+                end: MemoryCableEnd) -> PeerSide:
+        """Put the peer's port for adapter `index` on `end` of its cable."""
+        port = PeerPort(peer_mac(index), peer_ipv4(index))
+        side = PeerSide(index, adapter, port, end, link_local_from_mac(adapter_mac),
+                        adapter_ipv4(index))
+        self.sides[adapter] = side
+        end.attach(lambda frame: self._receive(side, frame))
+        return side
+
+    def _receive(self, side: PeerSide, frame: bytes) -> None:
+        now = self.kernel.now
+        for out in side.port.handle_frame(frame, now):
+            side.end.transmit(out)
+        for reply in side.port.pop_replies():
+            sent = side.outstanding.pop((reply.family, reply.seq), None)
+            if sent is None:
+                continue
+            stats = side.v6 if reply.family == 6 else side.v4
+            stats.answered += 1
+            stats.last_answered = now
+            stats.rtts.append(now - sent)
+
+    def ping_all(self, *, ipv6: bool = True, ipv4: bool = True) -> None:
+        """One round of `ping -6` and `ping` to every adapter that exists."""
+        now = self.kernel.now
+        self._seq = (self._seq + 1) & 0xFFFF
+        seq = self._seq
+        for side in self.sides.values():
+            if ipv6:
+                side.v6.sent += 1
+                side.v6.last_sent = now
+                side.outstanding[(6, seq)] = now
+                for f in side.port.ping6(side.target6, now, PING_IDENT, seq):
+                    side.end.transmit(f)
+            if ipv4 and self.ipv4:
+                side.v4.sent += 1
+                side.v4.last_sent = now
+                side.outstanding[(4, seq)] = now
+                for f in side.port.ping4(side.target4, now, PING_IDENT, seq):
+                    side.end.transmit(f)
+            if len(side.outstanding) > OUTSTANDING_LIMIT:
+                for key in sorted(side.outstanding,
+                                  key=side.outstanding.__getitem__)[:-OUTSTANDING_LIMIT]:
+                    del side.outstanding[key]
+
+    def start_pinging(self, interval: float, *, start: float | None = None) -> None:
+        """A round every `interval` virtual seconds from `start` (default: now)."""
+        def round_() -> None:
+            self.ping_all()
+            self.kernel.call_later(interval, round_)
+
+        self.kernel.call_at(self.kernel.now if start is None else start, round_)
