@@ -61,33 +61,44 @@ class RealHost:
         return rows
 
 
+class DevicePorts:
+    """The host's cable factory on real devices: an arriving adapter gets its device's port.
+
+    The host is built before its devices (they need its kernel), so the topology is handed in
+    once built; adapters only arrive after that."""
+
+    def __init__(self, pcap_dir: str | None, name: str) -> None:
+        self.pcap_dir = pcap_dir
+        self.name = name
+        self.topology: Topology | None = None
+        self.pcaps: list[PcapWriter] = []
+
+    def __call__(self, cfg: MiniportConfig) -> WireEnd:
+        if self.topology is None:
+            raise RuntimeError(f"adapter {cfg.name} arrived before its device exists")
+        port = self.topology.sites[cfg.name].port
+        if self.pcap_dir is not None:
+            os.makedirs(self.pcap_dir, exist_ok=True)
+            w = PcapWriter(os.path.join(self.pcap_dir, f"{self.name}-{cfg.name}.pcap"))
+            self.pcaps.append(w)
+            port.recorder = w
+        end: WireEnd = port
+        return end
+
+
 def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: int,
                    netns: str | None, registry: Registry, pcap_dir: str | None = None,
                    name: str = "host", first: int = 0,
                    plan: FaultPlan | None = None, workers: str = "tasks") -> RealHost:
-    """Build the devices first, then the host whose miniports use them (call inside trio)."""
-    holder: dict[str, Any] = {}
-
-    def wire_for(cfg: MiniportConfig) -> WireEnd:
-        site = holder["topology"].sites[cfg.name]
-        port = site.port
-        if pcap_dir is not None:
-            os.makedirs(pcap_dir, exist_ok=True)
-            w = PcapWriter(os.path.join(pcap_dir, f"{name}-{cfg.name}.pcap"))
-            holder["pcaps"].append(w)
-            port.recorder = w
-        port_end: WireEnd = port
-        return port_end
-
-    holder["pcaps"] = []
-    host = EmulatedHost(params, seed=seed, name=name, wire_factory=wire_for, plan=plan,
+    """Build the host, then the devices its miniports will use (call inside trio)."""
+    ports = DevicePorts(pcap_dir, name)
+    host = EmulatedHost(params, seed=seed, name=name, wire_factory=ports, plan=plan,
                         workers=workers)
     configs = host.adapter_configs(adapters, first=first)
     specs = [SiteSpec(c.name, int(c.tags["index"]), peer_mac(int(c.tags["index"])),
                       peer_ipv4(int(c.tags["index"])), mtu=c.mtu) for c in configs]
-    topology = build(host.kernel, backend, specs, netns=netns, registry=registry)
-    holder["topology"] = topology
-    return RealHost(host, topology, configs, holder["pcaps"])
+    ports.topology = build(host.kernel, backend, specs, netns=netns, registry=registry)
+    return RealHost(host, ports.topology, configs, ports.pcaps)
 
 
 @contextlib.contextmanager
