@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import IO, Any
 
 import trio
@@ -28,7 +29,22 @@ from ndisemu.trace import JsonlSink, Tracer
 from .host import EmulatedHost
 from .params import ModelParams
 
-OUTCOMES = ("bound", "deadlock", "stalled", "failed")
+
+class Outcome(StrEnum):
+    """How a storm ended (a str: it compares and serialises as its value)."""
+
+    BOUND = "bound"  # every tcpip6 bind completed
+    DEADLOCK = "deadlock"  # the hang detector proved a knot
+    STALLED = "stalled"  # no knot, but binds still unfinished at the horizon
+    FAILED = "failed"  # every bind finished, some failed
+
+    @property
+    def hung(self) -> bool:
+        """The binds did not finish: a proven knot, or a stall."""
+        return self in (Outcome.DEADLOCK, Outcome.STALLED)
+
+
+OUTCOMES = tuple(o.value for o in Outcome)
 END_REASONS = ("horizon", "deadlock", "settled")
 
 
@@ -91,7 +107,7 @@ class StormResult(Mapping[str, Any]):
     (`deadlock_text`, `stalls_text`) and the Graphviz `dot` are in the mapping but not in
     `json()`."""
 
-    outcome: str  # one of OUTCOMES
+    outcome: Outcome
     adapters: int
     adapters_bound: int
     adapters_failed: int
@@ -302,13 +318,13 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
     expected = host.expected_adapters(cfg.adapters)
     deadlock = host.deadlock
     if deadlock is not None:
-        outcome = "deadlock"
+        outcome = Outcome.DEADLOCK
     elif bound + removed >= expected and failed == 0:
-        outcome = "bound"
+        outcome = Outcome.BOUND
     elif bound + failed + removed >= expected:
-        outcome = "failed"
+        outcome = Outcome.FAILED
     else:
-        outcome = "stalled"
+        outcome = Outcome.STALLED
     crit = host.kernel.queue(CRITICAL)
     bind_times = [s.bound_at - s.started_at for s in host.tcpip6_states()
                   if s.bound_at is not None]

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         r = run_storm(StormConfig(adapters=adapters, params=params, interval=args.interval,
                                   seed=seed, horizon=args.horizon, plan=run_plan))
         fired = r.faults.total_fired if r.faults is not None else 0
-        return RunRecord(adapters, seed, r.outcome in ("deadlock", "stalled"), r.outcome, fired)
+        return RunRecord(adapters, seed, r.outcome.hung, r.outcome, fired)
 
     err = Console(stderr=True)
     if err.is_terminal:
