@@ -87,7 +87,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         out.write(render_storm(result) + "\n")
     if args.expect and result.outcome != args.expect:
         sys.stderr.write(f"{PROG}: expected outcome {args.expect!r}, got "
-                         f"{result.outcome!r}\n")
+                         f"{result.outcome.value!r}\n")
         return 1
     return 0
 
