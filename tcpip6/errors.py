@@ -9,3 +9,8 @@ class Tcpip6Error(Exception):
 
 class ConfigError(Tcpip6Error):
     """An executor or binder option is invalid (one line for the user)."""
+
+
+class ExecutorSpecError(ConfigError):
+    """An executor spec (a registered name or ``MODULE:ATTR``) that names no usable executor:
+    unknown name, module not found, no such attribute, or not an OidExecutor subclass."""

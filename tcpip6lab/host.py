@@ -29,20 +29,14 @@ from ndisemu.system import ForeignHolder, Heartbeat
 from ndisemu.trace import Tracer
 from ndisemu.wire import MemoryWire, MemoryWireEnd
 from tcpip6.binder import BindPhase, Tcpip6Binder, Tcpip6Binding
-from tcpip6.executors import (
-    AsyncExecutor,
-    CriticalExecutor,
-    DedicatedExecutor,
-    OidExecutor,
-    RescuerExecutor,
-)
+from tcpip6.executors import ExecutorContext, RescuerExecutor
 from tcpip6.ipv4 import Ipv4Binder
+from tcpip6.registry import make_executor, resolve
 from tcpip6.sockets import HostSockets
 from tcpip6.stack.context import HostConfig
 from tcpip6.stack.peer import PeerPort
 from tcpip6.wire.ipv6 import link_local_from_mac
 
-EXECUTOR_NAMES = ("critical", "dedicated", "async", "rescuer")
 #: IPv4 addresses for the contrast binder come from 198.18.0.0/15 (RFC 2544 benchmarking
 #: range): adapter i is .4i+1, its peer .4i+2. Only ever used on emulated or namespaced wires.
 IPV4_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
@@ -53,7 +47,7 @@ class ModelParams:
     """Every parameter of one emulated host. Sources: ndisemu.params and docs/model.md."""
 
     executive: ExecutiveParams = field(default_factory=ExecutiveParams)
-    executor: str = "critical"
+    executor: str = "critical"  # a spec as given: a name or MODULE:ATTR (tcpip6.registry)
     dedicated_threads: int = 1
     mayday_initial: float = 0.010
     mayday_interval: float = 0.100
@@ -84,9 +78,7 @@ class ModelParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        if self.executor not in EXECUTOR_NAMES:
-            raise ConfigError(f"unknown executor {self.executor!r} "
-                              f"(choose from {', '.join(EXECUTOR_NAMES)})")
+        executor = resolve(self.executor)  # a tcpip6 ConfigError naming the spec
         for name in ("completion_queue", "rx_queue", "ndis_dispatch_queue"):
             if getattr(self, name) not in SYSTEM_QUEUES:
                 raise ConfigError(f"{name} must be one of {', '.join(SYSTEM_QUEUES)}")
@@ -100,7 +92,7 @@ class ModelParams:
             raise ConfigError("foreign holders must be >= 0")
         if self.foreign_hold <= 0 or self.heartbeat_interval <= 0 or self.wire_delay < 0:
             raise ConfigError("foreign_hold and heartbeat_interval must be > 0, wire_delay >= 0")
-        if self.executor == "rescuer" and self.completion_via == "ndis":
+        if issubclass(executor, RescuerExecutor) and self.completion_via == "ndis":
             raise ConfigError("the rescuer executor rescues tcpip6's own completion items; "
                               "with completion via ndis there are none (use --completion-via "
                               "tcpip6)")
@@ -148,16 +140,6 @@ def adapter_ipv4(index: int) -> bytes:
 
 def peer_ipv4(index: int) -> bytes:
     return (IPV4_BASE + 4 * index + 2).to_bytes(4, "big")
-
-
-def make_executor(p: ModelParams) -> OidExecutor:
-    if p.executor == "critical":
-        return CriticalExecutor()
-    if p.executor == "dedicated":
-        return DedicatedExecutor(p.dedicated_threads)
-    if p.executor == "async":
-        return AsyncExecutor()
-    return RescuerExecutor(p.mayday_initial, p.mayday_interval)
 
 
 @dataclass
@@ -224,7 +206,9 @@ class EmulatedHost:
             self.ndis.register_protocol(self.ipv4)
         else:
             self.ipv4 = None
-        self.executor = make_executor(p)
+        self.executor = make_executor(p.executor, ExecutorContext(
+            dedicated_threads=p.dedicated_threads, mayday_initial=p.mayday_initial,
+            mayday_interval=p.mayday_interval))
         self.tcpip6 = Tcpip6Binder(
             self.kernel, self.ndis, self.executor,
             completion_queue=p.completion_queue, completion_via=p.completion_via,
