@@ -118,7 +118,11 @@ def _checked(spec: str, obj: object) -> type[OidExecutor]:
         raise ExecutorSpecError(
             f"executor {spec!r}: {what} is not an OidExecutor subclass "
             "(tcpip6.executors.OidExecutor)")
-    if inspect.isabstract(obj):
+    # inspect.isabstract alone misses it when OidExecutor is compiled (mypyc): look for the
+    # two methods every executor implements.
+    missing = [m for m in ("submit", "completed")
+               if not any(m in vars(k) for k in obj.__mro__ if k is not OidExecutor)]
+    if missing or inspect.isabstract(obj):
         raise ExecutorSpecError(f"executor {spec!r}: {obj.__name__} is abstract (it must "
                                 "implement submit and completed)")
     return obj

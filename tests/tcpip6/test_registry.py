@@ -9,6 +9,7 @@ import pytest
 
 from ndisemu.errors import ConfigError as ModelConfigError
 from tcpip6.errors import ConfigError, ExecutorSpecError, Tcpip6Error
+from tcpip6.example_executors import BoundedExecutor
 from tcpip6.executors import (
     AsyncExecutor,
     CriticalExecutor,
@@ -40,6 +41,7 @@ def test_builtin_names_and_their_classes() -> None:
 def test_module_attr_specs_resolve_to_the_class() -> None:
     assert resolve("tcpip6.executors:DedicatedExecutor") is DedicatedExecutor
     assert resolve(f"{USER}:Unpatched") is user_executors.Unpatched
+    assert resolve("tcpip6.example_executors:BoundedExecutor") is BoundedExecutor
 
 
 @pytest.mark.parametrize("spec,message", [
