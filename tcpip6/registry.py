@@ -81,6 +81,14 @@ def resolve(spec: str) -> type[OidExecutor]:
                             f"{', '.join(known_names())}, or give MODULE:ATTR)")
 
 
+def is_executor_subclass(cls: type, base: type[OidExecutor] = OidExecutor) -> bool:
+    """``issubclass(cls, base)`` by the MRO. Not `issubclass`: mypyc's compiled executor
+    classes share one ABC cache (``abc.ABC._abc_impl``), so a negative answer for one pair of
+    them — ``issubclass(DedicatedExecutor, RescuerExecutor)`` — is then returned for another
+    (``issubclass(DedicatedExecutor, OidExecutor)``)."""
+    return base in getattr(cls, "__mro__", ())
+
+
 def make_executor(spec: str, ctx: ExecutorContext | None = None) -> OidExecutor:
     """The one factory: ``resolve(spec)(ctx)``."""
     return resolve(spec)(ctx if ctx is not None else ExecutorContext())
@@ -113,7 +121,7 @@ def _import_attr(spec: str) -> object:
 
 
 def _checked(spec: str, obj: object) -> type[OidExecutor]:
-    if not (isinstance(obj, type) and issubclass(obj, OidExecutor)):
+    if not (isinstance(obj, type) and is_executor_subclass(obj)):
         what = obj.__name__ if isinstance(obj, type) else type(obj).__name__ + " object"
         raise ExecutorSpecError(
             f"executor {spec!r}: {what} is not an OidExecutor subclass "

@@ -31,7 +31,7 @@ from ndisemu.wire import MemoryWire, MemoryWireEnd
 from tcpip6.binder import BindPhase, Tcpip6Binder, Tcpip6Binding
 from tcpip6.executors import ExecutorContext, RescuerExecutor
 from tcpip6.ipv4 import Ipv4Binder
-from tcpip6.registry import make_executor, resolve
+from tcpip6.registry import is_executor_subclass, make_executor, resolve
 from tcpip6.sockets import HostSockets
 from tcpip6.stack.context import HostConfig
 from tcpip6.stack.peer import PeerPort
@@ -92,7 +92,7 @@ class ModelParams:
             raise ConfigError("foreign holders must be >= 0")
         if self.foreign_hold <= 0 or self.heartbeat_interval <= 0 or self.wire_delay < 0:
             raise ConfigError("foreign_hold and heartbeat_interval must be > 0, wire_delay >= 0")
-        if issubclass(executor, RescuerExecutor) and self.completion_via == "ndis":
+        if is_executor_subclass(executor, RescuerExecutor) and self.completion_via == "ndis":
             raise ConfigError("the rescuer executor rescues tcpip6's own completion items; "
                               "with completion via ndis there are none (use --completion-via "
                               "tcpip6)")

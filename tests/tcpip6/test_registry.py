@@ -22,6 +22,7 @@ from tcpip6.registry import (
     BUILTIN_NAMES,
     ENTRY_POINT_GROUP,
     installed_names,
+    is_executor_subclass,
     make_executor,
     resolve,
 )
@@ -78,14 +79,28 @@ def test_model_params_keep_the_spec_and_reject_a_bad_one() -> None:
         ModelParams(executor="tcpip6.executors:RescuerExecutor", completion_via="ndis")
 
 
+def test_subclass_checks_survive_the_shared_abc_cache_of_compiled_classes() -> None:
+    """The registry's answer does not depend on which checks ran before (compiled builds)."""
+    for _ in range(2):
+        for spec in ("tcpip6.executors:DedicatedExecutor", "tcpip6.executors:CriticalExecutor",
+                     f"{USER}:Unpatched"):
+            ModelParams(executor=spec)  # asks whether it is a rescuer
+            assert resolve(spec) is not None
+    assert is_executor_subclass(user_executors.Unpatched, CriticalExecutor)
+    assert not is_executor_subclass(DedicatedExecutor, RescuerExecutor)
+    assert not is_executor_subclass(user_executors.NotAnExecutor)
+
+
 def test_every_executor_is_built_from_one_context() -> None:
     ctx = ExecutorContext(dedicated_threads=3, mayday_initial=0.5, mayday_interval=2.0)
     for name in BUILTIN_NAMES:
         assert make_executor(name, ctx).ctx is ctx
     dedicated = make_executor("dedicated", ctx)
-    assert isinstance(dedicated, DedicatedExecutor) and dedicated.threads == 3
+    # type() and not isinstance: compiled executor classes share one ABC cache (is_executor_
+    # subclass says why).
+    assert type(dedicated) is DedicatedExecutor and dedicated.threads == 3
     rescuer = make_executor("rescuer", ctx)
-    assert isinstance(rescuer, RescuerExecutor)
+    assert type(rescuer) is RescuerExecutor
     assert (rescuer.mayday_initial, rescuer.mayday_interval) == (0.5, 2.0)
     # Direct construction keeps its keyword defaults.
     assert DedicatedExecutor().threads == 1 and DedicatedExecutor(threads=2).threads == 2
