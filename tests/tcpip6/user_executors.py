@@ -3,6 +3,7 @@ the registry, CLI, bench, replay and plugin tests run them in their own processe
 
 from __future__ import annotations
 
+from tcpip6.example_executors import BoundedExecutor
 from tcpip6.executors import CriticalExecutor, ExecutorContext, OidExecutor
 
 
@@ -32,3 +33,9 @@ class Incomplete(OidExecutor):  # no submit, no completed: abstract
 
 
 not_a_class = 3
+
+
+class Bounded24(BoundedExecutor):
+    """The docs' example with its limit at the critical queue's capacity: it knots again."""
+
+    limit = 24
