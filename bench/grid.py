@@ -176,7 +176,8 @@ def parse_executors(text: str) -> list[str]:
             try:
                 resolve(name)
             except Tcpip6Error as exc:
-                raise GridError(f"{exc}; 'all' = {','.join(EXECUTORS)}") from None
+                hint = f" ('all' = {','.join(EXECUTORS)})" if ":" not in name else ""
+                raise GridError(f"{exc}{hint}") from None
             if name not in out:
                 out.append(name)
     return out
