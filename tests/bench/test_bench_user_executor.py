@@ -83,3 +83,13 @@ def test_a_users_cliff_never_fails_the_bench() -> None:
         r["executor"] = "gone_module_xyz:Exec"
     (check,) = check_cliffs(records)
     assert check.agree and not check.has_formula
+
+
+def test_a_dask_cluster_imports_the_spec_too() -> None:
+    pytest.importorskip("dask.distributed")
+    from bench.cli import dask_executor
+
+    with dask_executor("local", jobs=1) as dask:
+        records = run_sweep([Cell(USER, 23), Cell(USER, 24)], dask)
+    assert [r["outcome"] for r in records] == ["bound", "deadlock"]
+    assert all(r["executor"] == USER and r["pid"] != os.getpid() for r in records)
