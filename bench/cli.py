@@ -97,7 +97,8 @@ def _add_grid_options(p: argparse.ArgumentParser, defaults: dict[str, str]) -> N
                    metavar="GRID", help="time between arrivals, 0 = a burst "
                                         f"(default {defaults['interval']})")
     g.add_argument("--executor", type=argtype(parse_executors), default=defaults["executor"],
-                   metavar="LIST", help=f"{', '.join(EXECUTORS)} or all (default "
+                   metavar="LIST", help=f"{', '.join(EXECUTORS)}, MODULE:ATTR or an installed "
+                                        "executor's name; all = the four built-ins (default "
                                         f"{defaults['executor']})")
     g.add_argument("--seeds", "--seed", type=_ints(0, "seeds"), default=defaults["seeds"],
                    metavar="GRID", help=f"seeds per cell (default {defaults['seeds']})")

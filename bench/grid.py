@@ -21,12 +21,13 @@ import math
 import re
 from collections.abc import Callable, Iterable
 
+from tcpip6.registry import BUILTIN_NAMES
 from tcpip6lab.errors import DurationError
 from tcpip6lab.units import UNITS, round_seconds, split_duration
 
 from .errors import GridError
 
-EXECUTORS = ("critical", "dedicated", "async", "rescuer")
+EXECUTORS = BUILTIN_NAMES  # what `--executor all` means
 MAX_VALUES = 100_000  # a grid axis longer than this is a typo, not a sweep
 
 
@@ -155,17 +156,31 @@ def parse_duration_grid(text: str, *, positive: bool = False,
 
 
 def parse_executors(text: str) -> list[str]:
-    """'all' or a comma list of critical, dedicated, async, rescuer."""
+    """'all' (the four built-ins) or a comma list of executor specs: critical, dedicated,
+    async, rescuer, an installed executor's name, or MODULE:ATTR (each resolved here, kept as
+    given: the spec is what travels to the workers)."""
+    from tcpip6.errors import Tcpip6Error
+    from tcpip6.registry import resolve
+
     out: list[str] = []
     for item in _items(text, "executor"):
         names = list(EXECUTORS) if item == "all" else [item]
         for name in names:
-            if name not in EXECUTORS:
-                raise GridError(f"unknown executor {name!r} (choose from "
-                                f"{', '.join(EXECUTORS)} or all)")
+            try:
+                resolve(name)
+            except Tcpip6Error as exc:
+                hint = f" ('all' = {','.join(EXECUTORS)})" if ":" not in name else ""
+                raise GridError(f"{exc}{hint}") from None
             if name not in out:
                 out.append(name)
     return out
+
+
+def executor_order(names: Iterable[str]) -> list[str]:
+    """The executors among `names`, once each: the built-ins in their order, then any others
+    (users' specs) in the order first seen."""
+    seen = list(dict.fromkeys(names))
+    return [e for e in EXECUTORS if e in seen] + [e for e in seen if e not in EXECUTORS]
 
 
 def argtype(parse: Callable[[str], object]) -> Callable[[str], object]:

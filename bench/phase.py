@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .cliff import CliffCheck, check_cliffs
-from .grid import EXECUTORS, format_duration
+from .grid import executor_order, format_duration
 from .sweep import (
     DEFAULT_MODEL_KEY,
     Cell,
@@ -41,11 +41,11 @@ class StormBench:
 
     @property
     def ok(self) -> bool:
-        return all(c.agree for c in self.checks)
+        return all(c.agree for c in self.checks)  # a measured-only check always agrees
 
     @property
     def default_check(self) -> CliffCheck | None:
-        return next((c for c in self.checks if c.is_default), None)
+        return next((c for c in self.checks if c.is_default and c.has_formula), None)
 
 
 def machine() -> dict[str, Any]:
@@ -127,8 +127,9 @@ def captions(records: Sequence[dict[str, Any]], checks: Sequence[CliffCheck],
     """The figure caption: the cliff measured for this group's parameters beside the computed
     capacity, and the one for the default NT parameters if this group is not it."""
     lines = []
-    mine = next((c for c in checks if model_key(c.as_dict()) == key), None)
-    default = next((c for c in checks if c.is_default), None)
+    ours = [c for c in checks if model_key(c.as_dict()) == key]
+    mine = next((c for c in ours if c.has_formula), None)
+    default = next((c for c in checks if c.is_default and c.has_formula), None)
     if default is not None and default is not mine:
         lines.append(default.caption())
     if mine is not None:
@@ -136,6 +137,7 @@ def captions(records: Sequence[dict[str, Any]], checks: Sequence[CliffCheck],
     else:
         lines.append("Cliff not measured for these parameters: the grid has no burst "
                      "(interval 0) of the critical executor.")
+    lines += [c.caption() for c in ours if not c.has_formula]
     if default is None:
         lines.append("Default NT parameters: not in this grid (no cliff check against them).")
     n = len(records)
@@ -174,7 +176,7 @@ def write_outputs(records: list[dict[str, Any]], out: Path, *, meta: dict[str, A
 def summary_numbers(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Outcome counts per executor and same-run ratios of cost per adapter."""
     per: dict[str, dict[str, Any]] = {}
-    for ex in [e for e in EXECUTORS if any(r["executor"] == e for r in records)]:
+    for ex in executor_order(r["executor"] for r in records):
         rs = [r for r in records if r["executor"] == ex]
         wall = sum(r["wall_seconds"] for r in rs)
         oids = sum(r["ndis_requests"] or 0 for r in rs)
@@ -204,7 +206,7 @@ def render_summary(bench: StormBench) -> str:
         lines.append(f"  {ex:<9} {outcomes}{cost}")
     for c in bench.checks:
         lines.append(("  " if c.agree else "! ") + c.caption())
-    if not bench.checks:
+    if not any(c.has_formula for c in bench.checks):
         lines.append("  cliff not measured: the grid has no burst (interval 0) of the critical "
                      "executor")
     lines += [f"  wrote {p}" for p in bench.files.values()]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .cliff import computed_cliff
-from .grid import EXECUTORS, format_duration
+from .grid import executor_order, format_duration
 
 OUTCOME_COLORS = {
     "bound": "#4caf50",
@@ -50,8 +50,7 @@ def _caption(fig: Any, caption: str, width_chars: int) -> float:
 
 
 def _executors(records: Sequence[dict[str, Any]]) -> list[str]:
-    present = {r["executor"] for r in records}
-    return [e for e in EXECUTORS if e in present]
+    return executor_order(r["executor"] for r in records)
 
 
 def _outcome(outcomes: list[str]) -> str:

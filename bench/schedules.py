@@ -25,7 +25,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-EXECUTORS = ("critical", "dedicated", "async", "rescuer")
+from tcpip6.registry import BUILTIN_NAMES
+
+EXECUTORS = BUILTIN_NAMES
 
 
 def random_plan(rng: random.Random) -> dict[str, Any]:

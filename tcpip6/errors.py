@@ -22,6 +22,11 @@ class ConfigError(Tcpip6Error):
     """An executor or binder option is invalid (one line for the user)."""
 
 
+class ExecutorSpecError(ConfigError):
+    """An executor spec (a registered name or ``MODULE:ATTR``) that names no usable executor:
+    unknown name, module not found, no such attribute, or not an OidExecutor subclass."""
+
+
 class MalformedFrame(Tcpip6Error):
     """Raised by wire parsers; ``reason`` says which rule the input broke."""
 

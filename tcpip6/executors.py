@@ -5,12 +5,17 @@ ProtocolRequestComplete at DPC level, and tcpip6 learns of the completion throug
 follow-up work item on the completion queue (critical by default; nt-model §6 candidate 2), or —
 with ``completion_via="ndis"`` — NDIS itself calls ProtocolRequestComplete from a work item.
 What differs is where the submission runs and whether a thread is held while the request pends.
+
+The contract an executor implements is `OidExecutor`'s docstring (and docs/executors.md); every
+executor is constructed as ``cls(ctx)`` with one `ExecutorContext`. Names and ``MODULE:ATTR``
+specs resolve to classes in `tcpip6.registry`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mypy_extensions import mypyc_attr
@@ -26,6 +31,20 @@ if TYPE_CHECKING:
     from ndisemu.kernel import Kernel, Timer
 
     from .binder import Tcpip6Binder, Tcpip6Binding
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor is constructed with: ``cls(ctx)``, built-in or not. The host fills it
+    from its model parameters (`tcpip6lab.host.ModelParams`); an executor reads the fields it
+    needs and ignores the rest. The kernel and binder come later, through `OidExecutor.attach`."""
+
+    #: threads of the dedicated executor's private queue (``--dedicated-threads``)
+    dedicated_threads: int = 1
+    #: the rescuer's first mayday check after a completion is queued, virtual seconds
+    mayday_initial: float = 0.010
+    #: the rescuer's later mayday checks, virtual seconds
+    mayday_interval: float = 0.100
 
 
 class Submission:
@@ -51,14 +70,46 @@ class Submission:
 
 @mypyc_attr(allow_interpreted_subclasses=True)
 class OidExecutor(ABC):
-    """Subclass this (or one of the executors below) to try another design; the classes stay
-    subclassable from plain Python when this module is compiled (``tcpip6-lab native``)."""
+    """Where and how tcpip6 submits its OID requests. Subclass this (or one of the executors
+    below) to try another design; the classes stay subclassable from plain Python when this
+    module is compiled (``tcpip6-lab native``). docs/executors.md has a worked example.
+
+    Construction: ``cls(ctx)`` with one `ExecutorContext` (call ``super().__init__(ctx)``);
+    then the binder calls `attach` once, before any OID, which sets `binder` and `kernel`.
+
+    `submit(sub)` starts one request of one bind (``sub.request`` on ``sub.state.binding``). It
+    runs wherever tcpip6 happens to be (a bind handler, a completion item, a DPC): it must not
+    block. Blocking is allowed only inside a work item or system thread the executor queues,
+    and only through ``await self.kernel.wait(obj)`` on an executive wait object (an event from
+    ``kernel.create_event``) — never a trio or OS primitive, and never at DPC level. The item
+    calls ``self.binder.ndis.request(sub.state.binding, sub.request)``; a status other than
+    PENDING is the result at once.
+
+    Completion of a pended request: the miniport completes it, NDIS calls tcpip6's
+    ProtocolRequestComplete at DPC level, and tcpip6 queues its follow-up item through
+    `queue_completion` on the completion queue (critical by default); that item calls
+    `completed(sub)`. With ``completion_via="ndis"`` NDIS calls ProtocolRequestComplete from its
+    own work item and `completed` runs there (no `queue_completion`). `completed` must not block
+    either: it sets the event a blocked submission waits on, or resumes the bind itself.
+
+    Exactly once per submission, when tcpip6 is to learn the result, the executor calls
+    ``sub.on_done(sub, status)`` (``sub.request.status`` after a pended completion); that
+    submits the bind's next OID or ends the bind. If a work item cannot be allocated
+    (``kernel.try_queue_work_item`` returns None), report ``NdisStatus.RESOURCES``.
+
+    Hang detection: the detector proves a knot only from what the executive records. A
+    submission that will wait on an event declares which items set it — put the event in
+    ``sub.event`` (the default `queue_completion` declares it on tcpip6's follow-up item) and in
+    ``sub.request.tags["signals"]`` (NDIS declares it on its dispatch and completion items).
+    An undeclared wait can still hang, but is reported as a stall, never proven a deadlock.
+    """
 
     name: ClassVar[str]
     #: True when a thread is held blocked while a request pends.
     blocking: ClassVar[bool]
 
-    def __init__(self) -> None:
+    def __init__(self, ctx: ExecutorContext | None = None) -> None:
+        self.ctx = ctx if ctx is not None else ExecutorContext()
         self.binder: Tcpip6Binder | None = None
         self.submitted = 0
         self.completions_run = 0
@@ -152,8 +203,10 @@ class DedicatedExecutor(BlockingExecutor):
 
     name = "dedicated"
 
-    def __init__(self, threads: int = 1) -> None:
-        super().__init__()
+    def __init__(self, ctx: ExecutorContext | None = None, *, threads: int | None = None) -> None:
+        super().__init__(ctx)
+        if threads is None:
+            threads = self.ctx.dedicated_threads
         if threads < 1:
             raise ConfigError(f"dedicated executor needs >= 1 thread (got {threads})")
         self.threads = threads
@@ -207,8 +260,14 @@ class RescuerExecutor(BlockingExecutor):
     name = "rescuer"
     queue = CRITICAL
 
-    def __init__(self, mayday_initial: float = 0.010, mayday_interval: float = 0.100) -> None:
-        super().__init__()
+    def __init__(self, ctx: ExecutorContext | None = None, *,
+                 mayday_initial: float | None = None,
+                 mayday_interval: float | None = None) -> None:
+        super().__init__(ctx)
+        if mayday_initial is None:
+            mayday_initial = self.ctx.mayday_initial
+        if mayday_interval is None:
+            mayday_interval = self.ctx.mayday_interval
         if mayday_initial <= 0 or mayday_interval <= 0:
             raise ConfigError("mayday intervals must be > 0")
         self.mayday_initial = mayday_initial
@@ -256,20 +315,3 @@ class RescuerExecutor(BlockingExecutor):
             return
         self._progress_at_last_check = self._progress
         self._timer = self.kernel.call_later(self.mayday_interval, self._mayday)
-
-
-EXECUTORS: dict[str, type[OidExecutor]] = {
-    "critical": CriticalExecutor,
-    "dedicated": DedicatedExecutor,
-    "async": AsyncExecutor,
-    "rescuer": RescuerExecutor,
-}
-
-
-def make_executor(name: str, **options: Any) -> OidExecutor:
-    try:
-        cls = EXECUTORS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})") from None
-    return cls(**options)

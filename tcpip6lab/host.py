@@ -25,29 +25,14 @@ from ndisemu.pnp import Pnp
 from ndisemu.system import ForeignHolder, Heartbeat
 from ndisemu.trace import Tracer
 from tcpip6.binder import BindPhase, Tcpip6Binder, Tcpip6Binding
-from tcpip6.executors import (
-    AsyncExecutor,
-    CriticalExecutor,
-    DedicatedExecutor,
-    OidExecutor,
-    RescuerExecutor,
-)
+from tcpip6.executors import ExecutorContext
 from tcpip6.ipv4 import Ipv4Binder
+from tcpip6.registry import make_executor
 from tcpip6.sockets import HostSockets
 from tcpip6.stack.context import HostConfig
 
 from .params import ModelParams, adapter_ipv4, adapter_mac
 from .peer import EmulatedPeer, PeerSide
-
-
-def make_executor(p: ModelParams) -> OidExecutor:
-    if p.executor == "critical":
-        return CriticalExecutor()
-    if p.executor == "dedicated":
-        return DedicatedExecutor(p.dedicated_threads)
-    if p.executor == "async":
-        return AsyncExecutor()
-    return RescuerExecutor(p.mayday_initial, p.mayday_interval)
 
 
 class EmulatedHost:
@@ -87,7 +72,9 @@ class EmulatedHost:
             self.ndis.register_protocol(self.ipv4)
         else:
             self.ipv4 = None
-        self.executor = make_executor(p)
+        self.executor = make_executor(p.executor, ExecutorContext(
+            dedicated_threads=p.dedicated_threads, mayday_initial=p.mayday_initial,
+            mayday_interval=p.mayday_interval))
         self.tcpip6 = Tcpip6Binder(
             self.kernel, self.ndis, self.executor,
             completion_queue=p.completion_queue, completion_via=p.completion_via,

@@ -14,8 +14,9 @@ from typing import Any
 
 from ndisemu.errors import ConfigError
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams, check_field_types
+from tcpip6.executors import RescuerExecutor
+from tcpip6.registry import is_executor_subclass, resolve
 
-EXECUTOR_NAMES = ("critical", "dedicated", "async", "rescuer")
 #: IPv4 addresses for the contrast binder come from 198.18.0.0/15 (RFC 2544 benchmarking
 #: range): adapter i is .4i+1, its peer .4i+2. Only ever used on emulated or namespaced wires.
 IPV4_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
@@ -26,7 +27,7 @@ class ModelParams:
     """Every parameter of one emulated host. Sources: ndisemu.params and docs/model.md."""
 
     executive: ExecutiveParams = field(default_factory=ExecutiveParams)
-    executor: str = "critical"
+    executor: str = "critical"  # a spec as given: a name or MODULE:ATTR (tcpip6.registry)
     dedicated_threads: int = 1
     mayday_initial: float = 0.010
     mayday_interval: float = 0.100
@@ -57,9 +58,7 @@ class ModelParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        if self.executor not in EXECUTOR_NAMES:
-            raise ConfigError(f"unknown executor {self.executor!r} "
-                              f"(choose from {', '.join(EXECUTOR_NAMES)})")
+        executor = resolve(self.executor)  # tcpip6's ExecutorSpecError naming the spec
         for name in ("completion_queue", "rx_queue", "ndis_dispatch_queue"):
             if getattr(self, name) not in SYSTEM_QUEUES:
                 raise ConfigError(f"{name} must be one of {', '.join(SYSTEM_QUEUES)}")
@@ -73,7 +72,7 @@ class ModelParams:
             raise ConfigError("foreign holders must be >= 0")
         if self.foreign_hold <= 0 or self.heartbeat_interval <= 0 or self.wire_delay < 0:
             raise ConfigError("foreign_hold and heartbeat_interval must be > 0, wire_delay >= 0")
-        if self.executor == "rescuer" and self.completion_via == "ndis":
+        if is_executor_subclass(executor, RescuerExecutor) and self.completion_via == "ndis":
             raise ConfigError("the rescuer executor rescues tcpip6's own completion items; "
                               "with completion via ndis there are none (use --completion-via "
                               "tcpip6)")

@@ -100,7 +100,8 @@ RUNS_KEY = pytest.StashKey[list[HostRun]]()
 @pytest.fixture
 def emulated_host(request: pytest.FixtureRequest) -> Callable[..., HostRun]:
     """A factory: `emulated_host(adapters=24, executor="critical", plan=..., seed=0,
-    interval=0.0, horizon=300.0, **model_params)` runs a bind storm in virtual time."""
+    interval=0.0, horizon=300.0, **model_params)` runs a bind storm in virtual time.
+    `executor` is a spec: a built-in name or ``MODULE:ATTR`` (docs/executors.md)."""
     from tcpip6lab.params import ModelParams
     from tcpip6lab.storm import StormConfig, run_storm
 

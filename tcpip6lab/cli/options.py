@@ -9,9 +9,11 @@ from typing import NoReturn
 from faults.plan import FaultPlan, load_plan
 from ndisemu.kernel import WORKER_MODES
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
+from tcpip6.errors import Tcpip6Error
+from tcpip6.registry import BUILTIN_NAMES, resolve
 
 from ..errors import DurationError
-from ..params import EXECUTOR_NAMES, ModelParams
+from ..params import ModelParams
 from ..units import parse_duration
 
 PROG = "tcpip6-lab"
@@ -50,14 +52,26 @@ def pos_int(text: str) -> int:
     return value
 
 
+def executor_spec(text: str) -> str:
+    """An executor spec (a name or MODULE:ATTR), checked by resolving it; kept as given."""
+    try:
+        resolve(text)
+    except Tcpip6Error as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | None) -> None:
     d = ExecutiveParams()
     m = ModelParams()
     g = p.add_argument_group("model (defaults: Windows Server 2003, see docs/model.md)")
     if executor_default is not None:
-        g.add_argument("--executor", choices=EXECUTOR_NAMES, default=executor_default,
-                       help="how tcpip6 submits OIDs: critical = unpatched (default), "
-                            "dedicated = hotfix, async, rescuer")
+        g.add_argument("--executor", type=executor_spec, default=executor_default,
+                       metavar="SPEC",
+                       help="how tcpip6 submits OIDs: one of {" + ",".join(BUILTIN_NAMES)
+                            + "} (critical = unpatched, the default; dedicated = hotfix), "
+                            "an installed executor's name, or MODULE:ATTR naming an "
+                            "OidExecutor subclass (docs/executors.md)")
     g.add_argument("--static-threads", type=pos_int, default=d.critical_static, metavar="N",
                    help=f"critical static worker threads (default {d.critical_static})")
     g.add_argument("--additional-critical", type=nonneg_int, default=d.additional_critical,

@@ -18,8 +18,7 @@ import tcpip6.binder
 from ndisemu import native
 from ndisemu.errors import ConfigError, NativeUnavailable
 from ndisemu.params import ExecutiveParams
-from tcpip6.executors import AsyncExecutor, DedicatedExecutor, Submission
-from tcpip6lab import host as host_module
+from tcpip6.executors import AsyncExecutor, DedicatedExecutor, ExecutorContext, Submission
 from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
@@ -347,10 +346,12 @@ class CountingAsync(AsyncExecutor):
     """A user's executor: a plain-Python subclass of a (possibly compiled) one."""
 
     name = "counting-async"
+    made: list[Any] = []
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, ctx: ExecutorContext) -> None:
+        super().__init__(ctx)
         self.seen: list[int] = []
+        CountingAsync.made.append(self)
 
     def submit(self, sub: Submission) -> None:
         self.seen.append(sub.request.oid)
@@ -358,23 +359,23 @@ class CountingAsync(AsyncExecutor):
 
 
 class TwoThreadDedicated(DedicatedExecutor):
-    def __init__(self) -> None:
-        super().__init__(threads=2)
+    made: list[Any] = []
+
+    def __init__(self, ctx: ExecutorContext) -> None:
+        super().__init__(ctx, threads=2)
+        TwoThreadDedicated.made.append(self)
 
 
 @pytest.mark.parametrize("cls", [CountingAsync, TwoThreadDedicated])
 def test_python_subclasses_of_the_executors_run(monkeypatch: pytest.MonkeyPatch,
                                                 cls: type[Any]) -> None:
-    made: list[Any] = []
-
-    def make(_p: ModelParams) -> Any:
-        made.append(cls())
-        return made[-1]
-
-    monkeypatch.setattr(host_module, "make_executor", make)
-    r = run_storm(StormConfig(adapters=3, params=ModelParams(executor="async")))
-    assert r["outcome"] == "bound" and r["adapters_bound"] == 3
-    (ex,) = made
+    monkeypatch.setattr(cls, "made", [])
+    spec = f"{__name__}:{cls.__name__}"
+    r = run_storm(StormConfig(adapters=3, params=ModelParams(executor=spec)))
+    assert r["outcome"] == "bound" and r["adapters_bound"] == 3 and r["executor"] == spec
+    (ex,) = cls.made
     assert ex.submitted == r["oids"]["submitted"] > 0
     if isinstance(ex, CountingAsync):
         assert len(ex.seen) == ex.submitted
+    else:
+        assert ex.threads == 2

@@ -15,8 +15,9 @@ import trio
 import trio.testing
 
 from faults.plan import parse_plan
+from tcpip6.registry import BUILTIN_NAMES
 from tcpip6lab import storm as storm_module
-from tcpip6lab.params import EXECUTOR_NAMES, ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm, run_storm_async
 from tests.tcpip6lab.test_worker_drivers import PLAN  # faults of every kind
 
@@ -48,7 +49,7 @@ def cyclic_garbage(cfg: StormConfig, on_host: Callable[[Any], None] = lambda _h:
     return result, found
 
 
-@pytest.mark.parametrize("executor", EXECUTOR_NAMES)
+@pytest.mark.parametrize("executor", BUILTIN_NAMES)
 def test_bind_storms_make_no_reference_cycles(executor: str) -> None:
     r, found = cyclic_garbage(StormConfig(adapters=40, params=ModelParams(executor=executor)))
     assert r["outcome"] == ("deadlock" if executor == "critical" else "bound")

@@ -12,8 +12,9 @@ import pytest
 
 from faults.plan import parse_plan
 from ndisemu.kernel import WORKER_MODES
+from tcpip6.registry import BUILTIN_NAMES
 from tcpip6lab.cli import main
-from tcpip6lab.params import EXECUTOR_NAMES, ModelParams
+from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
 
 PLAN = """
@@ -63,7 +64,7 @@ def _traces(cfg: dict[str, object]) -> dict[str, tuple[str, str, object]]:
     return out
 
 
-@pytest.mark.parametrize("executor", EXECUTOR_NAMES)
+@pytest.mark.parametrize("executor", BUILTIN_NAMES)
 @pytest.mark.parametrize("schedule", ["random", "fifo", "pct"])
 def test_both_drivers_give_the_same_trace(executor: str, schedule: str) -> None:
     for seed in (0, 1):
