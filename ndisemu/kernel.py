@@ -292,7 +292,7 @@ class Kernel:
         return self.queue_work_item(queue, routine, name=name, tags=tags)
 
     def create_event(self, name: str, **tags: Any) -> WaitObject:
-        return WaitObject(self.core._new_id(), name, tags)
+        return WaitObject(self.core.new_id(), name, tags)
 
     def queue_work_item(
         self,
@@ -309,7 +309,7 @@ class Kernel:
         core = self.core
         item = core.new_item(queue, routine, name, tags, signals)
         core.insert(item, self.now)
-        if core._actions or self._sleeping:
+        if core.has_actions() or self._sleeping:
             self._apply_actions()
         return item
 
@@ -352,7 +352,7 @@ class Kernel:
     def set_event(self, obj: WaitObject) -> None:
         """KeSetEvent: legal from DPC level and from work items."""
         self.core.signal(obj, self.now)
-        if self.core._actions or self._sleeping:
+        if self.core.has_actions() or self._sleeping:
             self._apply_actions()
 
     @property
@@ -367,7 +367,7 @@ class Kernel:
             raise ExecutiveError("Kernel.wait() called outside a work item")
         if not self.core.begin_wait(w, obj, self.now):
             return
-        if self.core._actions or self._sleeping:
+        if self.core.has_actions() or self._sleeping:
             self._apply_actions()
         if self._stepped:
             await _park()
@@ -437,9 +437,9 @@ class Kernel:
         while not self._stop_requested:
             if timers and timers[0][0] <= self.now:
                 self._fire_due_timers()
-            if self.now >= core._next_tick:
+            if self.now >= core.next_deadline():
                 core.advance(self.now)
-            if core._actions or self._sleeping:
+            if core.has_actions() or self._sleeping:
                 self._apply_actions()
             nxt = self._step() if self._dpcs or self._nready else None
             if self._bugcheck is not None:
@@ -456,7 +456,7 @@ class Kernel:
                 continue
             if self._stop_requested:
                 return
-            deadline = core._next_tick  # the balance manager's next pass (core.next_deadline())
+            deadline = core.next_deadline()  # the balance manager's next pass
             if timers and timers[0][0] < deadline:
                 deadline = timers[0][0]
             if self.free_running and deadline != math.inf:
@@ -505,10 +505,9 @@ class Kernel:
         if self._sleeping:  # called from outside the emulation (setup code, tests)
             self._wakeup.set()
         core = self.core
-        actions = core._actions
-        if not actions:
+        if not core.has_actions():
             return
-        core._actions = []
+        actions = core.take_actions()
         ready = self._ready
         for action in actions:
             worker = action.worker
@@ -590,7 +589,7 @@ class Kernel:
                         f"DPC {name} raised {type(exc).__name__}: {exc}")
                     bug.__cause__ = exc
                     return None
-                if core._actions or self._sleeping:
+                if core.has_actions() or self._sleeping:
                     self._apply_actions()
             else:
                 worker, cmd = self._pick_ready()
@@ -725,7 +724,7 @@ class Kernel:
             del self._coros[worker.id]
             self._current = None
             self.core.finish(worker, self.now)
-            if self.core._actions or self._sleeping:
+            if self.core.has_actions() or self._sleeping:
                 self._apply_actions()
         except Exception as exc:
             self._coros.pop(worker.id, None)
