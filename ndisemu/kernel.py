@@ -40,7 +40,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import random
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -62,6 +61,7 @@ from .executive.core import (
     WorkerExit,
     WorkItem,
 )
+from .executive.scheduler import SCHEDULES, make_ready_queue
 from .params import ExecutiveParams, QueueSpec
 from .trace import Tracer
 
@@ -70,7 +70,6 @@ Routine = Callable[[WorkItem], Awaitable[None]]
 _EXIT = object()
 _WAIT = object()  # what Kernel.wait yields to the coroutine driver
 _STARTED = object()  # Worker.task of a thread carried as coroutines, once it has run
-SCHEDULES = ("random", "fifo", "pct")
 WORKER_MODES = ("tasks", "coroutines")
 #: turns of the coroutine driver, and time jumps of a free-running kernel, between trio
 #: checkpoints (where cancellation, Ctrl-C and other tasks get in)
@@ -157,9 +156,9 @@ class Kernel:
         self.params = params or ExecutiveParams()
         self.seed = seed
         self.schedule = schedule
-        self._fifo = schedule == "fifo"
-        self._pct_mode = schedule == "pct"
-        self.rng = random.Random(f"kernel:{seed}")
+        #: the ready lists and the schedule's seeded picks (sans-IO, `executive.scheduler`)
+        self.ready = make_ready_queue(schedule, seed, pct_depth=pct_depth, pct_steps=pct_steps)
+        self.rng = self.ready.rng
         #: virtual seconds since the kernel started (read-only for everyone but the driver; a
         #: plain attribute rather than a property: it is read tens of times per adapter)
         self.now = 0.0
@@ -173,16 +172,7 @@ class Kernel:
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._dpcs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self._ready: dict[int, Any] = {}  # priority -> list (random, pct) or deque (fifo)
-        # PCT (Burckhardt et al., ASPLOS 2010; shuttle's pct.rs): each thread a random
-        # priority, and at pct_depth - 1 random steps the running thread drops below all.
         self.pct_depth = pct_depth
-        self._pct: dict[int, float] = {}
-        self._pct_step = 0
-        self._pct_changes = ({self.rng.randrange(1, pct_steps) for _ in range(pct_depth - 1)}
-                             if schedule == "pct" else set())
-        self._priorities: list[int] = []
-        self._nready = 0
         self._current: Worker | None = None
         self._dispatcher: trio.lowlevel.Task | None = None
         self._dispatcher_parked = False
@@ -265,11 +255,11 @@ class Kernel:
                 self._turn(*nxt)
                 if self._timers and self._timers[0][0] <= self.now:
                     self._fire_due_timers()
-                nxt = self._step() if self._dpcs or self._nready else None
+                nxt = self._step() if self._dpcs or self.ready.count else None
         finally:
             self._sleeping = True
             self._in_interrupt = False
-        if (self._stop_requested or self._bugcheck is not None or self._dpcs or self._nready
+        if (self._stop_requested or self._bugcheck is not None or self._dpcs or self.ready.count
                 or (self._timers and self._timers[0][0] < self._sleep_deadline)):
             self.stats.inline_wakes += 1
             self._wakeup.set()
@@ -441,7 +431,7 @@ class Kernel:
                 core.advance(self.now)
             if core.has_actions() or self._sleeping:
                 self._apply_actions()
-            nxt = self._step() if self._dpcs or self._nready else None
+            nxt = self._step() if self._dpcs or self.ready.count else None
             if self._bugcheck is not None:
                 raise self._bugcheck
             if nxt is not None and self._stepped:
@@ -508,7 +498,7 @@ class Kernel:
         if not core.has_actions():
             return
         actions = core.take_actions()
-        ready = self._ready
+        ready = self.ready
         for action in actions:
             worker = action.worker
             cls = type(action)
@@ -520,50 +510,7 @@ class Kernel:
                 cmd = _EXIT
             else:
                 continue
-            # Ready, by priority (inline: this runs for every start and wake-up).
-            lst = ready.get(worker.priority)
-            if lst is None:
-                lst = self._new_ready_list(worker.priority)
-            lst.append((worker, cmd))
-            self._nready += 1
-
-    def _new_ready_list(self, priority: int) -> Any:
-        lst = self._ready[priority] = deque() if self.schedule == "fifo" else []
-        self._priorities = sorted(self._ready, reverse=True)
-        return lst
-
-    def _pick_ready(self) -> tuple[Worker, Any]:
-        """Highest priority first; FIFO, or a seeded draw among equals ("random")."""
-        self._nready -= 1
-        for prio in self._priorities:
-            lst = self._ready[prio]
-            if not lst:
-                continue
-            entry: tuple[Worker, Any]
-            if self._fifo:
-                entry = lst.popleft()
-                return entry
-            if self._pct_mode:
-                return self._pick_pct(lst)
-            n = len(lst)
-            if n > 1:
-                i = self.rng.randrange(n)
-                lst[i], lst[-1] = lst[-1], lst[i]
-            entry = lst.pop()
-            return entry
-        raise ExecutiveError("no ready worker")  # pragma: no cover
-
-    def _pick_pct(self, lst: list[tuple[Worker, Any]]) -> tuple[Worker, Any]:
-        pct = self._pct
-        for w, _ in lst:
-            if w.id not in pct:
-                pct[w.id] = self.rng.random()
-        i = max(range(len(lst)), key=lambda j: pct[lst[j][0].id])
-        entry = lst.pop(i)
-        self._pct_step += 1
-        if self._pct_step in self._pct_changes:
-            pct[entry[0].id] = -float(self._pct_step)  # a change point: below every thread
-        return entry
+            ready.push(worker, cmd)
 
     def _step(self) -> tuple[Worker, Any] | None:
         """The dispatcher's inner loop, run by whichever task holds the baton: DPCs first, in
@@ -571,7 +518,7 @@ class Kernel:
         dpcs = self._dpcs
         timers = self._timers
         core = self.core
-        while dpcs or self._nready:
+        while dpcs or self.ready.count:
             if self._stop_requested or self._bugcheck is not None:
                 return None
             if dpcs:
@@ -592,7 +539,7 @@ class Kernel:
                 if core.has_actions() or self._sleeping:
                     self._apply_actions()
             else:
-                worker, cmd = self._pick_ready()
+                worker, cmd = self.ready.pick()
                 if worker.id in self._ended or (worker.task is None and cmd is _EXIT):
                     continue
                 return worker, cmd
@@ -697,7 +644,7 @@ class Kernel:
                 await trio.lowlevel.checkpoint()
             if timers and timers[0][0] <= self.now:
                 self._fire_due_timers()
-            nxt = self._step() if self._dpcs or self._nready else None
+            nxt = self._step() if self._dpcs or self.ready.count else None
 
     def _turn(self, worker: Worker, cmd: Any) -> None:
         """One thread's turn: start its item, resume its blocked item, or end the thread."""

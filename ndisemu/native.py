@@ -55,6 +55,7 @@ from .errors import NativeUnavailable
 MODULES: tuple[str, ...] = (
     "ndisemu.rng",
     "ndisemu.executive.core",
+    "ndisemu.executive.scheduler",
     "ndisemu.kernel",
     "ndisemu.ndis",
     "ndisemu.miniport",
