@@ -46,8 +46,8 @@ def kernel_problems(kernel: Kernel, *, stopped: bool = False) -> list[str]:
         if alive:
             problems.append(f"worker tasks still alive after the kernel stopped: "
                             f"{', '.join(alive[:5])}")
-        if kernel._coros:
-            problems.append(f"{len(kernel._coros)} work items still suspended after the "
+        if kernel.suspended_items():
+            problems.append(f"{kernel.suspended_items()} work items still suspended after the "
                             "kernel stopped")
     return problems
 

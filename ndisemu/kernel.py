@@ -1,35 +1,40 @@
 """The trio driver of the emulated kernel: timers, DPCs and worker threads in virtual time.
 
 Theory of operation. `ExecutiveCore` decides *what* happens (which worker takes which item, when
-threads are created); this driver makes it happen. Exactly one emulated activity runs at a time,
-and the dispatcher picks it:
+threads are created); this driver makes it happen. It owns virtual time, the timer heap, the DPC
+queue and the dispatcher's step loop; the core's actions become ready threads in the sans-IO
+ready lists (`ndisemu.executive.scheduler`, which also owns the schedule's seeded picks), and a
+worker driver (`ndisemu.drivers`) runs a ready thread's turn. Exactly one emulated activity runs
+at a time, and the dispatcher picks it:
 
 1. DPC-level callbacks (timer expirations, miniport completions, frame indications) queued for
    the current instant run first, in the order they were scheduled — they preempt threads, as
    DPCs do on NT.
 2. Then one ready worker thread (an item to start, or a wait that was satisfied) gets the baton:
-   among the ready workers of the highest queue priority the choice is FIFO or, with
-   ``schedule="random"``, drawn from the kernel's seeded generator. The worker runs its item until
-   the item waits on an executive object or returns, then hands the baton back.
+   among the ready workers of the highest queue priority the choice is FIFO (``"fifo"``), a draw
+   from the kernel's seeded generator (``"random"``), or PCT's (``"pct"``). The worker runs its
+   item until the item waits on an executive object or returns, then hands the baton back.
 3. When nothing is ready the dispatcher sleeps until the next timer or balance-manager deadline.
 
-Each worker thread is a trio task in the kernel's nursery, parked between turns. Because the
-dispatcher serialises every step and orders them itself, trio's own run order never influences
-the emulation: a run is a function of the parameters and the seed (faults.md §6 explains why
-that matters — trio shuffles runnable batches on purpose). Virtual time is trio's clock: use
-`trio.testing.MockClock(autojump_threshold=0)` to run as fast as possible, or ``rate=`` to pace.
+Because the dispatcher serialises every step and orders them itself, trio's own run order never
+influences the emulation: a run is a function of the parameters and the seed (faults.md §6
+explains why that matters — trio shuffles runnable batches on purpose). Virtual time is trio's
+clock: use `trio.testing.MockClock(autojump_threshold=0)` to run as fast as possible, or
+``rate=`` to pace.
 
-Two ways to carry the threads (``workers=``), one schedule. With ``"tasks"`` (the default) each
-worker thread is a trio task, and a worker's turn is a trio task switch. With ``"coroutines"``
-the dispatcher steps each blocked or running item's coroutine itself (``coro.send``): the same
-ready lists, the same seeded picks, the same DPC order — only no trio switch per turn, about a
-third of the cost of a 10,000-adapter storm. For a run with no outside input (a free-running
-storm) both produce the same event trace, hash for hash; tests check it across schedules,
-executors and fault plans, and that error paths (a raising item or DPC, a Ctrl-C) end the same
-way. Where they may differ: input from other trio tasks (`post`, an I/O driver) gets in at any
-worker switch on the task driver but only every `CHECKPOINT_TURNS` turns on the coroutine one —
-neither is deterministic then — and at the end of a run the coroutine driver unwinds blocked
-items in worker order, the task driver in trio's cancellation order.
+Two ways to carry the threads (``workers=``), one schedule. With ``"tasks"`` (the default,
+`ndisemu.drivers.tasks`) each worker thread is a trio task in the kernel's nursery, parked
+between turns, and a worker's turn is a trio task switch. With ``"coroutines"``
+(`ndisemu.drivers.coroutines`) the dispatcher steps each blocked or running item's coroutine
+itself (``coro.send``): the same ready lists, the same seeded picks, the same DPC order — only
+no trio switch per turn, about a third of the cost of a 10,000-adapter storm. For a run with no
+outside input (a free-running storm) both produce the same event trace, hash for hash; tests
+check it across schedules, executors and fault plans, and that error paths (a raising item or
+DPC, a Ctrl-C) end the same way. Where they may differ: input from other trio tasks (`post`, an
+I/O driver) gets in at any worker switch on the task driver but only every `CHECKPOINT_TURNS`
+turns on the coroutine one — neither is deterministic then — and at the end of a run the
+coroutine driver unwinds blocked items in worker order, the task driver in trio's cancellation
+order.
 
 Work items must block only through `Kernel.wait` (an executive wait object); awaiting any other
 trio primitive inside an item would stall the baton and is reported as a bugcheck.
@@ -40,16 +45,16 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import random
-import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import outcome
 import trio
 
+from .drivers.base import CHECKPOINT_TURNS, EXIT, WorkerDriver
+from .drivers.coroutines import CoroutineDriver
+from .drivers.tasks import TaskDriver
 from .errors import BugCheck, ExecutiveError
 from .executive.core import (
     ExecutiveCore,
@@ -62,41 +67,16 @@ from .executive.core import (
     WorkerExit,
     WorkItem,
 )
+from .executive.scheduler import SCHEDULES, make_ready_queue
 from .params import ExecutiveParams, QueueSpec
 from .trace import Tracer
 
 Routine = Callable[[WorkItem], Awaitable[None]]
 
-_EXIT = object()
-_WAIT = object()  # what Kernel.wait yields to the coroutine driver
-_STARTED = object()  # Worker.task of a thread carried as coroutines, once it has run
-SCHEDULES = ("random", "fifo", "pct")
 WORKER_MODES = ("tasks", "coroutines")
-#: turns of the coroutine driver, and time jumps of a free-running kernel, between trio
-#: checkpoints (where cancellation, Ctrl-C and other tasks get in)
-CHECKPOINT_TURNS = 64
 
-
-_NOT_A_KERNEL_WAIT = ("work item {} awaited something other than an executive wait object "
-                      "(items may block only through Kernel.wait)")
-
-
-def _item_bugcheck(item: WorkItem, worker: Worker, exc: Exception) -> BugCheck:
-    bug = BugCheck(f"work item {item.label} on {worker.name} raised {type(exc).__name__}: {exc}")
-    bug.__cause__ = exc
-    return bug
-
-
-@types.coroutine
-def _park() -> Generator[Any, Any, Any]:
-    """Suspend a work item's coroutine back to the coroutine driver (a blocked thread)."""
-    return (yield _WAIT)
-
-
-@types.coroutine
-def _suspend(trap: Any) -> Generator[Any, Any, Any]:
-    """Yield a trio trap that a driven coroutine produced, and return trio's answer."""
-    return (yield trap)
+__all__ = ["CHECKPOINT_TURNS", "SCHEDULES", "WORKER_MODES", "Kernel", "KernelStats", "Routine",
+           "Timer"]
 
 
 @dataclass(eq=False)
@@ -145,21 +125,14 @@ class Kernel:
             raise ExecutiveError(f"workers must be one of {', '.join(WORKER_MODES)}, "
                                  f"not {workers!r}")
         self.workers = workers
-        self._stepped = workers == "coroutines"
-        #: coroutine driver: each thread's current item and its coroutine, by worker id
-        self._coros: dict[int, tuple[WorkItem, Coroutine[Any, Any, None]]] = {}
-        self._closing = False  # coroutine driver: ending the suspended items
-        self._in_interrupt = False  # coroutine driver: an I/O task is running steps (`interrupt`)
         self._sleep_deadline = math.inf  # when the sleeping dispatcher wakes on its own
-        #: task driver: each worker thread's trio task
-        self._task_workers: dict[trio.lowlevel.Task, Worker] = {}
         self.name = name
         self.params = params or ExecutiveParams()
         self.seed = seed
         self.schedule = schedule
-        self._fifo = schedule == "fifo"
-        self._pct_mode = schedule == "pct"
-        self.rng = random.Random(f"kernel:{seed}")
+        #: the ready lists and the schedule's seeded picks (sans-IO, `executive.scheduler`)
+        self.ready = make_ready_queue(schedule, seed, pct_depth=pct_depth, pct_steps=pct_steps)
+        self.rng = self.ready.rng  # the schedule's generator: only the ready lists draw from it
         #: virtual seconds since the kernel started (read-only for everyone but the driver; a
         #: plain attribute rather than a property: it is read tens of times per adapter)
         self.now = 0.0
@@ -173,20 +146,10 @@ class Kernel:
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._dpcs: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self._ready: dict[int, Any] = {}  # priority -> list (random, pct) or deque (fifo)
-        # PCT (Burckhardt et al., ASPLOS 2010; shuttle's pct.rs): each thread a random
-        # priority, and at pct_depth - 1 random steps the running thread drops below all.
         self.pct_depth = pct_depth
-        self._pct: dict[int, float] = {}
-        self._pct_step = 0
-        self._pct_changes = ({self.rng.randrange(1, pct_steps) for _ in range(pct_depth - 1)}
-                             if schedule == "pct" else set())
-        self._priorities: list[int] = []
-        self._nready = 0
-        self._current: Worker | None = None
-        self._dispatcher: trio.lowlevel.Task | None = None
-        self._dispatcher_parked = False
-        self._nursery: trio.Nursery | None = None
+        self._current: Worker | None = None  # the thread whose turn it is
+        self._dispatcher: trio.lowlevel.Task | None = None  # the task running `run`
+        self._nursery: trio.Nursery | None = None  # where the task driver starts worker tasks
         self._wakeup = trio.Event()
         self._sleeping = False
         self._bugcheck: BugCheck | None = None
@@ -199,6 +162,9 @@ class Kernel:
         self._ended: set[int] = set()  # workers whose trio task has returned
         self._running = False
         self.stopped = trio.Event()
+        #: how the worker threads are carried (`ndisemu.drivers`)
+        self._driver: WorkerDriver = (CoroutineDriver(self) if workers == "coroutines"
+                                      else TaskDriver(self))
 
     # -- time and DPC-level scheduling ----------------------------------------------------------
 
@@ -248,31 +214,8 @@ class Kernel:
         wake-up per received batch instead of two (the idle-RTT path over TAP). The
         dispatcher is woken only if the work left something for it: an earlier timer, a stop,
         a bugcheck."""
-        if not (self._stepped and self._sleeping and self._running) or self._in_interrupt:
+        if not self._driver.interrupt(fn, args):
             self.post(fn, *args)
-            return
-        self._sync_now()
-        self._in_interrupt = True
-        self.stats.inline += 1
-        self._sleeping = False  # we hold the baton: nothing done here needs to wake anyone
-        try:
-            self._dpcs.append((fn, args))
-            self.stats.external += 1
-            if self._timers and self._timers[0][0] <= self.now:
-                self._fire_due_timers()
-            nxt = self._step()
-            while nxt is not None:
-                self._turn(*nxt)
-                if self._timers and self._timers[0][0] <= self.now:
-                    self._fire_due_timers()
-                nxt = self._step() if self._dpcs or self._nready else None
-        finally:
-            self._sleeping = True
-            self._in_interrupt = False
-        if (self._stop_requested or self._bugcheck is not None or self._dpcs or self._nready
-                or (self._timers and self._timers[0][0] < self._sleep_deadline)):
-            self.stats.inline_wakes += 1
-            self._wakeup.set()
 
     # -- executive API used by drivers -----------------------------------------------------
 
@@ -292,7 +235,7 @@ class Kernel:
         return self.queue_work_item(queue, routine, name=name, tags=tags)
 
     def create_event(self, name: str, **tags: Any) -> WaitObject:
-        return WaitObject(self.core._new_id(), name, tags)
+        return WaitObject(self.core.new_id(), name, tags)
 
     def queue_work_item(
         self,
@@ -309,7 +252,7 @@ class Kernel:
         core = self.core
         item = core.new_item(queue, routine, name, tags, signals)
         core.insert(item, self.now)
-        if core._actions or self._sleeping:
+        if core.has_actions() or self._sleeping:
             self._apply_actions()
         return item
 
@@ -352,7 +295,7 @@ class Kernel:
     def set_event(self, obj: WaitObject) -> None:
         """KeSetEvent: legal from DPC level and from work items."""
         self.core.signal(obj, self.now)
-        if self.core._actions or self._sleeping:
+        if self.core.has_actions() or self._sleeping:
             self._apply_actions()
 
     @property
@@ -363,32 +306,16 @@ class Kernel:
         """KeWaitForSingleObject from inside a work item: blocks the worker thread."""
         w = self._current
         if w is None:
-            await self._wait_while_unwinding()
+            # A blocked item being unwound at the end of the run (its finally block waits again)
+            # gets the end of the run once more, as a thread's wait would return on a shutdown:
+            # the coroutine driver closes it again, the task driver re-delivers the cancellation.
+            await self._driver.unwinding_wait()
             raise ExecutiveError("Kernel.wait() called outside a work item")
         if not self.core.begin_wait(w, obj, self.now):
             return
-        if self.core._actions or self._sleeping:
+        if self.core.has_actions() or self._sleeping:
             self._apply_actions()
-        if self._stepped:
-            await _park()
-            return
-        cmd = await self._hand_back()
-        if cmd is _EXIT:  # pragma: no cover - exit is only sent to idle workers
-            raise ExecutiveError("worker told to exit while blocked")
-
-    async def _wait_while_unwinding(self) -> None:
-        """A blocked item being unwound at the end of the run (its finally block waits again)
-        gets the end of the run once more, as a thread's wait would return on a shutdown: the
-        coroutine driver closes it again, the task driver re-delivers the cancellation."""
-        if self._closing:
-            raise GeneratorExit
-        worker = self._task_workers.get(trio.lowlevel.current_task())
-        if worker is not None:
-            worker.in_kernel_wait = True  # let trio's trap through _drive
-            try:
-                await trio.lowlevel.checkpoint_if_cancelled()
-            finally:
-                worker.in_kernel_wait = False
+        await self._driver.block()
 
     # -- the dispatcher ---------------------------------------------------------------------------
 
@@ -413,7 +340,7 @@ class Kernel:
                 await self._loop()
                 # stop(): end the suspended items (coroutine driver; an item that fails while
                 # unwinding is a bugcheck, as on the task driver) and the parked worker tasks.
-                self._close_coroutines()
+                self._driver.close()
                 if self._bugcheck is not None:
                     raise self._bugcheck
                 nursery.cancel_scope.cancel()
@@ -425,7 +352,7 @@ class Kernel:
             raise
         finally:
             try:
-                self._close_coroutines()  # a run that ended by an exception: never raises
+                self._driver.close()  # a run that ended by an exception: never raises
             finally:
                 self._running = False
                 self.stopped.set()
@@ -437,26 +364,21 @@ class Kernel:
         while not self._stop_requested:
             if timers and timers[0][0] <= self.now:
                 self._fire_due_timers()
-            if self.now >= core._next_tick:
+            if self.now >= core.next_deadline():
                 core.advance(self.now)
-            if core._actions or self._sleeping:
+            if core.has_actions() or self._sleeping:
                 self._apply_actions()
-            nxt = self._step() if self._dpcs or self._nready else None
+            nxt = self._step() if self._dpcs or self.ready.count else None
             if self._bugcheck is not None:
                 raise self._bugcheck
-            if nxt is not None and self._stepped:
-                await self._run_turns(nxt)
-                continue
             if nxt is not None:
                 # The baton goes to a worker; whoever holds it runs this same step loop and
-                # passes it on, and the last one, finding nothing ready, wakes us.
-                await self._run_worker(*nxt)
-                if self._bugcheck is not None:
-                    raise self._bugcheck
+                # passes it on until nothing is ready (raising the bugcheck, if one happened).
+                await self._driver.run_ready(*nxt)
                 continue
             if self._stop_requested:
                 return
-            deadline = core._next_tick  # the balance manager's next pass (core.next_deadline())
+            deadline = core.next_deadline()  # the balance manager's next pass
             if timers and timers[0][0] < deadline:
                 deadline = timers[0][0]
             if self.free_running and deadline != math.inf:
@@ -505,11 +427,10 @@ class Kernel:
         if self._sleeping:  # called from outside the emulation (setup code, tests)
             self._wakeup.set()
         core = self.core
-        actions = core._actions
-        if not actions:
+        if not core.has_actions():
             return
-        core._actions = []
-        ready = self._ready
+        actions = core.take_actions()
+        ready = self.ready
         for action in actions:
             worker = action.worker
             cls = type(action)
@@ -518,53 +439,10 @@ class Kernel:
             elif cls is Resume:
                 cmd = None
             elif cls is WorkerExit and worker.task is not None:
-                cmd = _EXIT
+                cmd = EXIT
             else:
                 continue
-            # Ready, by priority (inline: this runs for every start and wake-up).
-            lst = ready.get(worker.priority)
-            if lst is None:
-                lst = self._new_ready_list(worker.priority)
-            lst.append((worker, cmd))
-            self._nready += 1
-
-    def _new_ready_list(self, priority: int) -> Any:
-        lst = self._ready[priority] = deque() if self.schedule == "fifo" else []
-        self._priorities = sorted(self._ready, reverse=True)
-        return lst
-
-    def _pick_ready(self) -> tuple[Worker, Any]:
-        """Highest priority first; FIFO, or a seeded draw among equals ("random")."""
-        self._nready -= 1
-        for prio in self._priorities:
-            lst = self._ready[prio]
-            if not lst:
-                continue
-            entry: tuple[Worker, Any]
-            if self._fifo:
-                entry = lst.popleft()
-                return entry
-            if self._pct_mode:
-                return self._pick_pct(lst)
-            n = len(lst)
-            if n > 1:
-                i = self.rng.randrange(n)
-                lst[i], lst[-1] = lst[-1], lst[i]
-            entry = lst.pop()
-            return entry
-        raise ExecutiveError("no ready worker")  # pragma: no cover
-
-    def _pick_pct(self, lst: list[tuple[Worker, Any]]) -> tuple[Worker, Any]:
-        pct = self._pct
-        for w, _ in lst:
-            if w.id not in pct:
-                pct[w.id] = self.rng.random()
-        i = max(range(len(lst)), key=lambda j: pct[lst[j][0].id])
-        entry = lst.pop(i)
-        self._pct_step += 1
-        if self._pct_step in self._pct_changes:
-            pct[entry[0].id] = -float(self._pct_step)  # a change point: below every thread
-        return entry
+            ready.push(worker, cmd)
 
     def _step(self) -> tuple[Worker, Any] | None:
         """The dispatcher's inner loop, run by whichever task holds the baton: DPCs first, in
@@ -572,7 +450,7 @@ class Kernel:
         dpcs = self._dpcs
         timers = self._timers
         core = self.core
-        while dpcs or self._nready:
+        while dpcs or self.ready.count:
             if self._stop_requested or self._bugcheck is not None:
                 return None
             if dpcs:
@@ -590,208 +468,22 @@ class Kernel:
                         f"DPC {name} raised {type(exc).__name__}: {exc}")
                     bug.__cause__ = exc
                     return None
-                if core._actions or self._sleeping:
+                if core.has_actions() or self._sleeping:
                     self._apply_actions()
             else:
-                worker, cmd = self._pick_ready()
-                if worker.id in self._ended or (worker.task is None and cmd is _EXIT):
+                worker, cmd = self.ready.pick()
+                if worker.id in self._ended or (worker.task is None and cmd is EXIT):
                     continue
                 return worker, cmd
             if timers and timers[0][0] <= self.now:
                 self._fire_due_timers()
         return None
 
-    def _transfer(self, worker: Worker, cmd: Any) -> None:
-        """Hand the baton to `worker` (its first turn starts its task)."""
-        assert self._nursery is not None
-        self.stats.thread_turns += 1
-        self._current = worker
-        if worker.task is None:
-            self._nursery.start_soon(self._worker_main, worker, cmd,
-                                     name=f"{self.name}:{worker.name}")
-        else:
-            trio.lowlevel.reschedule(worker.task, outcome.Value(cmd))
-
-    def _wake_dispatcher(self) -> None:
-        if self._dispatcher_parked and self._dispatcher is not None:
-            self._dispatcher_parked = False
-            trio.lowlevel.reschedule(self._dispatcher, outcome.Value(None))
-
-    async def _run_worker(self, worker: Worker, cmd: Any) -> None:
-        """Give the baton to `worker` and park until a worker finds nothing ready."""
-        # A cancellation that arrived while the dispatcher was runnable may already have ended
-        # worker tasks: stop here rather than hand the baton to a task that is gone.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if worker.id in self._ended:
-            return
-        self._transfer(worker, cmd)
-        self._dispatcher_parked = True
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._dispatcher_parked = False
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        self._current = None
-
-    async def _hand_back(self) -> Any:
-        """Called in a worker task when its turn ends (it blocks, or its item returned): run the
-        dispatcher's step loop here, then continue (if this worker is next), pass the baton to
-        the next worker directly, or wake the dispatcher to wait for time to pass."""
-        worker = self._current
-        self._current = None
-        if worker is None:  # pragma: no cover - every hand-back comes from a worker's turn
-            raise ExecutiveError("hand-back outside a worker turn")
-        worker.in_kernel_wait = True
-        try:
-            self._fire_due_timers()
-            nxt = self._step()
-            if nxt is not None and nxt[0] is worker:
-                self.stats.thread_turns += 1  # its own next turn: no task switch at all
-                self._current = worker
-                return nxt[1]
-            if nxt is not None:
-                # A cancel that reached the other worker reached us too (one nursery).
-                await trio.lowlevel.checkpoint_if_cancelled()
-                self._transfer(*nxt)
-            else:
-                self._wake_dispatcher()
-            return await trio.lowlevel.wait_task_rescheduled(
-                lambda _: trio.lowlevel.Abort.SUCCEEDED
-            )
-        finally:
-            worker.in_kernel_wait = False
-
-    async def _drive(self, coro: Coroutine[Any, Any, None], worker: Worker,
-                     item: WorkItem) -> None:
-        """Run a work item's coroutine, passing its suspensions on to trio — but only the
-        kernel's own (`Kernel.wait`). Any other await would let trio's clock and run order
-        into the emulation, so it is a bugcheck."""
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                trap = coro.throw(error) if error is not None else coro.send(value)
-            except StopIteration:
-                return
-            if not worker.in_kernel_wait:
-                coro.close()
-                raise ExecutiveError(_NOT_A_KERNEL_WAIT.format(item.label))
-            try:
-                value, error = await _suspend(trap), None
-            except BaseException as exc:  # Cancelled included: hand it to the item
-                value, error = None, exc
-
-    # -- the coroutine driver ---------------------------------------------------------------------
-
-    async def _run_turns(self, nxt: tuple[Worker, Any] | None) -> None:
-        """Run worker turns in this task, in exactly the order the task driver would: after each
-        turn, due timers, then the next step — the hand-back of `_hand_back` without a switch."""
-        turns = 0
-        timers = self._timers
-        while nxt is not None:
-            self._turn(*nxt)
-            if self._bugcheck is not None:
-                raise self._bugcheck
-            turns += 1
-            if turns % CHECKPOINT_TURNS == 0:
-                await trio.lowlevel.checkpoint()
-            if timers and timers[0][0] <= self.now:
-                self._fire_due_timers()
-            nxt = self._step() if self._dpcs or self._nready else None
-
-    def _turn(self, worker: Worker, cmd: Any) -> None:
-        """One thread's turn: start its item, resume its blocked item, or end the thread."""
-        self.stats.thread_turns += 1
-        if cmd is _EXIT:
-            worker.task = None
-            self._ended.add(worker.id)
-            return
-        worker.task = _STARTED
-        self._current = worker
-        item: WorkItem = cmd if cmd is not None else worker.item  # type: ignore[assignment]
-        try:
-            if cmd is None:
-                item, coro = self._coros[worker.id]
-            else:
-                # Called as the task driver calls it: in the thread, inside the bugcheck net.
-                coro = item.routine(item)
-                self._coros[worker.id] = (item, coro)
-            trap = coro.send(None)
-            if trap is not _WAIT:
-                coro.close()
-                raise ExecutiveError(_NOT_A_KERNEL_WAIT.format(item.label))
-        except StopIteration:
-            del self._coros[worker.id]
-            self._current = None
-            self.core.finish(worker, self.now)
-            if self.core._actions or self._sleeping:
-                self._apply_actions()
-        except Exception as exc:
-            self._coros.pop(worker.id, None)
-            self._ended.add(worker.id)
-            self._bugcheck = _item_bugcheck(item, worker, exc)
-        finally:
-            self._current = None
-
-    def _close_coroutines(self) -> None:
-        """The run is over: end every blocked item (GeneratorExit at its wait, in worker order),
-        as cancelling the nursery ends the worker tasks of the task driver. An item that fails
-        while unwinding is recorded as a bugcheck (if none is yet); the others are closed all
-        the same."""
-        if not self._stepped:
-            return
-        self._closing = True
-        try:
-            for wid in sorted(self._coros):
-                item, coro = self._coros.pop(wid)
-                try:
-                    coro.close()
-                except Exception as exc:
-                    if self._bugcheck is None and item.worker is not None:
-                        self._bugcheck = _item_bugcheck(item, item.worker, exc)
-        finally:
-            self._closing = False
-            for q in self.core.queues.values():  # and every thread with them, idle ones too
-                self._ended.update(w.id for w in q.workers if w.task is not None)
-
-    async def _worker_main(self, worker: Worker, cmd: Any) -> None:
-        worker.task = task = trio.lowlevel.current_task()
-        self._task_workers[task] = worker
-        try:
-            await self._worker_loop(worker, cmd)
-        finally:
-            self._ended.add(worker.id)
-            del self._task_workers[task]
-            if self._current is worker:  # it died in its turn (a Ctrl-C, a cancellation)
-                self._current = None
-
-    async def _worker_loop(self, worker: Worker, cmd: Any) -> None:
-        while cmd is not _EXIT:
-            item: WorkItem = cmd
-            try:
-                await self._drive(item.routine(item), worker, item)
-            except trio.Cancelled:
-                raise
-            except Exception as exc:
-                self._bugcheck = _item_bugcheck(item, worker, exc)
-                await self._hand_back()
-                return
-            self.core.finish(worker, self.now)
-            self._apply_actions()
-            cmd = await self._hand_back()
-        # Told to exit: pass the baton on before the task ends.
-        worker.task = None
-        self._current = None
-        self._ended.add(worker.id)
-        self._fire_due_timers()
-        nxt = self._step()
-        if nxt is not None:
-            self._transfer(*nxt)
-        else:
-            self._wake_dispatcher()
-
     # -- observation -------------------------------------------------------------------------
+
+    def suspended_items(self) -> int:
+        """Work items still suspended in the coroutine driver (none once the kernel stopped)."""
+        return self._driver.suspended()
 
     def snapshot(self) -> dict[str, Any]:
         return {

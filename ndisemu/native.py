@@ -55,6 +55,10 @@ from .errors import NativeUnavailable
 MODULES: tuple[str, ...] = (
     "ndisemu.rng",
     "ndisemu.executive.core",
+    "ndisemu.executive.scheduler",
+    "ndisemu.drivers.base",
+    "ndisemu.drivers.tasks",
+    "ndisemu.drivers.coroutines",
     "ndisemu.kernel",
     "ndisemu.ndis",
     "ndisemu.miniport",

@@ -261,7 +261,8 @@ class ExecutiveCore:
 
     # -- construction -----------------------------------------------------------------------
 
-    def _new_id(self) -> int:
+    def new_id(self) -> int:
+        """The next object id (items, workers and wait objects share one sequence)."""
         self._ids = i = self._ids + 1
         return i
 
@@ -280,7 +281,7 @@ class ExecutiveCore:
         return q
 
     def new_wait_object(self, name: str, tags: dict[str, Any] | None = None) -> WaitObject:
-        return WaitObject(self._new_id(), name, tags or {})
+        return WaitObject(self.new_id(), name, tags or {})
 
     def new_item(
         self,
@@ -292,10 +293,10 @@ class ExecutiveCore:
     ) -> WorkItem:
         if queue not in self.queues:
             raise ExecutiveError(f"no queue {queue!r}")
-        return WorkItem(self._new_id(), name, queue, routine, tags or {}, signals)
+        return WorkItem(self.new_id(), name, queue, routine, tags or {}, signals)
 
     def _create_worker(self, q: QueueState, *, dynamic: bool, now: float) -> Worker:
-        w = Worker(self._new_id(), q.name, q.next_index, dynamic, now, idle_since=now,
+        w = Worker(self.new_id(), q.name, q.next_index, dynamic, now, idle_since=now,
                    priority=q.spec.priority)
         q.next_index += 1
         q.workers.append(w)
@@ -448,7 +449,12 @@ class ExecutiveCore:
                     self._trace("exec.worker.exited", queue=q.name, worker=w.name)
 
     def next_deadline(self) -> float:
+        """When `advance` next has something to do: the balance manager's next pass."""
         return self._next_tick
+
+    def has_actions(self) -> bool:
+        """Whether `take_actions` would return anything (cheap: no list is made)."""
+        return bool(self._actions)
 
     def take_actions(self) -> list[Action]:
         actions, self._actions = self._actions, []
