@@ -13,7 +13,6 @@ specs resolve to classes in `tcpip6.registry`.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -69,10 +68,16 @@ class Submission:
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
-class OidExecutor(ABC):
+class OidExecutor:
     """Where and how tcpip6 submits its OID requests. Subclass this (or one of the executors
     below) to try another design; the classes stay subclassable from plain Python when this
-    module is compiled (``tcpip6-lab native``). docs/executors.md has a worked example.
+    module is compiled (the wheel's mypyc build). docs/executors.md has a worked example.
+
+    A plain class, not an `abc.ABC`: compiled with mypyc, ABC subclasses share one
+    `issubclass` cache and answer wrongly for one pair of classes after another pair was asked
+    (``issubclass(DedicatedExecutor, RescuerExecutor)`` then ``issubclass(DedicatedExecutor,
+    OidExecutor)``). `submit` and `completed` raise NotImplementedError here; the registry
+    refuses a class that implements neither.
 
     Construction: ``cls(ctx)`` with one `ExecutorContext` (call ``super().__init__(ctx)``);
     then the binder calls `attach` once, before any OID, which sets `binder` and `kernel`.
@@ -121,13 +126,13 @@ class OidExecutor(ABC):
         self.binder = binder
         self.kernel = binder.kernel
 
-    @abstractmethod
     def submit(self, sub: Submission) -> None:
         """Start `sub`; call ``sub.on_done(sub, status)`` when tcpip6 knows the result."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement submit")
 
-    @abstractmethod
     def completed(self, sub: Submission) -> None:
         """Runs where tcpip6 learns of a pended request's completion (its follow-up item)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement completed")
 
     def queue_completion(self, sub: Submission, routine: Callable[[WorkItem], Any]) -> WorkItem:
         """Queue tcpip6's follow-up item for a completion (overridden by the rescuer)."""

@@ -82,10 +82,9 @@ def resolve(spec: str) -> type[OidExecutor]:
 
 
 def is_executor_subclass(cls: type, base: type[OidExecutor] = OidExecutor) -> bool:
-    """``issubclass(cls, base)`` by the MRO. Not `issubclass`: mypyc's compiled executor
-    classes share one ABC cache (``abc.ABC._abc_impl``), so a negative answer for one pair of
-    them — ``issubclass(DedicatedExecutor, RescuerExecutor)`` — is then returned for another
-    (``issubclass(DedicatedExecutor, OidExecutor)``)."""
+    """``issubclass(cls, base)`` for any object: False for what is not a class. (By the MRO:
+    when the executors were ABCs, mypyc's compiled classes shared one `issubclass` cache and
+    answered wrongly; OidExecutor is a plain class now, and this stays exact either way.)"""
     return base in getattr(cls, "__mro__", ())
 
 
@@ -126,8 +125,8 @@ def _checked(spec: str, obj: object) -> type[OidExecutor]:
         raise ExecutorSpecError(
             f"executor {spec!r}: {what} is not an OidExecutor subclass "
             "(tcpip6.executors.OidExecutor)")
-    # inspect.isabstract alone misses it when OidExecutor is compiled (mypyc): look for the
-    # two methods every executor implements.
+    # OidExecutor is a plain class (not an ABC): look for the two methods every executor
+    # implements.
     missing = [m for m in ("submit", "completed")
                if not any(m in vars(k) for k in obj.__mro__ if k is not OidExecutor)]
     if missing or inspect.isabstract(obj):

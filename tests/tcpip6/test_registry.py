@@ -15,6 +15,7 @@ from tcpip6.executors import (
     CriticalExecutor,
     DedicatedExecutor,
     ExecutorContext,
+    OidExecutor,
     RescuerExecutor,
 )
 from tcpip6.registry import (
@@ -80,8 +81,9 @@ def test_model_params_keep_the_spec_and_reject_a_bad_one() -> None:
         ModelParams(executor="tcpip6.executors:RescuerExecutor", completion_via="ndis")
 
 
-def test_subclass_checks_survive_the_shared_abc_cache_of_compiled_classes() -> None:
-    """The registry's answer does not depend on which checks ran before (compiled builds)."""
+def test_subclass_checks_do_not_depend_on_earlier_checks() -> None:
+    """Compiled ABCs shared one issubclass cache (OidExecutor is a plain class for that): the
+    answers, the registry's and Python's own, do not depend on which checks ran before."""
     for _ in range(2):
         for spec in ("tcpip6.executors:DedicatedExecutor", "tcpip6.executors:CriticalExecutor",
                      f"{USER}:Unpatched"):
@@ -90,6 +92,10 @@ def test_subclass_checks_survive_the_shared_abc_cache_of_compiled_classes() -> N
     assert is_executor_subclass(user_executors.Unpatched, CriticalExecutor)
     assert not is_executor_subclass(DedicatedExecutor, RescuerExecutor)
     assert not is_executor_subclass(user_executors.NotAnExecutor)
+    assert not issubclass(DedicatedExecutor, RescuerExecutor)
+    assert issubclass(DedicatedExecutor, OidExecutor)
+    assert isinstance(make_executor("dedicated"), OidExecutor)
+    assert not isinstance(make_executor("dedicated"), RescuerExecutor)
 
 
 def test_every_executor_is_built_from_one_context() -> None:
@@ -97,8 +103,6 @@ def test_every_executor_is_built_from_one_context() -> None:
     for name in BUILTIN_NAMES:
         assert make_executor(name, ctx).ctx is ctx
     dedicated = make_executor("dedicated", ctx)
-    # type() and not isinstance: compiled executor classes share one ABC cache (is_executor_
-    # subclass says why).
     assert type(dedicated) is DedicatedExecutor and dedicated.threads == 3
     rescuer = make_executor("rescuer", ctx)
     assert type(rescuer) is RescuerExecutor
