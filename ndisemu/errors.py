@@ -18,12 +18,3 @@ class ExecutiveError(NdisEmuError):
 
 class BugCheck(NdisEmuError):
     """A work item raised: in NT an unhandled exception in a system worker is a bugcheck."""
-
-
-class NativeUnavailable(NdisEmuError, ImportError):
-    """TCPIP6LAB_NATIVE=require, but the compiled modules cannot be used (one line: why).
-
-    Raised while `ndisemu` is imported, before the CLI's error handling exists: `user_error`
-    tells `tcpip6lab.cli` to print it as one line."""
-
-    user_error = True

@@ -52,7 +52,7 @@ class Submission:
 @mypyc_attr(allow_interpreted_subclasses=True)
 class OidExecutor(ABC):
     """Subclass this (or one of the executors below) to try another design; the classes stay
-    subclassable from plain Python when this module is compiled (``tcpip6-lab native``)."""
+    subclassable from plain Python when this module is compiled (in a wheel: setup.py)."""
 
     name: ClassVar[str]
     #: True when a thread is held blocked while a request pends.

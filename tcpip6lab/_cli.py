@@ -223,11 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory (default: virtual wires and time) or tap (root: real devices "
                         "in two namespaces, real ping processes, real time)")
     add_model_options(d, executor_default=None)
-    n = sub.add_parser("native", help="compile the emulation's hot modules with mypyc, or say "
-                                      "whether they are in use")
-    n.add_argument("action", choices=("build", "status", "clean"), nargs="?", default="status",
-                   help="build (only if stale, unless --force), status (default) or clean")
-    n.add_argument("--force", action="store_true", help="build even if up to date")
+    sub.add_parser("native", help="say which hot modules run compiled (mypyc, from the wheel)")
     from bench.cli import add_bench_parser
 
     add_bench_parser(sub)
@@ -429,9 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(args, model_params)
         if args.command == "native":
-            from .native import cmd_native
+            from .buildinfo import report
 
-            return cmd_native(args.action, force=args.force)
+            sys.stdout.write(report() + "\n")
+            return 0
         if args.command == "bench":
             from bench.cli import run_bench
 
