@@ -9,8 +9,9 @@ each beside its ``.py``). mypyc type-checks them first with the project's mypy c
 A pure-Python wheel instead, with one ``WARNING: tcpip6-lab: ...`` line (pip shows it with
 ``-v``; ``./lab`` says it on its own), when there is no mypyc, no C compiler or no Python
 headers, or when compiling fails — never a failed install. ``TCPIP6LAB_BUILD_PURE=1`` asks
-for a pure build; the in-tree backend (buildsys/tcpip6lab_backend.py) sets it for every hook
-but ``build_wheel``, so an editable install, an sdist and pip's metadata step never compile.
+for a pure build; the in-tree backend (buildsys/tcpip6lab_backend.py) sets it to ``hook``
+(pure, without the warning) for every hook but ``build_wheel``, so an editable install, an
+sdist and pip's metadata step never compile.
 ``TCPIP6LAB_BUILD_BASE`` (set by the backend: a fresh temporary directory per build) is where
 the build's intermediate files go, so nothing stale from an earlier build can reach a wheel.
 """
@@ -90,6 +91,8 @@ class OptionalBuildExt(build_ext):
 
 
 def ext_modules() -> list[Any]:
+    if os.environ.get("TCPIP6LAB_BUILD_PURE") == "hook":  # the backend: not a wheel build
+        return []
     why = why_pure()
     if why is not None:
         warn(why)

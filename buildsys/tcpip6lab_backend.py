@@ -5,7 +5,7 @@ where a compiled wheel is built.
   its build requirements add mypy (which ships mypyc) and what mypyc needs to type-check the
   hot modules as ``mypy`` does in development (trio's and structlog's types).
 - Every other hook — the editable install above all, also the sdist and pip's metadata step —
-  runs setup.py with ``TCPIP6LAB_BUILD_PURE=1``: no mypyc, no build_ext, no ``.so`` in the
+  runs setup.py with ``TCPIP6LAB_BUILD_PURE=hook``: no mypyc, no build_ext, no ``.so`` in the
   source tree (setuptools' editable mode would otherwise build the extensions in place).
 - Each hook runs with a fresh temporary build directory and mypy cache
   (``TCPIP6LAB_BUILD_BASE``, ``MYPY_CACHE_DIR``): nothing of an earlier build reaches a wheel,
@@ -50,8 +50,8 @@ def _building(*, pure: bool) -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="tcpip6lab-build-") as tmp:
         os.environ["TCPIP6LAB_BUILD_BASE"] = os.path.join(tmp, "build")
         os.environ["MYPY_CACHE_DIR"] = os.path.join(tmp, "mypy-cache")
-        if pure:
-            os.environ["TCPIP6LAB_BUILD_PURE"] = "1"
+        if pure:  # "hook": pure by design, no warning (a user's "1" is kept: it warns)
+            os.environ.setdefault("TCPIP6LAB_BUILD_PURE", "hook")
         try:
             yield
         finally:
@@ -63,7 +63,7 @@ def _building(*, pure: bool) -> Iterator[None]:
 
 
 def _compiling() -> bool:
-    return os.environ.get("TCPIP6LAB_BUILD_PURE") != "1"
+    return not os.environ.get("TCPIP6LAB_BUILD_PURE")
 
 
 def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
