@@ -189,9 +189,9 @@ def scale_blocks(res: dict[str, Any], plot_path: Path | None, command: str) -> l
                          "event log on"], wall_rows)))
     natives = sorted({r["native"] for r in s.values() if "native" in r})
     if natives:
-        b.append(("p", "Modules measured: " + "; ".join(natives) + ". `tcpip6-lab native "
-                       "build` compiles them (mypyc); the pure-Python column is the same storm "
-                       "in a process started with TCPIP6LAB_NATIVE=0."))
+        b.append(("p", "Modules measured: " + "; ".join(natives) + ". A wheel build "
+                       "compiles them (mypyc); the pure-Python column is the same storm in a "
+                       "process importing the hot modules from a copy of their .py files."))
     o = res["oid_overhead"]
     b.append(("h3", "Per-OID overhead"))
     b.append(("p", "Against a bare trio memory-channel round trip in the same process "

@@ -5,9 +5,10 @@ RSS (`getrusage` ru_maxrss) belongs to that run alone and no run inherits anothe
 executor:
 
 - `default`: `tcpip6lab.storm.run_storm` as users call it (with whatever GC policy it sets),
-  event log off, on the compiled modules when a fresh build exists (`ndisemu.native`; every
-  record says which) — wall time, peak RSS, OIDs per second;
-- `pure`: the same in a process started with TCPIP6LAB_NATIVE=0 — what compiling is worth;
+  event log off, on the compiled modules when the installed wheel has them
+  (`tcpip6lab.buildinfo`; every record says which) — wall time, peak RSS, OIDs per second;
+- `pure`: the same in a process that imports the hot modules from a copy of their ``.py``
+  files (`in_fresh_process`) — what compiling is worth;
 - `gc-python`: the same storm with Python's default GC thresholds throughout (the storm run
   through `run_storm_async` on the same clock) — what the runner's GC policy is worth;
 - `gc-off`: `run_storm` with the cyclic GC disabled (what `run_storm` itself does since the
@@ -438,12 +439,22 @@ def _task(kind: str, *args: Any) -> dict[str, Any]:
     raise ValueError(kind)
 
 
-def _native() -> dict[str, Any]:
-    """Whether this process runs the compiled modules (chosen when ndisemu was imported)."""
-    from ndisemu.native import status
+def _task_in(pure_dir: str | None, kind: str, *args: Any) -> dict[str, Any]:
+    """`_task`, on the pure-Python copy of the hot modules' packages in `pure_dir` if given
+    (first on sys.path before any of them is imported: nothing of them is, in a fresh
+    process, until the measurement imports them)."""
+    if pure_dir is not None:
+        import sys
 
-    st = status()
-    return {"compiled": st.active, "describe": st.describe()}
+        sys.path.insert(0, pure_dir)
+    return _task(kind, *args)
+
+
+def _native() -> dict[str, Any]:
+    """Whether this process runs the compiled hot modules (the installed wheel's)."""
+    from tcpip6lab.buildinfo import compiled_modules, describe
+
+    return {"compiled": bool(compiled_modules()), "describe": describe()}
 
 
 def _pure(kind: str, args: Sequence[Any]) -> bool:
@@ -452,21 +463,37 @@ def _pure(kind: str, args: Sequence[Any]) -> bool:
     return kind == "profile" or (kind == "measure" and args[0].mode == "pure")
 
 
+def _copy_pure_sources(dest: Path) -> None:
+    """Copy the ``.py`` files of the packages holding the compiled hot modules (not their
+    extensions) from where they are installed to `dest`: a tree that imports as pure Python."""
+    import importlib.machinery
+    import importlib.util
+    import shutil
+
+    from tcpip6lab.buildinfo import HOT_MODULES
+
+    for top in sorted({m.split(".", 1)[0] for m in HOT_MODULES}):
+        spec = importlib.util.find_spec(top)
+        assert spec is not None and spec.submodule_search_locations is not None, top
+        src = next(iter(spec.submodule_search_locations))
+        shutil.copytree(src, dest / top, ignore=shutil.ignore_patterns(
+            "__pycache__", *(f"*{s}" for s in importlib.machinery.EXTENSION_SUFFIXES)))
+
+
 def in_fresh_process(kind: str, *args: Any) -> dict[str, Any]:
-    from ndisemu.native import ENV
+    """`_task` in a spawned interpreter. The pure runs import the hot modules from a temporary
+    copy of their ``.py`` files when this installation has them compiled (nothing is chosen
+    at run time: a wheel's extension modules are what Python imports beside their sources)."""
+    from tcpip6lab.buildinfo import compiled_modules
 
     ctx = multiprocessing.get_context("spawn")
-    saved = os.environ.get(ENV)
-    if _pure(kind, args):
-        os.environ[ENV] = "0"  # the spawned interpreter decides at its import of ndisemu
-    try:
+    with tempfile.TemporaryDirectory(prefix="t6l-pure-") as tmp:
+        pure_dir = None
+        if _pure(kind, args) and compiled_modules():
+            _copy_pure_sources(Path(tmp))
+            pure_dir = tmp
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1) as pool:
-            return pool.submit(_task, kind, *args).result()
-    finally:
-        if saved is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = saved
+            return pool.submit(_task_in, pure_dir, kind, *args).result()
 
 
 @dataclass
@@ -637,7 +664,7 @@ def render(res: dict[str, Any]) -> str:
             lines.append(f"{'':>9} compiled: {row['native_speedup']:.2f}× as fast as the same "
                          f"storm as pure Python ({row['pure_wall_seconds']:.2f}s; same trace: "
                          "tests/ndisemu/test_native.py)" if row["compiled"] else
-                         f"{'':>9} (no compiled build: the pure run took "
+                         f"{'':>9} (no compiled modules installed: the pure run took "
                          f"{row['pure_wall_seconds']:.2f}s)")
         if "gc_policy_speedup" in row:
             lines.append(f"{'':>9} GC: run_storm is {row['gc_policy_speedup']:.2f}× as fast as "

@@ -32,8 +32,8 @@ from ndisemu.backends.tap import open_tap
 from ndisemu.backends.topology import SiteSpec, build, preflight
 from ndisemu.kernel import WORKER_MODES
 from ndisemu.miniport import MiniportConfig, WireEnd
-from ndisemu.native import status as native_status
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
+from tcpip6lab.buildinfo import describe as describe_modules
 from tcpip6lab.host import EmulatedHost
 from tcpip6lab.params import ModelParams, adapter_mac, peer_mac
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
               "count": args.count, "rtt_count": args.rtt_count, "workers": args.workers,
-              "modules": native_status().describe(), **r,
+              "modules": describe_modules(), **r,
               "ratios": ratios,
               "targets": {"flood_pps": ">= 0.67", "idle_rtt": "<= 1.5"}}
     print(f"emulated host: {args.workers} driver, {report['modules']}")

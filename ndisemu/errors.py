@@ -20,15 +20,6 @@ class BugCheck(NdisEmuError):
     """A work item raised: in NT an unhandled exception in a system worker is a bugcheck."""
 
 
-class NativeUnavailable(NdisEmuError, ImportError):
-    """TCPIP6LAB_NATIVE=require, but the compiled modules cannot be used (one line: why).
-
-    Raised while `ndisemu` is imported, before the CLI's error handling exists: `user_error`
-    tells `tcpip6lab.cli` to print it as one line."""
-
-    user_error = True
-
-
 class InvariantViolation(NdisEmuError):
     """The emulation's own state is inconsistent (a bug of ours, never the user's)."""
 

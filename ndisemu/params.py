@@ -23,7 +23,7 @@ SYSTEM_QUEUES = (CRITICAL, DELAYED, HYPERCRITICAL)
 
 def check_field_types(obj: Any) -> None:
     """Make a (frozen) dataclass's ``int`` fields plain ints and check its ``bool`` and
-    ``float`` fields, naming the field in a ConfigError. The compiled modules (ndisemu.native)
+    ``float`` fields, naming the field in a ConfigError. The compiled modules (a wheel's)
     check argument types at run time: ``seed=3.0`` or a NumPy integer would be a TypeError
     there but run as pure Python, and ``seed=True`` would be seeded as 1 there and as "True"
     here — so values are settled before either sees them. Integers for floats are left as

@@ -1,5 +1,12 @@
 """Shared test helpers.
 
+What the suite runs is the installed package. ``TCPIP6LAB_EXPECT`` (set by ``./lab test``)
+says which build that must be, and the run stops at its start when it is not:
+``compiled`` — every hot module (tcpip6lab.buildinfo.HOT_MODULES) is the compiled one and
+every package comes from site-packages, so a source tree shadowing the wheel (the cwd or the
+repository first on sys.path, PYTHONPATH) fails loudly instead of testing pure Python;
+``pure`` — none of the hot modules is compiled (the editable tree).
+
 Tests that need real network devices (root, /dev/net/tun, Linux tools) skip with a clear reason
 when those are missing — except under CI=true, where the CI script installs the tools and runs
 as root, so a missing piece is a failure, never a silent skip.
@@ -17,6 +24,45 @@ import pytest
 import trio
 
 pytest_plugins = ["pytester"]
+
+EXPECT_ENV = "TCPIP6LAB_EXPECT"
+PACKAGES = ("ndisemu", "tcpip6", "faults", "bench", "tcpip6lab")
+
+
+def build_problems(expect: str) -> list[str]:
+    """What is wrong with the modules this process imports, for TCPIP6LAB_EXPECT=`expect`."""
+    import importlib
+    import sysconfig
+    from pathlib import Path
+
+    from tcpip6lab.buildinfo import HOT_MODULES, is_compiled, origin
+
+    if expect not in ("compiled", "pure"):
+        return [f"{EXPECT_ENV} must be compiled or pure, not {expect!r}"]
+    for name in (*PACKAGES, *HOT_MODULES):
+        importlib.import_module(name)
+    problems = []
+    if expect == "compiled":
+        site = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+        for name in (*PACKAGES, *HOT_MODULES):
+            where = Path(origin(name)).resolve()
+            if not any(where.is_relative_to(s) for s in site):
+                problems.append(f"{name} is imported from {where}, not from site-packages")
+            elif name in HOT_MODULES and not is_compiled(name):
+                problems.append(f"{name} is not compiled ({where})")
+    else:
+        problems = [f"{name} is compiled ({origin(name)})" for name in HOT_MODULES
+                    if is_compiled(name)]
+    return problems
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    expect = os.environ.get(EXPECT_ENV)
+    if expect is None:
+        return
+    problems = build_problems(expect)
+    if problems:
+        raise pytest.UsageError(f"{EXPECT_ENV}={expect}, but " + "; ".join(problems))
 
 
 def require_real_net(*tools: str, tun: bool = True) -> None:

@@ -34,9 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from . import app
     except BaseException as exc:
-        if getattr(exc, "user_error", False):  # TCPIP6LAB_NATIVE=require, but no fresh build
-            sys.stderr.write(f"tcpip6-lab: error: {exc}\n")
-            return 2
         if not is_interrupt(exc):
             raise
         sys.stderr.write("tcpip6-lab: interrupted\n")

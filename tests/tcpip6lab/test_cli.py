@@ -123,7 +123,7 @@ def test_pcap_files_hold_the_traffic(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_demo_without_a_tty_prints_a_verdict_quickly() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "demo", "--speed", "40"],
                           capture_output=True, text=True, timeout=60, env=env,
@@ -142,7 +142,7 @@ def test_demo_without_a_tty_prints_a_verdict_quickly() -> None:
 
 def test_ctrl_c_ends_with_one_line_and_death_by_sigint() -> None:
     """After cleaning up, an interrupted run dies of SIGINT (so a shell loop around it stops)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
     proc = subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "demo", "--speed", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             stdin=subprocess.DEVNULL)

@@ -110,7 +110,7 @@ async def test_burst_of_24_stops_ipv6_only_with_the_unpatched_binder(executor: s
 
 
 def _serve(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
     return subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "serve", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, stdin=subprocess.DEVNULL)
@@ -178,7 +178,7 @@ def test_serve_without_root_says_so_in_one_line(
 def test_demo_on_tap_with_real_ping_processes() -> None:
     require_real_net("ping")
     before = leftovers()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
     proc = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "demo", "--backend", "tap",
                            "--duration", "8"], capture_output=True, text=True, timeout=90,
                           env=env, stdin=subprocess.DEVNULL, check=False)
@@ -246,7 +246,7 @@ def test_a_killed_run_is_cleaned_up_by_the_cleanup_command(moment: float) -> Non
         time.sleep(moment)
         victim.kill()
         victim.wait(timeout=30)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
         clean = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "cleanup"],
                                capture_output=True, text=True, env=env, timeout=60,
                                check=False)
@@ -268,7 +268,7 @@ def test_a_killed_run_is_cleaned_up_by_the_cleanup_command(moment: float) -> Non
 def test_sigint_during_the_tap_demo_leaves_nothing(moment: float) -> None:
     require_real_net("ping")
     before = leftovers()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
     proc = subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "demo", "--backend", "tap",
                              "--duration", "10"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,

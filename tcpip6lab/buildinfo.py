@@ -1,0 +1,85 @@
+"""Which of the emulation's hot modules run compiled in this process — it only reports.
+
+Building a wheel compiles `HOT_MODULES` with mypyc (``setup.py``, through the in-tree build
+backend ``buildsys/tcpip6lab_backend.py``), as mypy and black ship theirs: each module's
+extension sits beside its ``.py`` in site-packages, and Python's import system prefers the
+extension. An editable install, or a wheel built where there is no C compiler, runs the same
+modules as pure Python. Nothing is compiled or chosen at run time; this module says which of
+the two this process has (`tcpip6-lab native`, bench output, the test suite's start-up check).
+
+`HOT_MODULES` is the one list of what is compiled: ``setup.py`` reads it from this file's
+source (without importing the package), so keep it a literal tuple of module names.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import sys
+from pathlib import Path
+
+#: What is compiled, in one mypyc group: the per-OID path of a bind storm (bench/README.md has
+#: the profile that chose them). The rest — the IPv6 stack, faults, the CLI — stays Python.
+HOT_MODULES: tuple[str, ...] = (
+    "ndisemu.rng",
+    "ndisemu.executive.core",
+    "ndisemu.executive.scheduler",
+    "ndisemu.drivers.base",
+    "ndisemu.drivers.tasks",
+    "ndisemu.drivers.coroutines",
+    "ndisemu.kernel",
+    "ndisemu.ndis",
+    "ndisemu.miniport",
+    "tcpip6.executors",
+    "tcpip6.binder",
+    "tcpip6.ipv4",
+)
+#: mypyc's shared library for the group: ``tcpip6lab_native__mypyc`` at the top level.
+GROUP = "tcpip6lab_native"
+
+
+def origin(name: str) -> str:
+    """The file module `name` is (or would be) loaded from: the loaded module's if it is
+    imported, else what the import system would pick now ("" if none)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return str(getattr(module, "__file__", None) or "")
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return ""
+    return str(spec.origin or "") if spec is not None else ""
+
+
+def is_compiled(name: str) -> bool:
+    """True when module `name` is (or would be) loaded from an extension module."""
+    return origin(name).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def compiled_modules() -> tuple[str, ...]:
+    """The hot modules this process runs compiled (in `HOT_MODULES` order)."""
+    return tuple(m for m in HOT_MODULES if is_compiled(m))
+
+
+def describe() -> str:
+    """One line: compiled (where from) or pure Python."""
+    done = compiled_modules()
+    if not done:
+        return ("pure Python (no compiled hot modules: an editable install, or a wheel built "
+                "without a C compiler)")
+    where = Path(origin(done[0])).parent
+    for _ in done[0].split(".")[1:]:
+        where = where.parent
+    if len(done) == len(HOT_MODULES):
+        return f"compiled ({len(done)} hot modules, mypyc) from {where}"
+    pure = ", ".join(m for m in HOT_MODULES if m not in done)
+    return (f"partly compiled ({len(done)} of {len(HOT_MODULES)} hot modules, mypyc, from "
+            f"{where}; pure Python: {pure})")
+
+
+def report() -> str:
+    """`tcpip6-lab native`: the summary line, then each hot module and its file."""
+    lines = [describe()]
+    lines += [f"  {m:<24} {'compiled' if is_compiled(m) else 'pure    '}  {origin(m) or '?'}"
+              for m in HOT_MODULES]
+    return "\n".join(lines)
