@@ -80,6 +80,7 @@ def describe() -> str:
 def report() -> str:
     """`tcpip6-lab native`: the summary line, then each hot module and its file."""
     lines = [describe()]
-    lines += [f"  {m:<24} {'compiled' if is_compiled(m) else 'pure    '}  {origin(m) or '?'}"
-              for m in HOT_MODULES]
+    width = max(len(m) for m in HOT_MODULES)
+    lines += [f"  {m:<{width}}  {'compiled' if is_compiled(m) else 'pure    '}  "
+              f"{origin(m) or '?'}" for m in HOT_MODULES]
     return "\n".join(lines)
