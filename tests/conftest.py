@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 
@@ -99,6 +100,15 @@ def leftovers() -> list[str]:
         found += [f"state {p.name}" for p in STATE_DIR.glob("*.json")]
         found += [f"state {p.name}" for p in STATE_DIR.glob("*.tmp")]
     return found
+
+
+def default_signals() -> None:
+    """`preexec_fn` for a child that a test will signal: SIGINT and SIGTERM at their default
+    dispositions, whatever this process inherited — a background job of a non-interactive
+    shell starts with SIGINT ignored, and an ignored signal stays ignored across exec (Python
+    then installs no KeyboardInterrupt handler, and the child never sees the Ctrl-C)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

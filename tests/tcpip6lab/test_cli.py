@@ -15,7 +15,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
 from scapy.utils import rdpcap
 
 from tcpip6lab.cli import main
-from tests.conftest import reaped
+from tests.conftest import default_signals, reaped
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,7 +145,7 @@ def test_ctrl_c_ends_with_one_line_and_death_by_sigint() -> None:
     env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
     proc = subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "demo", "--speed", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=default_signals)
     with reaped(proc):
         assert proc.stdout is not None
         assert "t=" in proc.stdout.readline()  # the live run has started
@@ -193,3 +193,20 @@ def test_debug_shows_the_traceback_and_errors_stay_one_line_without_it(
     assert main(["--debug", "storm", "--adapters", "2", "--faults", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "PlanError" in err
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_the_ctrl_c_test_passes_when_the_suite_starts_with_sigint_ignored() -> None:
+    """`./lab test &` in a non-interactive shell: the suite inherits SIGINT as ignored. The
+    tests that send signals set their children's dispositions themselves, so they still pass."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    test = f"{__file__}::test_ctrl_c_ends_with_one_line_and_death_by_sigint"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--import-mode=append", "--rootdir", str(ROOT), test],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, preexec_fn=_ignore_sigint, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout

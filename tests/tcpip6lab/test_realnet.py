@@ -27,7 +27,7 @@ from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab.cli import main
 from tcpip6lab.params import ModelParams, adapter_ipv4
 from tcpip6lab.serve import RealHost, real_host, running
-from tests.conftest import leftovers, reaped, require_real_net, wait_for
+from tests.conftest import default_signals, leftovers, reaped, require_real_net, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ def _serve(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ)  # the installed package: the wheel in ./lab test's first pass
     return subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "serve", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, stdin=subprocess.DEVNULL)
+                            env=env, stdin=subprocess.DEVNULL, preexec_fn=default_signals)
 
 
 def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float = 20.0) -> str:
@@ -272,7 +272,7 @@ def test_sigint_during_the_tap_demo_leaves_nothing(moment: float) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "tcpip6lab.cli", "demo", "--backend", "tap",
                              "--duration", "10"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=default_signals)
     with reaped(proc):
         time.sleep(1.0 + moment)  # the moment of the interrupt: set-up or the live run
         proc.send_signal(signal.SIGINT)
