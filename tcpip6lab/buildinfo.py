@@ -77,6 +77,24 @@ def describe() -> str:
             f"{where}; pure Python: {pure})")
 
 
+def version() -> str:
+    """The installed distribution's version ("unknown" when run from an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("tcpip6-lab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def version_line() -> str:
+    """`tcpip6-lab --version`: the version, Python's, and whether the hot path is compiled."""
+    kind = "compiled" if compiled_modules() else "pure Python"
+    return (f"tcpip6-lab {version()} (Python {sys.version.split()[0]}, "
+            f"{sys.implementation.cache_tag}; hot modules: {kind})")
+
+
 def report() -> str:
     """`tcpip6-lab native`: the summary line, then each hot module and its file."""
     lines = [describe()]

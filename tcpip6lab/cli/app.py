@@ -25,6 +25,7 @@ from faults.errors import FaultsError
 from ndisemu.errors import NdisEmuError
 from tcpip6.errors import Tcpip6Error
 
+from ..buildinfo import version_line
 from ..errors import Tcpip6LabError
 from .interrupts import is_interrupt
 from .options import PROG, Parser
@@ -50,6 +51,8 @@ def build_parser(found: dict[str, ModuleType] | None = None) -> Parser:
     parser = Parser(prog=PROG, description="Reproduce and study the KB968597 Tcpipv6 "
                     "critical-worker-queue deadlock in an emulated NT executive and NDIS.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the version, and whether the hot path runs compiled")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for module in (found or commands()).values():

@@ -210,3 +210,15 @@ def test_the_ctrl_c_test_passes_when_the_suite_starts_with_sigint_ignored() -> N
                           stdin=subprocess.DEVNULL, preexec_fn=_ignore_sigint, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from tcpip6lab.buildinfo import compiled_modules
+
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    kind = "compiled" if compiled_modules() else "pure Python"
+    assert out == (f"tcpip6-lab {version('tcpip6-lab')} (Python {sys.version.split()[0]}, "
+                   f"{sys.implementation.cache_tag}; hot modules: {kind})\n")
