@@ -115,7 +115,8 @@ class EmulatedHost:
         self.ipv4_addresses[name] = adapter_ipv4(i)
         return MiniportConfig(name=name, mac=adapter_mac(i), latency=p.latency,
                               latency_jitter=p.latency_jitter, mtu=p.mtu,
-                              multicast_list_size=p.multicast_list_size, tags={"index": i})
+                              multicast_list_size=p.multicast_list_size,
+                              completion_queue=p.miniport_completion_queue, tags={"index": i})
 
     def _wire_for(self, cfg: MiniportConfig) -> MemoryCableEnd:
         index = int(cfg.tags.get("index", len(self.wires)))

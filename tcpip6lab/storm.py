@@ -73,6 +73,10 @@ class OidCounts:
     submitted: int  # OID submissions through the executor
     completions_run: int  # completion items the executor ran
     ndis_requests: int  # requests NDIS passed to miniports (every protocol)
+    # completion work items run, every protocol: NDIS's (completion_via="ndis") and the
+    # miniports' own (completion_via="miniport" with miniport_completion="workitem")
+    ndis_completion_items: int
+    miniport_completion_items: int
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,9 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
             submitted=host.executor.submitted,
             completions_run=host.executor.completions_run,
             ndis_requests=host.ndis.requests_submitted,
+            ndis_completion_items=host.ndis.completion_items_run,
+            miniport_completion_items=sum(b.miniport.work_items_run
+                                          for b in host.ndis.miniports.values()),
         ),
         heartbeat=HeartbeatSummary(
             beats=len(host.heartbeat.beats),

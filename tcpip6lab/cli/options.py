@@ -9,11 +9,12 @@ from typing import NoReturn
 from faults.plan import FaultPlan, load_plan
 from ndisemu.kernel import WORKER_MODES
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
+from tcpip6.binder import COMPLETION_PATHS
 from tcpip6.errors import Tcpip6Error
 from tcpip6.registry import BUILTIN_NAMES, resolve
 
 from ..errors import DurationError
-from ..params import ModelParams
+from ..params import MINIPORT_COMPLETIONS, ModelParams
 from ..units import parse_duration
 
 PROG = "tcpip6-lab"
@@ -87,8 +88,14 @@ def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | Non
                    help=f"± fraction of latency, seeded (default {m.latency_jitter})")
     g.add_argument("--completion-queue", choices=SYSTEM_QUEUES, default=m.completion_queue,
                    help="queue where the OID completion work item runs (default critical)")
-    g.add_argument("--completion-via", choices=("tcpip6", "ndis"), default=m.completion_via,
-                   help="tcpip6's own follow-up item (default) or an NDIS work item")
+    g.add_argument("--completion-via", choices=COMPLETION_PATHS, default=m.completion_via,
+                   help="where a pended OID's completion needs a worker: tcpip6's own "
+                        "follow-up item (default), an NDIS work item, or the miniport's own "
+                        "work item (see --miniport-completion); on --completion-queue")
+    g.add_argument("--miniport-completion", choices=MINIPORT_COMPLETIONS,
+                   default=m.miniport_completion,
+                   help="with --completion-via miniport: the miniport completes from a work "
+                        "item (NdisScheduleWorkItem, default) or at DPC level (no worker)")
     g.add_argument("--foreign-holders", type=nonneg_int, default=m.foreign_holders,
                    metavar="N", help="critical workers blocked by other components "
                                      f"(default {m.foreign_holders})")
@@ -121,7 +128,8 @@ def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
     return ModelParams(
         executive=ex, executor=executor, latency=args.latency,
         latency_jitter=args.latency_jitter, completion_queue=args.completion_queue,
-        completion_via=args.completion_via, foreign_holders=args.foreign_holders,
+        completion_via=args.completion_via, miniport_completion=args.miniport_completion,
+        foreign_holders=args.foreign_holders,
         dedicated_threads=args.dedicated_threads, schedule=args.schedule,
         multicast_list_size=args.multicast_list_size, mtu=args.mtu,
     )
@@ -140,6 +148,7 @@ def nondefault_model_args(args: argparse.Namespace) -> str:
              ("--latency-jitter", args.latency_jitter, m.latency_jitter),
              ("--completion-queue", args.completion_queue, m.completion_queue),
              ("--completion-via", args.completion_via, m.completion_via),
+             ("--miniport-completion", args.miniport_completion, m.miniport_completion),
              ("--foreign-holders", args.foreign_holders, m.foreign_holders),
              ("--multicast-list-size", args.multicast_list_size, m.multicast_list_size),
              ("--dedicated-threads", args.dedicated_threads, m.dedicated_threads)]
