@@ -289,6 +289,14 @@ class Kernel:
         """Record that `item` must run before `obj` can be set (for the knot proof)."""
         self.core.declare_signal(item, obj)
 
+    def declare_future_signal(self, obj: WaitObject, queue: str, when: str) -> None:
+        """Record that only an item queued on `queue` once `when` happens can set `obj` (for
+        the knot proof: such a wait needs a worker of `queue`, whether or not `when` comes)."""
+        self.core.declare_future_signal(obj, queue, when)
+
+    def clear_future_signals(self, obj: WaitObject) -> None:
+        self.core.clear_future_signals(obj)
+
     def remove_work_item(self, item: WorkItem) -> bool:
         return self.core.remove(item, self.now)
 

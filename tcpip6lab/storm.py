@@ -58,6 +58,9 @@ class CriticalWorkers:
     max_dynamic: int
     blocked_at_end: int
     pending_at_end: int
+    # when the dynamic threads first reached their cap (seconds after the first arrival; None:
+    # never), to set beside deadlock.detected_at
+    cap_reached_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,8 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
             max_dynamic=crit.spec.max_dynamic,
             blocked_at_end=crit.blocked,
             pending_at_end=len(crit.pending),
+            cap_reached_at=(round(crit.cap_reached_at - first, 9)
+                            if crit.cap_reached_at is not None else None),
         ),
         ipv4_bound=host.ipv4_bound(),
         virtual_seconds=round(max(0.0, now - first), 9),
