@@ -221,8 +221,12 @@ class FaultInjector:
                 # Even the heal lets go through the waker item: nothing else sets the event.
                 k.declare_future_signal(done, waker_queue, f"fault {f.id} lets go")
                 k.call_later(duration, self._queue_waker, f, waker_queue, done)
-                self._heal_hooks.append(
-                    lambda f=f, q=waker_queue, d=done: self._queue_waker(f, q, d))
+                self._heal_hooks.append(self._waker_releaser(f, waker_queue, done))
+
+    def _waker_releaser(self, f: Fault, queue: str, done: WaitObject) -> Callable[[], None]:
+        def release() -> None:
+            self._queue_waker(f, queue, done)
+        return release
 
     def _queue_waker(self, f: Fault, queue: str, done: WaitObject) -> None:
         """A held item's release needs a worker of `queue`: its waker is a work item there."""
