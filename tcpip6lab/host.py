@@ -20,6 +20,7 @@ from ndisemu.constants import NdisStatus
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.ndis import Ndis
+from ndisemu.params import DELAYED
 from ndisemu.pcap import PcapWriter
 from ndisemu.pnp import Pnp
 from ndisemu.system import ForeignHolder, Heartbeat
@@ -65,7 +66,8 @@ class EmulatedHost:
         self._pcaps: list[PcapWriter] = []
         self.wires: dict[str, MemoryCable] = {}
         self.ipv4_addresses: dict[str, bytes] = {}
-        self.pnp = Pnp(self.kernel, self.ndis, wire_factory=wire_factory or self._wire_for)
+        self.pnp = Pnp(self.kernel, self.ndis, wire_factory=wire_factory or self._wire_for,
+                       bind_queue=DELAYED if p.pnp_binds == "passive" else None)
         if p.ipv4:
             self.ipv4: Ipv4Binder | None = Ipv4Binder(self.kernel, self.ndis,
                                                       self.ipv4_addresses)

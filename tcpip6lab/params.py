@@ -24,6 +24,8 @@ IPV4_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
 
 #: how a miniport completes pended OIDs with completion_via="miniport"
 MINIPORT_COMPLETIONS = ("workitem", "dpc")
+#: where PnP calls ProtocolBindAdapter
+PNP_BINDS = ("passive", "dpc")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class ModelParams:
     # on completion_queue ("workitem", NdisScheduleWorkItem) or at DPC level ("dpc").
     miniport_completion: str = "workitem"
     rx_queue: str = "critical"
+    # Where ProtocolBindAdapter runs: "passive" — the PnP manager's device-action work item on
+    # the delayed queue (R ntoskrnl/io/pnpmgr, PipDeviceActionWorker); "dpc" — the model's old
+    # shortcut, inside the DPC-level arrival.
+    pnp_binds: str = "passive"
     # Other components' blocked critical workers (nt-model §6 step 4, K ≈ 2; docs/model.md).
     foreign_holders: int = 2
     foreign_hold: float = 5.0
@@ -71,6 +77,8 @@ class ModelParams:
                 raise ConfigError(f"{name} must be one of {', '.join(SYSTEM_QUEUES)}")
         if self.completion_via not in COMPLETION_PATHS:
             raise ConfigError(f"completion_via must be one of {', '.join(COMPLETION_PATHS)}")
+        if self.pnp_binds not in PNP_BINDS:
+            raise ConfigError(f"pnp_binds must be one of {', '.join(PNP_BINDS)}")
         if self.miniport_completion not in MINIPORT_COMPLETIONS:
             raise ConfigError("miniport_completion must be one of "
                               f"{', '.join(MINIPORT_COMPLETIONS)}")

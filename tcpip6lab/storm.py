@@ -61,6 +61,8 @@ class CriticalWorkers:
     # when the dynamic threads first reached their cap (seconds after the first arrival; None:
     # never), to set beside deadlock.detected_at
     cap_reached_at: float | None = None
+    # the balance manager's wakes on its event (insert_growth="manager"), one thread at most each
+    manager_wakes: int = 0
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,7 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
             pending_at_end=len(crit.pending),
             cap_reached_at=(round(crit.cap_reached_at - first, 9)
                             if crit.cap_reached_at is not None else None),
+            manager_wakes=host.kernel.core.manager_wakes,
         ),
         ipv4_bound=host.ipv4_bound(),
         virtual_seconds=round(max(0.0, now - first), 9),

@@ -261,6 +261,11 @@ class ExecutiveCore:
         self._next_tick = now + self.params.balance_period
         self.tick_listeners: list[Callable[[float], None]] = []
         self.ticks = 0
+        #: ExpThreadSetManagerEvent (a synchronization event): set by an insert that needs a
+        #: thread, cleared by the manager's wake (`run_manager`)
+        self.manager_event = False
+        self.manager_wakes = 0
+        self._inline_growth = self.params.insert_growth == "inline"
         if system_queues:
             for spec in system_queue_specs(self.params):
                 self.add_queue(spec, now)
@@ -343,10 +348,36 @@ class ExecutiveCore:
             self._dispatch(q, now)
         # ExpNewThreadNecessary on insert (critical only): list non-empty, CurrentCount <
         # MaximumCount, dynamic below the cap. W ex/worker.c:229-283,558-565.
-        if (q.spec.eager_growth and q.pending and q.running < q.concurrency
-                and q.dynamic < q.spec.max_dynamic):
-            self._create_worker(q, dynamic=True, now=now)
-            self._dispatch(q, now)
+        if q.spec.eager_growth and self._new_thread_necessary(q):
+            if self._inline_growth:
+                self._create_worker(q, dynamic=True, now=now)
+                self._dispatch(q, now)
+            elif not self.manager_event:
+                # KeSetEvent(&ExpThreadSetManagerEvent): the manager creates the thread when it
+                # runs (the driver runs it: at once above a PASSIVE inserter, after the DPCs).
+                self.manager_event = True
+                if self._trace is not None:
+                    self._trace("exec.manager.signalled", queue=q.name)
+
+    @staticmethod
+    def _new_thread_necessary(q: QueueState) -> bool:
+        return bool(q.pending) and q.running < q.concurrency and q.dynamic < q.spec.max_dynamic
+
+    def run_manager(self, now: float) -> bool:
+        """The balance manager wakes on its event: ExpCheckDynamicThreadCount creates one thread
+        for each queue that still needs one (only the critical queue makes threads as
+        necessary). Returns whether the event was set."""
+        if not self.manager_event:
+            return False
+        self.manager_event = False
+        self.manager_wakes += 1
+        for q in self._balanced:
+            if q.spec.eager_growth and self._new_thread_necessary(q):
+                self._create_worker(q, dynamic=True, now=now)
+                if self._trace is not None:
+                    self._trace("exec.manager.grow", queue=q.name, dynamic=q.dynamic)
+                self._dispatch(q, now)
+        return True
 
     def declare_signal(self, item: WorkItem, obj: WaitObject) -> None:
         """Record, after the fact, that `item` must run before `obj` can be set."""

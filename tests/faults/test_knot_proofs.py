@@ -59,10 +59,14 @@ def test_cap_reached_at_is_in_the_json_and_none_without_a_burst_over_static() ->
 def test_a_two_queue_knot_built_with_a_fault_plan_is_proven_with_both_queues() -> None:
     """Every delayed worker is held by another driver whose release needs a critical item;
     tcpip6's completions go to the delayed queue; the burst fills the critical queue. Neither
-    queue can ever run the other's items: one knot over two queues."""
+    queue can ever run the other's items: one knot over two queues. The hold comes just after
+    the burst's binds (which run on the delayed queue) and before the first OID completes."""
     p = ModelParams(completion_queue="delayed")
     delayed_cap = p.executive.delayed_static + p.executive.max_dynamic
-    plan = plan_from_dict({"queue": [{"action": "hold", "queue": "delayed", "at": 0.5,
+    cfg = StormConfig(adapters=cliff(p), params=p, horizon=200.0)
+    first_completion = cfg.start + p.latency * (1 - p.latency_jitter)
+    plan = plan_from_dict({"queue": [{"action": "hold", "queue": "delayed",
+                                      "at": (cfg.start + first_completion) / 2,
                                       "workers": delayed_cap, "duration": 1000.0,
                                       "waker_queue": "critical"}]})
     r = run_storm(StormConfig(adapters=cliff(p), params=p, plan=plan, horizon=200.0))
