@@ -53,8 +53,12 @@ class ModelParams:
     # the delayed queue (R ntoskrnl/io/pnpmgr, PipDeviceActionWorker); "dpc" — the model's old
     # shortcut, inside the DPC-level arrival.
     pnp_binds: str = "passive"
-    # Other components' blocked critical workers (nt-model §6 step 4, K ≈ 2; docs/model.md).
+    # Other components' blocked critical workers. A CALIBRATION, not a measured fact: 2 makes the
+    # default cliff (10 + 16 − K) the KB's "about 24" (nt-model §6 step 4 reads K ≈ 2 the same
+    # way; docs/model.md §5, §7). Unchanged by the move to PASSIVE binds and the manager's
+    # wake-ups (the cliff formula did not move).
     foreign_holders: int = 2
+    # Inferred; no outcome depends on it: the holders declare their wakers (docs/model.md §6).
     foreign_hold: float = 5.0
     heartbeat_interval: float = 0.25
     ndis_dispatch_queue: str = "delayed"
