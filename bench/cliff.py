@@ -6,8 +6,12 @@ completions queue behind them, so the smallest deadlocking burst is
 
     critical_static + min(additional_critical, 16) + max_dynamic - foreign_holders
 
-(docs/model.md §5). `check_cliffs` finds, for each set of model parameters in the records, the
-smallest burst that deadlocked on every seed and compares it with that formula. On a sparse
+(docs/model.md §5). The formula is the same whether binds run at PASSIVE_LEVEL in the PnP
+device-action item (the default) or at DPC level, and whether the balance manager makes the
+threads one per wake (the default, as WRK) or inline (`insert_growth="inline"`): re-derived in
+docs/model.md §5 and checked by tests/tcpip6lab/test_cliff.py for all four. `check_cliffs`
+finds, for each set of model parameters in the records, the smallest burst that deadlocked on
+every seed and compares it with that formula. On a sparse
 adapter axis the measurement is a bracket (largest burst with no deadlock, smallest that
 deadlocks], and the computed value must fall inside it.
 

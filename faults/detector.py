@@ -36,6 +36,7 @@ from ndisemu.executive.core import (
     WaitObject,
     Worker,
     WorkerState,
+    WorkItem,
 )
 
 if TYPE_CHECKING:
@@ -54,8 +55,10 @@ class KnotLink:
     oid: str | None
     waits_on: str  # the queued work item that alone can wake this worker
     event: str  # the wait object
-    position: int  # 0-based place of `waits_on` in the queue's FIFO
+    position: int  # 0-based place of `waits_on` in its queue's FIFO; -1 when not queued yet
     blocked_since: float | None
+    waker_queue: str = ""  # the queue `waits_on` is (or will be) queued on
+    when: str | None = None  # for a waker not queued yet: the outside event that queues it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,10 +73,12 @@ class Deadlock:
     dynamic: int
     pending: int
     chain: list[KnotLink] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)  # every queue of the knot (one or more)
 
     def as_dict(self, *, time_origin: float = 0.0) -> dict[str, Any]:
         return {
             "queue": self.queue,
+            "queues": self.queues,
             "detected_at": round(self.detected_at - time_origin, 9),
             "workers": self.workers,
             "static": self.static,
@@ -86,14 +91,18 @@ class Deadlock:
         lines = [
             f"DEADLOCK on the {self.queue} queue at t={self.detected_at - time_origin:.3f}s: "
             f"{self.workers}/{self.workers} workers blocked ({self.static} static + "
-            f"{self.dynamic} dynamic, no thread can be added), {self.pending} items queued",
+            f"{self.dynamic} dynamic, no thread can be added), {self.pending} items queued"
+            + (f"; the knot spans the {', '.join(self.queues)} queues"
+               if len(self.queues) > 1 else ""),
         ]
         chain = self.chain if limit is None else self.chain[:limit]
         for link in chain:
             what = ", ".join(x for x in (link.adapter, link.oid) if x)
             lines.append(f"  {link.worker:<14} runs {link.item}" + (f" [{what}]" if what else ""))
-            lines.append(f"  {'':<14} waits on {link.event}, set only by {link.waits_on} "
-                         f"(queued #{link.position + 1} on {link.queue})")
+            where = (f"queued #{link.position + 1} on {link.waker_queue}" if link.when is None
+                     else f"to be queued on {link.waker_queue}")
+            lines.append(f"  {link.worker:<14} waits on {link.event}, set only by "
+                         f"{link.waits_on} ({where})")
         if limit is not None and len(self.chain) > limit:
             lines.append(f"  ... {len(self.chain) - limit} more workers in the same knot")
         return "\n".join(lines)
@@ -108,12 +117,15 @@ class Deadlock:
             out.append(f"  {w} [shape=box];")
             out.append(f'  {it} [shape=ellipse, label="{link.item}\\n{detail}"];')
             out.append(f"  {ev} [shape=diamond];")
+            where = (f"queued #{link.position + 1} on {link.waker_queue}" if link.when is None
+                     else f"to be queued on {link.waker_queue}")
             out.append(f'  {wk} [shape=ellipse, style=dashed, label="{link.waits_on}\\n'
-                       f'queued #{link.position + 1} on {link.queue}"];')
+                       f'{where}"];')
             out.append(f'  {w} -> {it} [label="runs"];')
             out.append(f'  {it} -> {ev} [label="waits on"];')
             out.append(f'  {ev} -> {wk} [label="set only by"];')
-            out.append(f'  {wk} -> {_q("queue " + link.queue)} [label="behind a full queue"];')
+            out.append(f'  {wk} -> {_q("queue " + link.waker_queue)} '
+                       '[label="behind a full queue"];')
         out.append("}")
         return "\n".join(out) + "\n"
 
@@ -230,37 +242,82 @@ def find_stall(core: ExecutiveCore, queue: str, now: float,
     return Stall(queue, now, since, len(q.pending), holders)
 
 
-def find_knot(core: ExecutiveCore, queue: str) -> list[KnotLink] | None:
-    """The proven knot on `queue`, as its chain, or None."""
-    q: QueueState = core.queues[queue]
+def _knot_candidate(q: QueueState) -> bool:
+    """At its maximum thread count (no thread can be added) and every worker blocked."""
     if q.spec.thread_per_item or not q.workers or not q.at_max_threads:
-        return None
-    position: dict[int, int] | None = None
+        return False
+    return all(w.state is WorkerState.BLOCKED and w.waiting_on is not None
+               and w.item is not None for w in q.workers)
+
+
+def _stuck_wait(core: ExecutiveCore, obj: WaitObject, knot: set[str]) -> bool:
+    """Whether `obj` can be set only by items that need a worker of a queue in `knot`: its
+    declared wakers are queued (not running) there, or will be queued there when an outside
+    event fires (`future_wakers`), and none may be taken over by a rescuer with a free
+    thread. At least one waker must be declared: an undeclared wait is never a knot."""
+    live = [s for s in obj.signalers if s.state in (ItemState.QUEUED, ItemState.RUNNING)]
+    if not live and not obj.future_wakers:
+        return False
+    for s in live:
+        if s.state is not ItemState.QUEUED or s.queue not in knot:
+            return False
+        # An item a rescuer may take over is not stuck for good while the rescuer's queue
+        # has a thread that is not blocked.
+        if s.rescuer is not None and s.rescuer in core.queues and any(
+                r.state is not WorkerState.BLOCKED for r in core.queues[s.rescuer].workers):
+            return False
+    return all(queue in knot for queue, _when in obj.future_wakers)
+
+
+def find_knots(core: ExecutiveCore) -> dict[str, list[KnotLink]]:
+    """Every proven knot, as {queue: the whole knot's chain}. A knot may span queues: a set S
+    of queues, each at its cap with every worker blocked, where every wait can be ended only
+    by an item that needs a worker of a queue in S. Found as the greatest such set (start from
+    every full, fully blocked queue; drop a queue while one of its waits escapes the set)."""
+    knot = {name for name, q in core.queues.items() if _knot_candidate(q)}
+    changed = True
+    while knot and changed:
+        changed = False
+        for name in sorted(knot):
+            if any(not _stuck_wait(core, w.waiting_on, knot)  # type: ignore[arg-type]
+                   for w in core.queues[name].workers):
+                knot.discard(name)
+                changed = True
+    if not knot:
+        return {}
+    positions: dict[str, dict[int, int]] = {}
+
+    def position(item: WorkItem) -> int:
+        pos = positions.get(item.queue)
+        if pos is None:
+            pos = positions[item.queue] = {
+                id(it): i for i, it in enumerate(core.queues[item.queue].pending)}
+        return pos.get(id(item), -1)
+
     chain: list[KnotLink] = []
-    for w in q.workers:
-        obj = w.waiting_on
-        if w.state is not WorkerState.BLOCKED or obj is None or w.item is None:
-            return None
-        live = [s for s in obj.signalers if s.state in (ItemState.QUEUED, ItemState.RUNNING)]
-        if not live or any(s.state is not ItemState.QUEUED or s.queue != q.name for s in live):
-            return None
-        if position is None:
-            position = {id(item): i for i, item in enumerate(q.pending)}
-        pos = position
-        waker = min(live, key=lambda s: pos.get(id(s), 1 << 30))
-        for s in live:
-            # An item a rescuer may take over is not stuck for good while the rescuer's queue
-            # has a thread that is not blocked.
-            if s.rescuer is not None and s.rescuer in core.queues and any(
-                    r.state is not WorkerState.BLOCKED for r in core.queues[s.rescuer].workers):
-                return None
-        chain.append(KnotLink(
-            queue=q.name, worker=w.name, item=w.item.label,
-            adapter=w.item.tags.get("adapter"), oid=w.item.tags.get("oid"),
-            waits_on=waker.label, event=obj.label, position=position.get(id(waker), -1),
-            blocked_since=w.blocked_since,
-        ))
-    return chain
+    for name in sorted(knot, key=lambda n: (n != "critical", n)):
+        for w in core.queues[name].workers:
+            obj = w.waiting_on
+            assert obj is not None and w.item is not None
+            live = [s for s in obj.signalers if s.state is ItemState.QUEUED]
+            if live:
+                waker = min(live, key=lambda s: (s.queue != name, position(s)))
+                waits_on, waker_queue, pos, when = waker.label, waker.queue, position(waker), None
+            else:
+                waker_queue, when = obj.future_wakers[0]
+                waits_on, pos = f"an item queued when {when}", -1
+            chain.append(KnotLink(
+                queue=name, worker=w.name, item=w.item.label,
+                adapter=w.item.tags.get("adapter"), oid=w.item.tags.get("oid"),
+                waits_on=waits_on, event=obj.label, position=pos,
+                blocked_since=w.blocked_since, waker_queue=waker_queue, when=when,
+            ))
+    return {name: chain for name in knot}
+
+
+def find_knot(core: ExecutiveCore, queue: str) -> list[KnotLink] | None:
+    """The proven knot `queue` is part of, as its chain (every queue of the knot), or None."""
+    return find_knots(core).get(queue)
 
 
 class HangDetector:
@@ -282,16 +339,17 @@ class HangDetector:
         self.checks += 1
         core = self.kernel.core
         tracer = self.kernel.tracer
+        knots = find_knots(core)
         for name, q in core.queues.items():
             if name in self.deadlocks:
                 continue
-            chain = find_knot(core, name)
+            chain = knots.get(name)
             if chain is None:
                 self._check_stall(name, now)
                 continue
             self.active_stalls.pop(name, None)
             dl = Deadlock(name, now, len(q.workers), q.spec.static_threads, q.dynamic,
-                          len(q.pending), chain)
+                          len(q.pending), chain, queues=sorted({link.queue for link in chain}))
             self.deadlocks[name] = dl
             if tracer.enabled:
                 tracer.emit("detector.deadlock", queue=name, workers=len(q.workers),

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ndisemu.backends.memory import MemoryCable
 from ndisemu.constants import NdisStatus, oid_name
-from ndisemu.executive.core import WorkItem
+from ndisemu.executive.core import WaitObject, WorkItem
 from ndisemu.miniport import EmulatedMiniport, MiniportConfig, NdisRequest, RequestFault
 from ndisemu.ndis import Ndis
 from ndisemu.pnp import Pnp
@@ -213,8 +213,33 @@ class FaultInjector:
 
             k.queue_work_item(f.params["queue"], hold, name="fault.hold",
                               tags={"fault": f.id})
-            k.call_later(duration, k.set_event, done)
-            self._heal_hooks.append(_releaser(k, done))
+            waker_queue = f.params.get("waker_queue")
+            if waker_queue is None:
+                k.call_later(duration, k.set_event, done)
+                self._heal_hooks.append(_releaser(k, done))
+            else:
+                # Even the heal lets go through the waker item: nothing else sets the event.
+                k.declare_future_signal(done, waker_queue, f"fault {f.id} lets go")
+                k.call_later(duration, self._queue_waker, f, waker_queue, done)
+                self._heal_hooks.append(self._waker_releaser(f, waker_queue, done))
+
+    def _waker_releaser(self, f: Fault, queue: str, done: WaitObject) -> Callable[[], None]:
+        def release() -> None:
+            self._queue_waker(f, queue, done)
+        return release
+
+    def _queue_waker(self, f: Fault, queue: str, done: WaitObject) -> None:
+        """A held item's release needs a worker of `queue`: its waker is a work item there."""
+        k = self.kernel
+        if done.signaled or not done.future_wakers:
+            return  # let go already, or its waker is queued
+
+        async def release(_item: WorkItem) -> None:
+            k.set_event(done)
+
+        k.clear_future_signals(done)
+        k.queue_work_item(queue, release, name="fault.hold_release", tags={"fault": f.id},
+                          signals=(done,))
 
     def _pnp(self, f: Fault) -> None:
         if self.healed or self.pnp is None:

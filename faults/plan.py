@@ -13,6 +13,9 @@
     [[miniport]]   action = hang | reset | surprise-removal | link-flap
     [[wire]]       action = loss | duplicate | reorder | corrupt | latency
     [[queue]]      action = hold | alloc-fail
+                   (hold: `workers` items on `queue` block for `duration`; with `waker_queue`
+                   each is woken by an item queued on that queue when its time is up — another
+                   driver whose completion needs that queue, declared for the knot proof)
     [[pnp]]        action = burst | depart
 
 Every entry may carry an `id` (default "<kind><index>", e.g. "oid0") and the triggers of Linux's
@@ -264,7 +267,7 @@ _PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("wire", "reorder"): ("direction", "delay"),
     ("wire", "corrupt"): ("direction",),
     ("wire", "latency"): ("direction", "delay"),
-    ("queue", "hold"): ("queue", "workers", "at", "duration"),
+    ("queue", "hold"): ("queue", "workers", "at", "duration", "waker_queue"),
     ("queue", "alloc-fail"): ("queue",),
     ("pnp", "burst"): ("count", "at", "interval"),
     ("pnp", "depart"): ("at",),
@@ -348,10 +351,10 @@ def _params(kind: str, action: str, entry: dict[str, Any], where: str) -> dict[s
             if value not in ("in", "out", "both"):
                 raise PlanError(f"{where} direction: must be in, out or both")
             out["direction"] = value
-        elif key == "queue":
+        elif key in ("queue", "waker_queue"):
             if value not in SYSTEM_QUEUES:
-                raise PlanError(f"{where} queue: must be one of {', '.join(SYSTEM_QUEUES)}")
-            out["queue"] = value
+                raise PlanError(f"{where} {key}: must be one of {', '.join(SYSTEM_QUEUES)}")
+            out[key] = value
         elif key in ("workers", "count"):
             out[key] = _integer(value, f"{where} {key}", minimum=1)
         else:  # at, duration, interval

@@ -252,6 +252,12 @@ class Kernel:
         core = self.core
         item = core.new_item(queue, routine, name, tags, signals)
         core.insert(item, self.now)
+        if core.manager_event:
+            current = self._current
+            if current is not None and current.priority < self.params.manager_priority:
+                # The manager (priority 14) preempts a lower-priority inserter at once; from a
+                # DPC (no current thread) it runs once the DPCs are done (`_step`).
+                core.run_manager(self.now)
         if core.has_actions() or self._sleeping:
             self._apply_actions()
         return item
@@ -289,6 +295,14 @@ class Kernel:
         """Record that `item` must run before `obj` can be set (for the knot proof)."""
         self.core.declare_signal(item, obj)
 
+    def declare_future_signal(self, obj: WaitObject, queue: str, when: str) -> None:
+        """Record that only an item queued on `queue` once `when` happens can set `obj` (for
+        the knot proof: such a wait needs a worker of `queue`, whether or not `when` comes)."""
+        self.core.declare_future_signal(obj, queue, when)
+
+    def clear_future_signals(self, obj: WaitObject) -> None:
+        self.core.clear_future_signals(obj)
+
     def remove_work_item(self, item: WorkItem) -> bool:
         return self.core.remove(item, self.now)
 
@@ -301,6 +315,22 @@ class Kernel:
     @property
     def current_worker(self) -> Worker | None:
         return self._current
+
+    async def preemption_point(self) -> None:
+        """Inside a work item: if a thread of a higher priority is ready (one this item's
+        inserts made ready), it runs first — as it would preempt this thread on NT — and this
+        item continues after it. Items take no emulated time, so only the order changes."""
+        w = self._current
+        if w is None:
+            raise ExecutiveError("Kernel.preemption_point() called outside a work item")
+        if self.core.manager_event and w.priority < self.params.manager_priority:
+            self.core.run_manager(self.now)
+            self._apply_actions()
+        top = self.ready.highest_ready()
+        if top is None or top <= w.priority:
+            return
+        self.ready.push(w, None)  # ready again: resumed when its priority comes up
+        await self._driver.block()
 
     async def wait(self, obj: WaitObject) -> None:
         """KeWaitForSingleObject from inside a work item: blocks the worker thread."""
@@ -368,7 +398,8 @@ class Kernel:
                 core.advance(self.now)
             if core.has_actions() or self._sleeping:
                 self._apply_actions()
-            nxt = self._step() if self._dpcs or self.ready.count else None
+            nxt = (self._step() if self._dpcs or self.ready.count or core.manager_event
+                   else None)
             if self._bugcheck is not None:
                 raise self._bugcheck
             if nxt is not None:
@@ -450,7 +481,7 @@ class Kernel:
         dpcs = self._dpcs
         timers = self._timers
         core = self.core
-        while dpcs or self.ready.count:
+        while dpcs or self.ready.count or core.manager_event:
             if self._stop_requested or self._bugcheck is not None:
                 return None
             if dpcs:
@@ -468,6 +499,12 @@ class Kernel:
                         f"DPC {name} raised {type(exc).__name__}: {exc}")
                     bug.__cause__ = exc
                     return None
+                if core.has_actions() or self._sleeping:
+                    self._apply_actions()
+            elif core.manager_event:
+                # The DPCs are done: the balance manager (priority 14) runs before any worker
+                # thread of the system queues, once for all the inserts that signalled it.
+                core.run_manager(self.now)
                 if core.has_actions() or self._sleeping:
                     self._apply_actions()
             else:

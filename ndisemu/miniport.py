@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .constants import MediaState, NdisStatus, Oid, PacketFilter, RequestType
+from .constants import MediaState, NdisStatus, Oid, PacketFilter, RequestType, oid_name
 from .errors import ConfigError
 from .rng import SplitMix64
 
@@ -80,6 +80,12 @@ class MiniportConfig:
     max_send_packets: int = 1
     multicast_list_size: int = 32
     media_connected: bool = True
+    # None: pended requests complete at DPC level (the timer callback calls
+    # NdisM*InformationComplete). A queue name: the miniport completes them from its own work
+    # item on that queue (NdisScheduleWorkItem, which drivers of virtual and intermediate
+    # adapters use to reach PASSIVE_LEVEL; ReactOS's NDIS queued those on CriticalWorkQueue in
+    # older revisions and on DelayedWorkQueue now, R drivers/network/ndis/ndis/misc.c).
+    completion_queue: str | None = None
     tags: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,6 +138,7 @@ class EmulatedMiniport:
         self.media_connected: bool = config.media_connected
         self.hung = False
         self.requests_handled = 0
+        self.work_items_run = 0  # completion work items run (completion_queue set)
         self.tx_frames = 0
         self.tx_dropped = 0
         self.tx_busy_until = 0.0  # when the transmitter finishes the last accepted frame
@@ -141,6 +148,9 @@ class EmulatedMiniport:
         self.hung = False
         self.held: list[Callable[[], None]] = []  # completions kept back by a hang
         self._receive: Callable[[bytes], None] | None = None
+        # NDIS's hook for a completion work item: requests NDIS holds behind this one wait on
+        # it too (it declares their events on the item).
+        self.on_completion_item: Callable[[NdisRequest, Any], None] | None = None
 
     # -- medium ---------------------------------------------------------------------------------
 
@@ -214,6 +224,8 @@ class EmulatedMiniport:
         """MiniportQuery/SetInformation. Returns the status, or PENDING and completes later.
         `set_data` lets NDIS pass the merged value of all bindings (filter, multicast list)."""
         self.requests_handled += 1
+        if self.config.completion_queue is not None:
+            complete = self._via_work_item(req, complete)
         status = self._answer(req, set_data)
         fault = self.fault_hook.on_request(self, req) if self.fault_hook is not None else None
         delay = self.latency()
@@ -239,6 +251,29 @@ class EmulatedMiniport:
             return status
         self.kernel.call_later(delay, self._complete, complete, status)
         return NdisStatus.PENDING
+
+    def _via_work_item(self, req: NdisRequest,
+                       complete: Callable[[NdisStatus], None]) -> Callable[[NdisStatus], None]:
+        """`complete`, deferred to the miniport's own work item on `completion_queue`: the
+        timer (DPC) only queues the item; its routine calls NdisM*InformationComplete at
+        PASSIVE_LEVEL. The item declares the events the request's waiters wait on (the
+        request's ``signals`` tag), so a knot through it is provable."""
+        queue = self.config.completion_queue
+        assert queue is not None
+
+        def schedule(status: NdisStatus) -> None:
+            async def miniport_complete_request(_item: Any) -> None:
+                self.work_items_run += 1
+                complete(status)
+
+            item = self.kernel.queue_work_item(
+                queue, miniport_complete_request, name="miniport.complete_request",
+                tags={"adapter": self.name, "oid": oid_name(req.oid), "req": req.id},
+                signals=tuple(req.tags.get("signals", ())))
+            if self.on_completion_item is not None:
+                self.on_completion_item(req, item)
+
+        return schedule
 
     def _complete(self, complete: Callable[[NdisStatus], None], status: NdisStatus) -> None:
         """NdisM*InformationComplete — unless the miniport hangs, which keeps it back."""

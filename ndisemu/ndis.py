@@ -121,6 +121,9 @@ class MiniportBlock:
     # empty deque is ~600 bytes (with the send queue, 7 % of a 10,000-adapter storm's memory).
     queued: list[NdisRequest] = field(default_factory=list)
     worker_item: WorkItem | None = None
+    # the miniport's queued completion work item of the request in progress (a miniport that
+    # completes from a work item, MiniportConfig.completion_queue)
+    completion_item: WorkItem | None = None
     removed: bool = False
     requests: list[tuple[str, int, RequestType]] = field(default_factory=list)
     send_queue: deque[bytes] | None = None  # made on the first send that has to wait
@@ -179,7 +182,18 @@ class Ndis:
         block = MiniportBlock(miniport)
         self.miniports[miniport.name] = block
         miniport.set_receive_handler(lambda frame: self.indicate_receive(block, frame))
+        miniport.on_completion_item = functools.partial(self._completion_item_queued, block)
         return block
+
+    def _completion_item_queued(self, block: MiniportBlock, req: NdisRequest,
+                                item: WorkItem) -> None:
+        """The miniport queued the work item that will complete `req`: every request NDIS
+        holds behind it is dispatched only after that item runs."""
+        if block.in_progress is not req:
+            return
+        block.completion_item = item
+        for queued in block.queued:
+            self._declare_dispatch(item, queued)
 
     def remove_miniport(self, name: str) -> None:
         """The miniport is gone: queued requests and the one in progress fail with
@@ -249,6 +263,8 @@ class Ndis:
             block.queued.append(req)
             if block.worker_item is not None:
                 self._declare_dispatch(block.worker_item, req)
+            if block.completion_item is not None:
+                self._declare_dispatch(block.completion_item, req)
             return NdisStatus.PENDING
         return self._do_request(block, req, caller_waiting=True)
 
@@ -295,6 +311,7 @@ class Ndis:
             self._deliver_completion(binding, req, status)
         if block.in_progress is req:
             block.in_progress = None
+            block.completion_item = None
         if block.queued and block.worker_item is None and not block.removed:
             block.worker_item = self.kernel.queue_work_item(
                 self.dispatch_queue, self._miniport_worker(block),

@@ -19,6 +19,8 @@ CRITICAL: Final = "critical"
 DELAYED: Final = "delayed"
 HYPERCRITICAL: Final = "hypercritical"
 SYSTEM_QUEUES = (CRITICAL, DELAYED, HYPERCRITICAL)
+#: ExecutiveParams.insert_growth: the balance manager's wake-ups (WRK) or the old inline growth
+INSERT_GROWTH = ("manager", "inline")
 
 
 def check_field_types(obj: Any) -> None:
@@ -67,6 +69,15 @@ class ExecutiveParams:
     # MakeThreadsAsNecessary is set only for the critical queue: growth on insert.
     # W ex/worker.c:387-396,558-565,229-283.
     eager_critical_growth: bool = True
+    # How an insert's growth happens. "manager" (WRK): the insert only sets
+    # ExpThreadSetManagerEvent when ExpNewThreadNecessary holds (W ex/worker.c:558-565); the
+    # balance manager, when it runs, re-checks the predicate and creates at most one thread
+    # per wake (ExpCheckDynamicThreadCount, :229-283,721-771), so inserts made before it runs
+    # coalesce. "inline": the model's old eager growth, a thread created inside the insert.
+    insert_growth: str = "manager"
+    # The balance manager thread's priority: 14. W ex/worker.c:611-612. It preempts an inserter
+    # running at a lower priority at once, but not a DPC (nor a hypercritical worker, 15).
+    manager_priority: int = 14
     # Clamp applied to the Additional*WorkerThreads registry values. W ex/worker.c:350-356.
     registry_clamp: int = 16
 
@@ -78,6 +89,9 @@ class ExecutiveParams:
         for name in ("additional_critical", "additional_delayed", "max_dynamic"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.insert_growth not in INSERT_GROWTH:
+            raise ConfigError(f"insert_growth must be one of {', '.join(INSERT_GROWTH)} "
+                              f"(got {self.insert_growth!r})")
         if self.cpus < 1:
             raise ConfigError(f"cpus must be >= 1 (got {self.cpus})")
         if self.balance_period <= 0:

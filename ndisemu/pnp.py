@@ -6,11 +6,23 @@ protocol may return NDIS_STATUS_PENDING and finish later with NdisCompleteBindAd
 ff562465). Removal calls each binding's ProtocolUnbindAdapter, then drops the miniport.
 
 A *burst* is several arrivals at one virtual instant; each arrival is its own DPC-level event,
-in the order given.
+in the order given. Where the binds run (`bind_queue`):
+
+* a queue name (the delayed queue, as an emulated host has it by default,
+  `ModelParams.pnp_binds`): the arrival — at DPC level — only adds the
+  miniport and appends a device action to the PnP manager's list; one device-action work item
+  (`pnp.device_action`, PipDeviceActionWorker, queued on DelayedWorkQueue in ReactOS
+  ntoskrnl/io/pnpmgr) takes the actions in order and, for each, calls every protocol's
+  ProtocolBindAdapter in registration order at PASSIVE_LEVEL (pending binds return at once).
+  After each adapter it lets any higher-priority thread its binds readied run first (a critical
+  worker preempts the priority-12 delayed worker on NT: `Kernel.preemption_point`).
+* None (this class's default, for rigs that bind synchronously): the model's old shortcut,
+  every protocol bound inside the DPC-level arrival.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,6 +32,7 @@ from .miniport import EmulatedMiniport, MiniportConfig, WireEnd
 from .ndis import BindContext, MiniportBlock, Ndis
 
 if TYPE_CHECKING:
+    from .executive.core import WorkItem
     from .kernel import Kernel
 
 
@@ -33,10 +46,14 @@ class Arrival:
 
 class Pnp:
     def __init__(self, kernel: Kernel, ndis: Ndis,
-                 wire_factory: Callable[[MiniportConfig], WireEnd] | None = None) -> None:
+                 wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
+                 *, bind_queue: str | None = None) -> None:
         self.kernel = kernel
         self.ndis = ndis
         self.wire_factory = wire_factory
+        self.bind_queue = bind_queue
+        self._actions: deque[Arrival] = deque()  # device actions not taken yet
+        self._action_item: WorkItem | None = None  # the device-action item, queued or running
         self.arrivals: list[Arrival] = []
         self.removed: list[str] = []
         #: called with each new miniport before it is bound (fault injectors hook in here)
@@ -71,6 +88,26 @@ class Pnp:
         trace = self.kernel.tracer
         if trace.enabled:
             trace.emit("pnp.arrival", adapter=arrival.config.name)
+        if self.bind_queue is None:
+            self._bind(arrival)
+            return
+        self._actions.append(arrival)
+        if self._action_item is None:
+            self._action_item = self.kernel.queue_work_item(
+                self.bind_queue, self._device_action_worker, name="pnp.device_action")
+
+    async def _device_action_worker(self, _item: WorkItem) -> None:
+        """PipDeviceActionWorker: start each arrived device, binding every protocol."""
+        while self._actions:
+            arrival = self._actions.popleft()
+            block = arrival.block
+            if block is not None and not block.removed:
+                self._bind(arrival)
+                await self.kernel.preemption_point()
+        self._action_item = None
+
+    def _bind(self, arrival: Arrival) -> None:
+        """Call every protocol's ProtocolBindAdapter, in registration order."""
         for protocol in list(self.ndis.protocols):
             ctx = BindContext(protocol, arrival.config.name, self.kernel.now)
             arrival.binds.append(ctx)

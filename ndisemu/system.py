@@ -77,6 +77,9 @@ class ForeignHolder:
     async def _hold(self, _item: WorkItem) -> None:
         k = self.kernel
         done = k.create_event("foreign.request_done", holder=self.index)
+        # Its waker is declared before it exists: the follow-up item queued on this queue when
+        # the request completes (so a knot is provable without waiting for that completion).
+        k.declare_future_signal(done, self.queue, "foreign.request completes")
         self.held_since = k.now
         k.call_later(self.hold, self._request_complete, done)
         await k.wait(done)
@@ -88,5 +91,6 @@ class ForeignHolder:
         async def follow_up(_item: WorkItem) -> None:
             self.kernel.set_event(done)
 
+        self.kernel.clear_future_signals(done)
         self.kernel.queue_work_item(self.queue, follow_up, name="foreign.complete",
                                     tags={"holder": self.index}, signals=(done,))

@@ -63,6 +63,11 @@ BIND_OIDS: tuple[tuple[Oid, RequestType], ...] = (
 )
 #: Lookahead tcpip6 asks for (inferred: enough for the IPv6 header chain it parses first).
 LOOKAHEAD = 128
+
+#: where ProtocolRequestComplete's news reaches tcpip6 (docs/model.md §2, the completion paths):
+#: tcpip6's own follow-up item (nt-model §6 candidate 2), NDIS's work item (candidate 1), or
+#: the miniport's completion (its NdisScheduleWorkItem item, or DPC)
+COMPLETION_PATHS = ("tcpip6", "ndis", "miniport")
 PACKET_FILTER = PacketFilter.DIRECTED | PacketFilter.MULTICAST
 
 
@@ -143,8 +148,9 @@ class Tcpip6Binder:
         on_settled: Callable[[Tcpip6Binding], None] | None = None,
         stack_config: HostConfig | None = None,
     ) -> None:
-        if completion_via not in ("tcpip6", "ndis"):
-            raise ConfigError(f"completion_via must be 'tcpip6' or 'ndis', not {completion_via!r}")
+        if completion_via not in COMPLETION_PATHS:
+            raise ConfigError(f"completion_via must be one of {', '.join(COMPLETION_PATHS)}, "
+                              f"not {completion_via!r}")
         for label, q in (("completion queue", completion_queue), ("rx queue", rx_queue)):
             if q not in SYSTEM_QUEUES:
                 raise ConfigError(f"{label} must be one of {', '.join(SYSTEM_QUEUES)}, not {q!r}")
@@ -209,12 +215,14 @@ class Tcpip6Binder:
 
     def request_complete(self, binding: Binding, request: NdisRequest,
                          status: NdisStatus) -> None:
-        """ProtocolRequestComplete. At DPC level (or in NDIS's work item with
-        completion_via="ndis"): tcpip6 learns of the result in its follow-up work item."""
+        """ProtocolRequestComplete. completion_via="tcpip6": called at DPC level, tcpip6 learns
+        of the result in its follow-up work item. "ndis": called in NDIS's work item, and
+        "miniport": called wherever the miniport completes (its own work item, or at DPC) —
+        in both tcpip6 sets its event right here, as ReactOS's tcpip does (R lan.c:41-90)."""
         sub: Submission | None = request.tags.get("submission")
         if sub is None:
             return
-        if self.completion_via == "ndis":
+        if self.completion_via != "tcpip6":
             self.executor.completed(sub)
             return
 

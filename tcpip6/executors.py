@@ -3,7 +3,9 @@
 Every executor sees the same miniports and the same completion path: NDIS calls tcpip6's
 ProtocolRequestComplete at DPC level, and tcpip6 learns of the completion through its own
 follow-up work item on the completion queue (critical by default; nt-model §6 candidate 2), or —
-with ``completion_via="ndis"`` — NDIS itself calls ProtocolRequestComplete from a work item.
+with ``completion_via="ndis"`` — NDIS itself calls ProtocolRequestComplete from a work item, or —
+with ``completion_via="miniport"`` — the miniport completes from its own work item (or at DPC)
+and tcpip6 sets the event right in ProtocolRequestComplete.
 What differs is where the submission runs and whether a thread is held while the request pends.
 
 The contract an executor implements is `OidExecutor`'s docstring (and docs/executors.md); every
@@ -94,7 +96,9 @@ class OidExecutor:
     ProtocolRequestComplete at DPC level, and tcpip6 queues its follow-up item through
     `queue_completion` on the completion queue (critical by default); that item calls
     `completed(sub)`. With ``completion_via="ndis"`` NDIS calls ProtocolRequestComplete from its
-    own work item and `completed` runs there (no `queue_completion`). `completed` must not block
+    own work item and `completed` runs there (no `queue_completion`); with
+    ``completion_via="miniport"`` it runs wherever the miniport completes (its work item, or
+    DPC level). `completed` must not block
     either: it sets the event a blocked submission waits on, or resumes the bind itself.
 
     Exactly once per submission, when tcpip6 is to learn the result, the executor calls

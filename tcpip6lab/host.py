@@ -20,6 +20,7 @@ from ndisemu.constants import NdisStatus
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.ndis import Ndis
+from ndisemu.params import DELAYED
 from ndisemu.pcap import PcapWriter
 from ndisemu.pnp import Pnp
 from ndisemu.system import ForeignHolder, Heartbeat
@@ -65,7 +66,8 @@ class EmulatedHost:
         self._pcaps: list[PcapWriter] = []
         self.wires: dict[str, MemoryCable] = {}
         self.ipv4_addresses: dict[str, bytes] = {}
-        self.pnp = Pnp(self.kernel, self.ndis, wire_factory=wire_factory or self._wire_for)
+        self.pnp = Pnp(self.kernel, self.ndis, wire_factory=wire_factory or self._wire_for,
+                       bind_queue=DELAYED if p.pnp_binds == "passive" else None)
         if p.ipv4:
             self.ipv4: Ipv4Binder | None = Ipv4Binder(self.kernel, self.ndis,
                                                       self.ipv4_addresses)
@@ -115,7 +117,8 @@ class EmulatedHost:
         self.ipv4_addresses[name] = adapter_ipv4(i)
         return MiniportConfig(name=name, mac=adapter_mac(i), latency=p.latency,
                               latency_jitter=p.latency_jitter, mtu=p.mtu,
-                              multicast_list_size=p.multicast_list_size, tags={"index": i})
+                              multicast_list_size=p.multicast_list_size,
+                              completion_queue=p.miniport_completion_queue, tags={"index": i})
 
     def _wire_for(self, cfg: MiniportConfig) -> MemoryCableEnd:
         index = int(cfg.tags.get("index", len(self.wires)))

@@ -14,12 +14,18 @@ from typing import Any
 
 from ndisemu.errors import ConfigError
 from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams, check_field_types
+from tcpip6.binder import COMPLETION_PATHS
 from tcpip6.executors import RescuerExecutor
 from tcpip6.registry import is_executor_subclass, resolve
 
 #: IPv4 addresses for the contrast binder come from 198.18.0.0/15 (RFC 2544 benchmarking
 #: range): adapter i is .4i+1, its peer .4i+2. Only ever used on emulated or namespaced wires.
 IPV4_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
+
+#: how a miniport completes pended OIDs with completion_via="miniport"
+MINIPORT_COMPLETIONS = ("workitem", "dpc")
+#: where PnP calls ProtocolBindAdapter
+PNP_BINDS = ("passive", "dpc")
 
 
 @dataclass(frozen=True)
@@ -39,9 +45,20 @@ class ModelParams:
     mtu: int = 1500  # every adapter's MTU (OID_GEN_MAXIMUM_FRAME_SIZE); a TAP device gets it too
     completion_queue: str = "critical"
     completion_via: str = "tcpip6"
+    # With completion_via="miniport": the miniport completes pended OIDs from its own work item
+    # on completion_queue ("workitem", NdisScheduleWorkItem) or at DPC level ("dpc").
+    miniport_completion: str = "workitem"
     rx_queue: str = "critical"
-    # Other components' blocked critical workers (nt-model §6 step 4, K ≈ 2; docs/model.md).
+    # Where ProtocolBindAdapter runs: "passive" — the PnP manager's device-action work item on
+    # the delayed queue (R ntoskrnl/io/pnpmgr, PipDeviceActionWorker); "dpc" — the model's old
+    # shortcut, inside the DPC-level arrival.
+    pnp_binds: str = "passive"
+    # Other components' blocked critical workers. A CALIBRATION, not a measured fact: 2 makes the
+    # default cliff (10 + 16 − K) the KB's "about 24" (nt-model §6 step 4 reads K ≈ 2 the same
+    # way; docs/model.md §5, §7). Unchanged by the move to PASSIVE binds and the manager's
+    # wake-ups (the cliff formula did not move).
     foreign_holders: int = 2
+    # Inferred; no outcome depends on it: the holders declare their wakers (docs/model.md §6).
     foreign_hold: float = 5.0
     heartbeat_interval: float = 0.25
     ndis_dispatch_queue: str = "delayed"
@@ -62,8 +79,13 @@ class ModelParams:
         for name in ("completion_queue", "rx_queue", "ndis_dispatch_queue"):
             if getattr(self, name) not in SYSTEM_QUEUES:
                 raise ConfigError(f"{name} must be one of {', '.join(SYSTEM_QUEUES)}")
-        if self.completion_via not in ("tcpip6", "ndis"):
-            raise ConfigError("completion_via must be 'tcpip6' or 'ndis'")
+        if self.completion_via not in COMPLETION_PATHS:
+            raise ConfigError(f"completion_via must be one of {', '.join(COMPLETION_PATHS)}")
+        if self.pnp_binds not in PNP_BINDS:
+            raise ConfigError(f"pnp_binds must be one of {', '.join(PNP_BINDS)}")
+        if self.miniport_completion not in MINIPORT_COMPLETIONS:
+            raise ConfigError("miniport_completion must be one of "
+                              f"{', '.join(MINIPORT_COMPLETIONS)}")
         if self.latency <= 0:
             raise ConfigError(f"latency must be > 0 (got {self.latency})")
         if not 0 <= self.latency_jitter < 1:
@@ -72,16 +94,23 @@ class ModelParams:
             raise ConfigError("foreign holders must be >= 0")
         if self.foreign_hold <= 0 or self.heartbeat_interval <= 0 or self.wire_delay < 0:
             raise ConfigError("foreign_hold and heartbeat_interval must be > 0, wire_delay >= 0")
-        if is_executor_subclass(executor, RescuerExecutor) and self.completion_via == "ndis":
+        if is_executor_subclass(executor, RescuerExecutor) and self.completion_via != "tcpip6":
             raise ConfigError("the rescuer executor rescues tcpip6's own completion items; "
-                              "with completion via ndis there are none (use --completion-via "
-                              "tcpip6)")
+                              f"with completion via {self.completion_via} there are none (use "
+                              "--completion-via tcpip6)")
         if not 1280 <= self.mtu <= 65535:
             raise ConfigError(f"mtu must be in 1280..65535 for IPv6 (got {self.mtu})")
         if self.multicast_list_size < 0:
             raise ConfigError("multicast list size must be >= 0")
         if self.dedicated_threads < 1:
             raise ConfigError("dedicated threads must be >= 1")
+
+    @property
+    def miniport_completion_queue(self) -> str | None:
+        """The queue of the miniports' completion work items, or None (they complete at DPC)."""
+        if self.completion_via == "miniport" and self.miniport_completion == "workitem":
+            return self.completion_queue
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -58,6 +58,11 @@ class CriticalWorkers:
     max_dynamic: int
     blocked_at_end: int
     pending_at_end: int
+    # when the dynamic threads first reached their cap (seconds after the first arrival; None:
+    # never), to set beside deadlock.detected_at
+    cap_reached_at: float | None = None
+    # the balance manager's wakes on its event (insert_growth="manager"), one thread at most each
+    manager_wakes: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,10 @@ class OidCounts:
     submitted: int  # OID submissions through the executor
     completions_run: int  # completion items the executor ran
     ndis_requests: int  # requests NDIS passed to miniports (every protocol)
+    # completion work items run, every protocol: NDIS's (completion_via="ndis") and the
+    # miniports' own (completion_via="miniport" with miniport_completion="workitem")
+    ndis_completion_items: int
+    miniport_completion_items: int
 
 
 @dataclass(frozen=True)
@@ -359,6 +368,9 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
             max_dynamic=crit.spec.max_dynamic,
             blocked_at_end=crit.blocked,
             pending_at_end=len(crit.pending),
+            cap_reached_at=(round(crit.cap_reached_at - first, 9)
+                            if crit.cap_reached_at is not None else None),
+            manager_wakes=host.kernel.core.manager_wakes,
         ),
         ipv4_bound=host.ipv4_bound(),
         virtual_seconds=round(max(0.0, now - first), 9),
@@ -370,6 +382,9 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
             submitted=host.executor.submitted,
             completions_run=host.executor.completions_run,
             ndis_requests=host.ndis.requests_submitted,
+            ndis_completion_items=host.ndis.completion_items_run,
+            miniport_completion_items=sum(b.miniport.work_items_run
+                                          for b in host.ndis.miniports.values()),
         ),
         heartbeat=HeartbeatSummary(
             beats=len(host.heartbeat.beats),

@@ -59,7 +59,8 @@ class CoroutineDriver(WorkerDriver):
                 await trio.lowlevel.checkpoint()
             if timers and timers[0][0] <= k.now:
                 k._fire_due_timers()
-            nxt = k._step() if k._dpcs or k.ready.count else None
+            nxt = (k._step() if k._dpcs or k.ready.count or k.core.manager_event
+                       else None)
 
     def block(self) -> Awaitable[Any]:
         return _park()
@@ -86,7 +87,8 @@ class CoroutineDriver(WorkerDriver):
                 self._turn(*nxt)
                 if k._timers and k._timers[0][0] <= k.now:
                     k._fire_due_timers()
-                nxt = k._step() if k._dpcs or k.ready.count else None
+                nxt = (k._step() if k._dpcs or k.ready.count or k.core.manager_event
+                       else None)
         finally:
             k._sleeping = True
             self._in_interrupt = False

@@ -66,6 +66,11 @@ class WaitObject:
     signaled: bool = False
     waiters: list[Worker] = field(default_factory=list)
     signalers: list[WorkItem] = field(default_factory=list)
+    # Wakers that do not exist yet: (queue, outside event) for "an item that will be queued on
+    # that queue when the event fires" (a foreign holder's completion). Such an item still needs
+    # a worker of that queue, so the wait counts toward a knot there (faults/detector.py).
+    # A tuple, not a list: most objects have none, and an empty tuple costs nothing.
+    future_wakers: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         return f"<WaitObject {self.name}#{self.id}{' set' if self.signaled else ''}>"
@@ -194,6 +199,7 @@ class QueueState:
     processed_last_pass: int = 0
     last_dequeue_at: float | None = None
     nonempty_since: float | None = None  # when the list last went from empty to non-empty
+    cap_reached_at: float | None = None  # when the dynamic threads first reached max_dynamic
 
     @property
     def name(self) -> str:
@@ -255,6 +261,11 @@ class ExecutiveCore:
         self._next_tick = now + self.params.balance_period
         self.tick_listeners: list[Callable[[float], None]] = []
         self.ticks = 0
+        #: ExpThreadSetManagerEvent (a synchronization event): set by an insert that needs a
+        #: thread, cleared by the manager's wake (`run_manager`)
+        self.manager_event = False
+        self.manager_wakes = 0
+        self._inline_growth = self.params.insert_growth == "inline"
         if system_queues:
             for spec in system_queue_specs(self.params):
                 self.add_queue(spec, now)
@@ -278,6 +289,8 @@ class ExecutiveCore:
             self._balanced.append(q)
         for _ in range(spec.static_threads):
             self._create_worker(q, dynamic=False, now=now)
+        if q.at_max_threads:
+            q.cap_reached_at = now  # no dynamic threads allowed: at its cap from the start
         return q
 
     def new_wait_object(self, name: str, tags: dict[str, Any] | None = None) -> WaitObject:
@@ -305,6 +318,8 @@ class ExecutiveCore:
             q.dynamic += 1
             q.dynamic_created += 1
             q.peak_dynamic = max(q.peak_dynamic, q.dynamic)
+            if q.cap_reached_at is None and q.at_max_threads:
+                q.cap_reached_at = now
         if self._trace is not None:
             self._trace("exec.worker.created", queue=q.name, worker=w.name, dynamic=dynamic)
         return w
@@ -333,15 +348,53 @@ class ExecutiveCore:
             self._dispatch(q, now)
         # ExpNewThreadNecessary on insert (critical only): list non-empty, CurrentCount <
         # MaximumCount, dynamic below the cap. W ex/worker.c:229-283,558-565.
-        if (q.spec.eager_growth and q.pending and q.running < q.concurrency
-                and q.dynamic < q.spec.max_dynamic):
-            self._create_worker(q, dynamic=True, now=now)
-            self._dispatch(q, now)
+        if q.spec.eager_growth and self._new_thread_necessary(q):
+            if self._inline_growth:
+                self._create_worker(q, dynamic=True, now=now)
+                self._dispatch(q, now)
+            elif not self.manager_event:
+                # KeSetEvent(&ExpThreadSetManagerEvent): the manager creates the thread when it
+                # runs (the driver runs it: at once above a PASSIVE inserter, after the DPCs).
+                self.manager_event = True
+                if self._trace is not None:
+                    self._trace("exec.manager.signalled", queue=q.name)
+
+    @staticmethod
+    def _new_thread_necessary(q: QueueState) -> bool:
+        return bool(q.pending) and q.running < q.concurrency and q.dynamic < q.spec.max_dynamic
+
+    def run_manager(self, now: float) -> bool:
+        """The balance manager wakes on its event: ExpCheckDynamicThreadCount creates one thread
+        for each queue that still needs one (only the critical queue makes threads as
+        necessary). Returns whether the event was set."""
+        if not self.manager_event:
+            return False
+        self.manager_event = False
+        self.manager_wakes += 1
+        for q in self._balanced:
+            if q.spec.eager_growth and self._new_thread_necessary(q):
+                self._create_worker(q, dynamic=True, now=now)
+                if self._trace is not None:
+                    self._trace("exec.manager.grow", queue=q.name, dynamic=q.dynamic)
+                self._dispatch(q, now)
+        return True
 
     def declare_signal(self, item: WorkItem, obj: WaitObject) -> None:
         """Record, after the fact, that `item` must run before `obj` can be set."""
         if item not in obj.signalers and not obj.signaled:
             obj.signalers.append(item)
+
+    def declare_future_signal(self, obj: WaitObject, queue: str, when: str) -> None:
+        """Record that `obj` will be set only by an item queued on `queue` once the outside
+        event `when` fires. Whoever queues that item clears this (`clear_future_signals`)
+        and declares the item itself through `signals`."""
+        if queue not in self.queues:
+            raise ExecutiveError(f"no queue {queue!r}")
+        if not obj.signaled:
+            obj.future_wakers = (*obj.future_wakers, (queue, when))
+
+    def clear_future_signals(self, obj: WaitObject) -> None:
+        obj.future_wakers = ()
 
     def remove(self, item: WorkItem, now: float) -> bool:
         """Take a still-queued item off its queue (used by a rescuer). False if it started."""
@@ -388,6 +441,7 @@ class ExecutiveCore:
             return
         obj.signaled = True
         obj.signalers.clear()
+        obj.future_wakers = ()
         waiters, obj.waiters = obj.waiters, []
         for w in waiters:
             q = self.queues[w.queue]

@@ -55,6 +55,9 @@ class ReadyQueue:
     def pick(self) -> Entry:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def highest_ready(self) -> int | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _add_priority(self, priority: int) -> None:
         self.priorities.append(priority)
         self.priorities.sort(reverse=True)
@@ -83,6 +86,13 @@ class FifoReady(ReadyQueue):
                 self.count -= 1
                 return lst.popleft()
         raise ExecutiveError("no ready worker")
+
+    def highest_ready(self) -> int | None:
+        """The highest queue priority with a ready thread, or None."""
+        for prio in self.priorities:
+            if self._lists[prio]:
+                return prio
+        return None
 
 
 class RandomReady(ReadyQueue):
@@ -113,6 +123,13 @@ class RandomReady(ReadyQueue):
                 lst[i], lst[-1] = lst[-1], lst[i]
             return lst.pop()
         raise ExecutiveError("no ready worker")
+
+    def highest_ready(self) -> int | None:
+        """The highest queue priority with a ready thread, or None."""
+        for prio in self.priorities:
+            if self._lists[prio]:
+                return prio
+        return None
 
 
 class PctReady(ReadyQueue):
@@ -145,6 +162,13 @@ class PctReady(ReadyQueue):
                 self.count -= 1
                 return self._pick_pct(lst)
         raise ExecutiveError("no ready worker")
+
+    def highest_ready(self) -> int | None:
+        """The highest queue priority with a ready thread, or None."""
+        for prio in self.priorities:
+            if self._lists[prio]:
+                return prio
+        return None
 
     def _pick_pct(self, lst: list[Entry]) -> Entry:
         pct = self.thread_priority

@@ -8,12 +8,13 @@ from typing import NoReturn
 
 from faults.plan import FaultPlan, load_plan
 from ndisemu.kernel import WORKER_MODES
-from ndisemu.params import SYSTEM_QUEUES, ExecutiveParams
+from ndisemu.params import INSERT_GROWTH, SYSTEM_QUEUES, ExecutiveParams
+from tcpip6.binder import COMPLETION_PATHS
 from tcpip6.errors import Tcpip6Error
 from tcpip6.registry import BUILTIN_NAMES, resolve
 
 from ..errors import DurationError
-from ..params import ModelParams
+from ..params import MINIPORT_COMPLETIONS, PNP_BINDS, ModelParams
 from ..units import parse_duration
 
 PROG = "tcpip6-lab"
@@ -87,8 +88,22 @@ def add_model_options(p: argparse.ArgumentParser, *, executor_default: str | Non
                    help=f"± fraction of latency, seeded (default {m.latency_jitter})")
     g.add_argument("--completion-queue", choices=SYSTEM_QUEUES, default=m.completion_queue,
                    help="queue where the OID completion work item runs (default critical)")
-    g.add_argument("--completion-via", choices=("tcpip6", "ndis"), default=m.completion_via,
-                   help="tcpip6's own follow-up item (default) or an NDIS work item")
+    g.add_argument("--completion-via", choices=COMPLETION_PATHS, default=m.completion_via,
+                   help="where a pended OID's completion needs a worker: tcpip6's own "
+                        "follow-up item (default), an NDIS work item, or the miniport's own "
+                        "work item (see --miniport-completion); on --completion-queue")
+    g.add_argument("--miniport-completion", choices=MINIPORT_COMPLETIONS,
+                   default=m.miniport_completion,
+                   help="with --completion-via miniport: the miniport completes from a work "
+                        "item (NdisScheduleWorkItem, default) or at DPC level (no worker)")
+    g.add_argument("--pnp-binds", choices=PNP_BINDS, default=m.pnp_binds,
+                   help="where ProtocolBindAdapter runs: the PnP device-action work item on "
+                        "the delayed queue (PASSIVE_LEVEL, default) or inside the DPC-level "
+                        "arrival (the old shortcut)")
+    g.add_argument("--insert-growth", choices=INSERT_GROWTH, default=d.insert_growth,
+                   help="an insert that needs a critical thread signals the balance manager, "
+                        "which creates one per wake (WRK, default), or creates it inline "
+                        "(the old eager growth)")
     g.add_argument("--foreign-holders", type=nonneg_int, default=m.foreign_holders,
                    metavar="N", help="critical workers blocked by other components "
                                      f"(default {m.foreign_holders})")
@@ -117,11 +132,14 @@ def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
         additional_critical=args.additional_critical,
         max_dynamic=args.max_dynamic,
         cpus=args.cpus,
+        insert_growth=args.insert_growth,
     )
     return ModelParams(
         executive=ex, executor=executor, latency=args.latency,
         latency_jitter=args.latency_jitter, completion_queue=args.completion_queue,
-        completion_via=args.completion_via, foreign_holders=args.foreign_holders,
+        completion_via=args.completion_via, miniport_completion=args.miniport_completion,
+        pnp_binds=args.pnp_binds,
+        foreign_holders=args.foreign_holders,
         dedicated_threads=args.dedicated_threads, schedule=args.schedule,
         multicast_list_size=args.multicast_list_size, mtu=args.mtu,
     )
@@ -136,10 +154,13 @@ def nondefault_model_args(args: argparse.Namespace) -> str:
     pairs = [("--static-threads", args.static_threads, d.critical_static),
              ("--additional-critical", args.additional_critical, d.additional_critical),
              ("--max-dynamic", args.max_dynamic, d.max_dynamic), ("--cpus", args.cpus, d.cpus),
+             ("--insert-growth", args.insert_growth, d.insert_growth),
+             ("--pnp-binds", args.pnp_binds, m.pnp_binds),
              ("--latency", args.latency, m.latency),
              ("--latency-jitter", args.latency_jitter, m.latency_jitter),
              ("--completion-queue", args.completion_queue, m.completion_queue),
              ("--completion-via", args.completion_via, m.completion_via),
+             ("--miniport-completion", args.miniport_completion, m.miniport_completion),
              ("--foreign-holders", args.foreign_holders, m.foreign_holders),
              ("--multicast-list-size", args.multicast_list_size, m.multicast_list_size),
              ("--dedicated-threads", args.dedicated_threads, m.dedicated_threads)]

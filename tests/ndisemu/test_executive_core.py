@@ -86,7 +86,8 @@ def test_tick_does_not_grow_when_the_queue_made_progress() -> None:
 
 
 def test_eager_critical_growth_one_thread_per_untaken_insert() -> None:
-    core = ExecutiveCore(ExecutiveParams())
+    """The old inline growth (insert_growth="inline"): the thread is made inside the insert."""
+    core = ExecutiveCore(ExecutiveParams(insert_growth="inline"))
     q = core.queues[CRITICAL]
     fill(core, CRITICAL, 10, 0.0)
     block_all_started(core, 0.0)
@@ -98,6 +99,40 @@ def test_eager_critical_growth_one_thread_per_untaken_insert() -> None:
         assert len(starts) == 1 and starts[0].worker.dynamic
         obj = core.new_wait_object("x")
         core.begin_wait(starts[0].worker, obj, 0.0)
+
+
+def test_inserts_signal_the_manager_which_makes_one_thread_per_wake() -> None:
+    """WRK: an insert that needs a thread only sets the manager's event (a synchronization
+    event: inserts before the manager runs coalesce); each wake makes at most one thread."""
+    core = ExecutiveCore(ExecutiveParams())
+    q = core.queues[CRITICAL]
+    fill(core, CRITICAL, 10, 0.0)
+    block_all_started(core, 0.0)
+    fill(core, CRITICAL, 3, 0.0)
+    assert q.dynamic == 0 and core.manager_event  # no thread inside the inserts
+    assert core.run_manager(0.0)
+    assert q.dynamic == 1 and not core.manager_event  # one wake, one thread
+    assert not core.run_manager(0.0) and q.dynamic == 1  # no event, no wake
+    starts = start_actions(core)
+    assert len(starts) == 1 and starts[0].worker.dynamic
+    core.begin_wait(starts[0].worker, core.new_wait_object("x"), 0.0)
+    fill(core, CRITICAL, 1, 0.0)  # a later insert signals again
+    assert core.manager_event and core.run_manager(0.0) and q.dynamic == 2
+    assert core.manager_wakes == 2
+
+
+def test_the_manager_rechecks_the_predicate_when_it_wakes() -> None:
+    core = ExecutiveCore(ExecutiveParams())
+    q = core.queues[CRITICAL]
+    fill(core, CRITICAL, 10, 0.0)
+    objs = block_all_started(core, 0.0)
+    fill(core, CRITICAL, 1, 0.0)
+    assert core.manager_event
+    core.signal(objs[0], 0.0)  # a worker wakes, finishes and takes the queued item itself
+    for a in core.take_actions():
+        core.finish(a.worker, 0.0)
+    assert not q.pending
+    assert core.run_manager(0.0) and q.dynamic == 0  # nothing needed any more
 
 
 def test_no_eager_growth_while_running_threads_fill_the_cpus() -> None:
@@ -141,6 +176,7 @@ def test_idle_dynamic_threads_exit_after_ten_minutes_static_ones_stay() -> None:
     fill(core, CRITICAL, 10, 0.0)
     objs = block_all_started(core, 0.0)
     fill(core, CRITICAL, 1, 0.0)
+    assert core.run_manager(0.0)  # the insert signalled the manager; it makes the thread
     dyn = start_actions(core)[0].worker
     assert dyn.dynamic
     core.finish(dyn, 5.0)  # idle from t=5

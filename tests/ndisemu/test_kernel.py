@@ -403,3 +403,73 @@ async def test_an_interrupt_runs_in_the_io_task_while_the_dispatcher_sleeps(
         assert (k.stats.inline, k.stats.inline_wakes) == (1, 1)  # the timer beats the tick
     else:
         assert k.stats.inline == 0 and k.stats.external == 1
+
+
+async def _block_static_critical(k: Kernel) -> Any:
+    """Every static critical thread blocked on one event (returned)."""
+    stuck = k.create_event("stuck")
+
+    async def hold(_: WorkItem) -> None:
+        await k.wait(stuck)
+
+    for i in range(k.params.static_threads(CRITICAL)):
+        k.queue_work_item(CRITICAL, hold, name=f"hold{i}")
+    await trio.sleep(0.001)
+    assert k.queue(CRITICAL).blocked == k.params.static_threads(CRITICAL)
+    return stuck
+
+
+@pytest.mark.parametrize("where", ["dpc", "hypercritical", "delayed"])
+async def test_the_manager_preempts_only_a_lower_priority_inserter(
+        where: str, workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    """WRK: inserts signal the balance manager (priority 14), which makes one thread per wake.
+    From a DPC or a hypercritical worker (15) the three inserts are made before it runs and
+    coalesce into one wake; a delayed worker (12) is preempted at each insert, and with the
+    critical threads (13) running before it continues, each insert gets its own thread."""
+    k = Kernel(seed=1, workers=workers)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(k.run)
+        stuck = await _block_static_critical(k)
+
+        async def blocker(_: WorkItem) -> None:
+            await k.wait(stuck)
+
+        def insert_three() -> None:
+            for i in range(3):
+                k.queue_work_item(CRITICAL, blocker, name=f"burst{i}")
+
+        async def inserter(_: WorkItem) -> None:
+            for i in range(3):
+                k.queue_work_item(CRITICAL, blocker, name=f"burst{i}")
+                await k.preemption_point()
+
+        if where == "dpc":
+            k.call_later(0.0, insert_three)
+        else:
+            k.queue_work_item(where, inserter, name="inserter")
+        await trio.sleep(0.5)  # before the next balance tick
+        q = k.queue(CRITICAL)
+        wakes = k.core.manager_wakes
+        assert (q.dynamic, wakes) == ((3, 3) if where == "delayed" else (1, 1))
+        nursery.cancel_scope.cancel()
+
+
+async def test_inline_growth_makes_a_thread_inside_each_insert(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    k = Kernel(ExecutiveParams(insert_growth="inline"), seed=1, workers=workers)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(k.run)
+        stuck = await _block_static_critical(k)
+
+        async def blocker(_: WorkItem) -> None:
+            await k.wait(stuck)
+
+        def insert_three() -> None:
+            for i in range(3):
+                k.queue_work_item(CRITICAL, blocker, name=f"burst{i}")
+
+        k.call_later(0.0, insert_three)
+        await trio.sleep(0.5)
+        assert k.queue(CRITICAL).dynamic == 2  # the third insert found both CPUs' slots taken
+        assert k.core.manager_wakes == 0
+        nursery.cancel_scope.cancel()

@@ -33,9 +33,11 @@ def expected_cliff(static: int, additional: int, max_dynamic: int, foreign: int)
 
 
 def storm(n: int, seed: int, static: int, additional: int, max_dynamic: int,
-          foreign: int, **kw: object) -> dict[str, object]:
-    params = ModelParams(foreign_holders=foreign).with_(
-        critical_static=static, additional_critical=additional, max_dynamic=max_dynamic)
+          foreign: int, pnp_binds: str = "passive", insert_growth: str = "manager",
+          **kw: object) -> dict[str, object]:
+    params = ModelParams(foreign_holders=foreign, pnp_binds=pnp_binds).with_(
+        critical_static=static, additional_critical=additional, max_dynamic=max_dynamic,
+        insert_growth=insert_growth)
     return run_storm(StormConfig(adapters=n, params=params, seed=seed, **kw))  # type: ignore[arg-type]
 
 
@@ -67,6 +69,37 @@ def test_n_minus_one_binds_and_n_deadlocks_over_20_seeds(
         assert len(tcpip6_links) == n  # one blocked worker per adapter...
         assert len({link["adapter"] for link in tcpip6_links}) == n
         assert len(dl["chain"]) - len(tcpip6_links) == setting[3]  # ...plus the holders
+
+
+@pytest.mark.parametrize("binds,growth", [("passive", "inline"), ("dpc", "manager"),
+                                          ("dpc", "inline")])
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "s{}-a{}-d{}-f{}".format(*s))
+def test_the_cliff_holds_wherever_binds_run_and_however_threads_grow(
+        setting: tuple[int, int, int, int], binds: str, growth: str) -> None:
+    """The defaults (binds at PASSIVE_LEVEL, the WRK manager) are the test above; the old
+    shortcuts give the same cliff: each adapter still holds one worker, and the pool still
+    reaches its cap (one thread per insert or per manager wake)."""
+    n = expected_cliff(*setting)
+    for seed in SEEDS:
+        below = storm(n - 1, seed, *setting, pnp_binds=binds, insert_growth=growth)
+        assert below["outcome"] == "bound", (seed, below["outcome"])
+        at = storm(n, seed, *setting, pnp_binds=binds, insert_growth=growth)
+        assert at["outcome"] == "deadlock", (seed, at["outcome"])
+
+
+def test_binds_run_at_passive_level_in_the_device_action_item() -> None:
+    events: list[dict[str, object]] = []
+    r = run_storm(StormConfig(adapters=24, extra_sinks=[events.append]))
+    assert r["outcome"] == "deadlock"
+    started = [e for e in events if e.get("event") == "exec.item.started"
+               and str(e["item"]).startswith("pnp.device_action")]
+    assert len(started) == 1 and started[0]["queue"] == "delayed"  # one item, the whole burst
+    # The manager made every dynamic thread, one per wake, at the burst's instant.
+    cw = r["critical_workers"]
+    assert isinstance(cw, dict)
+    grows = [e for e in events if e.get("event") == "exec.manager.grow"]
+    assert len(grows) == cw["dynamic_created"] == cw["manager_wakes"] == 16
+    assert cw["cap_reached_at"] == 0.0
 
 
 def test_arrivals_spaced_by_a_full_bind_never_deadlock() -> None:
@@ -137,8 +170,12 @@ def test_rescuer_with_ndis_completion_is_refused() -> None:
 
 def test_a_knot_through_ndis_dispatch_items_is_proven() -> None:
     """With NDIS's MiniportWorker on the critical queue, workers wait on requests still queued
-    in NDIS: the chain runs through the queued dispatch item (regression: was 'stalled')."""
-    r = run_storm(StormConfig(adapters=24, params=ModelParams(ndis_dispatch_queue="critical")))
+    in NDIS: the chain runs through the queued dispatch item (regression: was 'stalled').
+    Binds at DPC level: all IPv4 binds of the burst then reach the miniports before tcpip6's
+    submissions run, so tcpip6's first OIDs wait in NDIS behind them. (At PASSIVE_LEVEL each
+    tcpip6 submission preempts the device-action worker and reaches the miniport first.)"""
+    r = run_storm(StormConfig(adapters=24, params=ModelParams(ndis_dispatch_queue="critical",
+                                                              pnp_binds="dpc")))
     assert r["outcome"] == "deadlock"
     dl = r["deadlock"]
     assert isinstance(dl, dict)
