@@ -45,13 +45,14 @@ _MLD_REPORTS = {131, 132, 143}
 _EXT = {0, 43, 60}
 
 
-def classify(frames: Iterable[bytes], keep_mld: bool = False) -> str:
+def classify(frames: Iterable[bytes], keep_mld: bool = False, ident: int | None = None) -> str:
     """The reaction in a stable text form: ``none``, ``reply``, ``icmp T/C ptr P``, ``rst``,
     ``synack``, ``na``, ``mld-report``; several reactions joined with ``+`` (sorted), counts
-    above one as ``×N``."""
+    above one as ``×N``. An ICMPv6 error quoting a fragment whose Identification is not
+    ``ident`` belongs to an earlier probe (a reassembly timing out late) and is left out."""
     seen: dict[str, int] = {}
     for f in frames:
-        r = _one(f, keep_mld)
+        r = _one(f, keep_mld, ident)
         if r is not None:
             seen[r] = seen.get(r, 0) + 1
     if not seen:
@@ -59,7 +60,19 @@ def classify(frames: Iterable[bytes], keep_mld: bool = False) -> str:
     return "+".join(k if n == 1 else f"{k}×{n}" for k, n in sorted(seen.items()))
 
 
-def _one(f: bytes, keep_mld: bool) -> str | None:
+def _quoted_ident(inv: memoryview) -> int | None:
+    """The Identification of a Fragment header in a quoted (invoking) packet, if any."""
+    if len(inv) < 40:
+        return None
+    nh, off = inv[6], 40
+    while nh in _EXT and off + 8 <= len(inv):
+        if nh == 44:
+            return int(struct.unpack_from("!I", inv, off + 4)[0])
+        nh, off = inv[off], off + (inv[off + 1] + 1) * 8
+    return None
+
+
+def _one(f: bytes, keep_mld: bool, ident: int | None = None) -> str | None:
     if len(f) < 54 or f[12:14] != b"\x86\xdd":
         return None
     ip = memoryview(f)[14:]
@@ -84,6 +97,9 @@ def _one(f: bytes, keep_mld: bool) -> str | None:
         if t == 129:
             return "reply"
         if t < 128:
+            q = _quoted_ident(ip[off + 8:])
+            if ident is not None and q is not None and q != ident:
+                return None
             ptr = struct.unpack_from("!I", ip, off + 4)[0] if off + 8 <= len(ip) else 0
             return f"icmp {t}/{c} ptr {ptr}" if t == 4 else f"icmp {t}/{c}"
         return f"icmp {t}/{c}"
@@ -208,16 +224,19 @@ def linux_target(registry: Any, lab_ns: str) -> Iterator[tuple[str, str]]:
     yield ns, lab_dev
 
 
-def _lab_address(lab_ns: str, devices: list[str]) -> None:
+def _lab_address(lab_ns: str, devices: list[tuple[str, bytes, bytes]]) -> None:
     """The prober's address on both lab devices, so the lab kernel answers the emulated
-    host's Neighbor Solicitations for it."""
+    host's Neighbor Solicitations for it; the targets as permanent neighbors there, so the
+    lab kernel never solicits them (their answers would pass for reactions)."""
     from pyroute2 import NetNS
 
     with NetNS(lab_ns) as n:
-        for dev in devices:
+        for dev, addr, mac in devices:
             i = n.link_lookup(ifname=dev)[0]
             n.addr("add", index=i, address=_addr(PROBER_ADDR), prefixlen=64,
                    flags=0x02)  # IFA_F_NODAD
+            n.neigh("add", dst=_addr(addr), lladdr=_mac(mac), ifindex=i,
+                    state=NUD_PERMANENT, family=socket.AF_INET6)
 
 
 Say = Callable[[str], None]
@@ -233,7 +252,7 @@ async def _run_probes(probes: list[Probe], taps: dict[str, Tap], ends: dict[str,
         for k, t in taps.items():
             t.send(p.build(ends[k], ident))
         await trio.sleep(p.window)
-        got = {k: classify(t.frames[marks[k]:], p.keep_mld) for k, t in taps.items()}
+        got = {k: classify(t.frames[marks[k]:], p.keep_mld, ident) for k, t in taps.items()}
         results.append(Result(p, got["linux"], got["ours"]))
         say(f"[{n + 1}/{len(probes)}] {p.name}: linux {got['linux']}, ours {got['ours']}"
             + ("" if got["linux"] == got["ours"] else "  ≠"))
@@ -275,7 +294,8 @@ def run(probes: list[Probe] | None = None, say: Say = lambda s: None) -> dict[st
         site = topo.sites[cfg.name]
         lab_ns = topo.netns
         with linux_target(registry, lab_ns) as (_linux_ns, lab_veth):
-            _lab_address(lab_ns, [site.device, lab_veth])
+            _lab_address(lab_ns, [(site.device, link_local_from_mac(cfg.mac), cfg.mac),
+                                  (lab_veth, link_local(LINUX_MAC), LINUX_MAC)])
             s_ours = _packet_socket(lab_ns, site.device)
             s_linux = _packet_socket(lab_ns, lab_veth)
             socks += [s_ours, s_linux]

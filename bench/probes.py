@@ -274,9 +274,34 @@ probe("eh.unknown_nh_mc", "order", "unknown Next Header to ff02::1 (RFC 4443 §2
 probe("eh.truncated_do", "order", "DO header claiming 16 bytes, 8 present",
       must_agree=True)(
     lambda e, i: chain(e, [(DST, bytes([0, 1]) + bytes([1, 4]) + bytes(4))], NONE, b""))
-for n in (32, 128):
+for n in (12, 13, 32, 128):
     probe(f"eh.do_chain_{n}", "chains", f"{n} DO headers (8 bytes each) then Echo",
-          must_agree=(n == 32))(_echo_chain([(DST, opts_hdr(0, PADN4))] * n))
+          must_agree=True, quick=n in (12, 13))(_echo_chain([(DST, opts_hdr(0, PADN4))] * n))
+probe("eh.hbh_do11", "chains", "HBH and 11 DO headers (12 headers)", must_agree=True)(
+    _echo_chain([(HBH, opts_hdr(0, PADN4))] + [(DST, opts_hdr(0, PADN4))] * 11))
+probe("eh.hbh_do12", "chains", "HBH and 12 DO headers (13 headers)", must_agree=True)(
+    _echo_chain([(HBH, opts_hdr(0, PADN4))] + [(DST, opts_hdr(0, PADN4))] * 12))
+probe("eh.do6_rt6", "chains", "6 DO and 6 Routing (SL 0) headers", must_agree=True)(
+    _echo_chain([(DST, opts_hdr(0, PADN4))] * 6 + [(RT, rt_hdr(0, 253, 0))] * 6))
+probe("eh.do7_rt7", "chains", "7 DO and 7 Routing (SL 0) headers", must_agree=True)(
+    _echo_chain([(DST, opts_hdr(0, PADN4))] * 7 + [(RT, rt_hdr(0, 253, 0))] * 7))
+probe("eh.do11_atomic", "chains", "11 DO headers and an atomic Fragment (12 headers)",
+      must_agree=True)(
+    lambda e, i: chain(e, [(DST, opts_hdr(0, PADN4))] * 11 + [(FRAG, frag_hdr(0, 0, False, i))],
+                       ICMP6, echo(e)))
+probe("eh.do12_atomic", "chains", "12 DO headers and an atomic Fragment (13 headers)",
+      must_agree=True)(
+    lambda e, i: chain(e, [(DST, opts_hdr(0, PADN4))] * 12 + [(FRAG, frag_hdr(0, 0, False, i))],
+                       ICMP6, echo(e)))
+probe("eh.do13_unknown_nh", "chains", "13 DO headers then unknown Next Header",
+      must_agree=True)(lambda e, i: chain(e, [(DST, opts_hdr(0, PADN4))] * 13, 253, bytes(8)))
+probe("eh.atomic_twice", "order", "two atomic Fragment headers", must_agree=True,
+      quick=True)(
+    lambda e, i: chain(e, [(FRAG, frag_hdr(0, 0, False, i)), (FRAG, frag_hdr(0, 0, False, i))],
+                       ICMP6, echo(e)))
+probe("eh.frag_in_reassembled", "order", "a Fragment header inside a reassembled datagram",
+      must_agree=True, window=0.5)(
+    lambda e, i: fragments(e, [], FRAG, frag_hdr(ICMP6, 0, False, i) + echo(e, BIG), i, 1232))
 
 
 def _frag_chain(n: int) -> Builder:
@@ -362,19 +387,23 @@ def _jumbo(value: int, plen0: bool, *, olen: int = 4, lead: bytes = b"",
 
 
 probe("jumbo.small_plen_set", "jumbo", "Jumbo 1000 with Payload Length set (RFC 2675 §3)",
-      must_agree=True, quick=True)(_jumbo(1000, False, lead=b"\0\0"))
+      must_agree=True, quick=True)(_jumbo(1000, False))
 probe("jumbo.small_plen0", "jumbo", "Jumbo 1000 with Payload Length 0 (RFC 2675 §3)",
-      must_agree=True, quick=True)(_jumbo(1000, True, lead=b"\0\0"))
-probe("jumbo.large_plen_set", "jumbo", "Jumbo 70000 with Payload Length set",
-      must_agree=True)(_jumbo(70000, False, lead=b"\0\0"))
+      must_agree=True, quick=True)(_jumbo(1000, True))
+probe("jumbo.large_plen_set", "jumbo", "Jumbo 70000 with Payload Length set (RFC 2675 §3)",
+      must_agree=True, quick=True)(_jumbo(70000, False))
 probe("jumbo.large_plen0", "jumbo", "Jumbo 70000, Payload Length 0, frame short",
-      must_agree=True)(_jumbo(70000, True, lead=b"\0\0"))
+      must_agree=True)(_jumbo(70000, True))
 probe("jumbo.misaligned", "jumbo", "Jumbo option not at 4n+2", must_agree=True)(
-    _jumbo(70000, True))
+    _jumbo(70000, True, lead=b"\0\0"))
 probe("jumbo.bad_optlen", "jumbo", "Jumbo option length 5", must_agree=True)(
-    _jumbo(70000, True, olen=5, lead=b"\0\0"))
+    _jumbo(70000, True, olen=5))
 probe("jumbo.in_do", "jumbo", "Jumbo option in a DO header", must_agree=True)(
-    _jumbo(70000, False, lead=b"\0\0", htype=DST))
+    _jumbo(70000, False, htype=DST))
+probe("jumbo.small_with_frag", "jumbo", "Jumbo 1000 and an atomic Fragment header",
+      must_agree=True)(_jumbo(1000, False, more=[(FRAG, frag_hdr(0, 0, False, 0x4A))]))
+probe("jumbo.plen0_no_jumbo", "jumbo", "Payload Length 0, HBH without Jumbo (RFC 2675 §3)")(
+    lambda e, i: chain(e, [(HBH, opts_hdr(0, PADN4))], ICMP6, echo(e), plen=0))
 
 # 4. routing headers
 for rtype in (0, 2, 4, 253):
