@@ -348,7 +348,37 @@ def _default_config() -> Any:
 # --- the report ----------------------------------------------------------------------------------
 
 #: For every probe where we knowingly differ from Linux: the RFC text that justifies ours.
-JUSTIFIED: dict[str, str] = {}
+JUSTIFIED: dict[str, str] = {
+    "jumbo.plen0_no_jumbo": (
+        "RFC 2675 §3: \"error conditions [...] IPv6 Payload Length = 0 and IPv6 Next Header = "
+        "Hop-by-Hop Options and Jumbo Payload option not present — Code 0, Pointer = high-order "
+        "octet of the IPv6 Payload Length\". We send exactly that; Linux takes the frame's "
+        "length as the payload length and answers the echo."),
+    "rt.type4.sl0": (
+        "Linux recognizes routing type 4 (the Segment Routing Header, RFC 8754) and, with "
+        "`seg6_enabled=0` (its default), drops every packet carrying one. We do not implement "
+        "RFC 8754, so type 4 is unrecognized and RFC 8200 §4.4 applies: \"If Segments Left is "
+        "zero, the node must ignore the Routing header and proceed to process the next header "
+        "in the packet\"."),
+    "rt.type4.sl1": (
+        "As for `rt.type4.sl0`; RFC 8200 §4.4 for an unrecognized Routing Type with Segments "
+        "Left non-zero: \"the node must discard the packet and send an ICMP Parameter "
+        "Problem, Code 0, message to the packet's Source Address, pointing to the unrecognized "
+        "Routing Type\"."),
+    "err.about_redirect": (
+        "RFC 4443 §2.4 (e): \"An ICMPv6 error message MUST NOT be originated as a result of "
+        "receiving the following: (e.1) An ICMPv6 error message. (e.2) An ICMPv6 Redirect "
+        "message [IPv6-DISC].\" Linux's `is_ineligible()` only exempts error messages, so it "
+        "answers a Redirect carrying an unknown option with Parameter Problem code 2."),
+    "echo.l2_broadcast": (
+        "Not the stack: the modeled tcpip6 binding programs the NDIS packet filter "
+        "DIRECTED | MULTICAST (tcpip6/binder.py), because IPv6 over Ethernet uses no "
+        "broadcast (RFC 2464 §7 maps every multicast address to 33:33:xx; there is no IPv6 "
+        "broadcast, RFC 4291 §2); the frame never reaches the IPv6 binding. RFC 1122 §3.3.6: "
+        "\"A host SHOULD silently discard a datagram that is received via a link-layer "
+        "broadcast but does not specify an IP multicast or broadcast destination address\" "
+        "(Linux offers the same as `drop_unicast_in_l2_multicast`, off by default)."),
+}
 
 
 def render(data: dict[str, Any], command: str) -> str:
@@ -386,4 +416,14 @@ def render(data: dict[str, Any], command: str) -> str:
         why = JUSTIFIED.get(r.probe.name, "**not justified yet**")
         lines += [f"### `{r.probe.name}`", "", f"Linux: {r.linux}; ours: {r.ours}.", "", why,
                   ""]
+    lines += ["## Drops counted by the emulated host during the run", "",
+              ", ".join(f"`{k}` {v}" for k, v in sorted(data["drops"].items())), ""]
     return "\n".join(lines) + "\n"
+
+
+def write_report(path: Path, probes: list[Probe] | None, command: str,
+                 say: Say = lambda s: None) -> dict[str, Any]:
+    data = run(probes, say)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(data, command))
+    return data

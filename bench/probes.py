@@ -202,7 +202,7 @@ RA_OPT = padded(opt(5, b"\0\0"))  # Router Alert (RFC 2711), MLD
 
 def ni_query(src: bytes, dst: bytes) -> bytes:
     # RFC 4620 §4: type 139, code 0 (subject is an IPv6 address), Qtype 0 NOOP
-    return icmp(src, dst, 139, 1, struct.pack("!HH", 0, 0) + b"\x17" * 8)
+    return icmp(src, dst, 139, 0, struct.pack("!HH", 0, 0) + b"\x17" * 8 + dst)
 
 
 def link_local(mac: bytes) -> bytes:
