@@ -101,3 +101,15 @@ def test_quick_subset_agrees_with_linux() -> None:
     assert not wrong, wrong
     # the run saw real answers from both, not silence
     assert sum(r.linux != "none" for r in data["results"]) >= len(quick) // 3
+
+
+def test_probe_costs_compare_each_probe_with_an_echo_of_its_size() -> None:
+    """bench.fuzz --probe-costs: one row per probe, the echo baseline measured alike."""
+    from bench.fuzz import probe_costs
+
+    res = probe_costs(0.01, ["eh.do_chain_13", "limit.hbh.9_options", "frag.two"])
+    rows = res["probes"]
+    assert isinstance(rows, list) and len(rows) == 3
+    for r in rows:
+        assert r["probe_fps"] > 0 and r["echo_fps"] > 0 and r["frame_bytes"] > 54
+    assert res["costliest"] in rows
