@@ -30,8 +30,14 @@ Receive path, in order:
    code 2 / same unless the destination was multicast); Routing with Segments Left 0 ignored and
    otherwise Parameter Problem code 0 at the Routing Type — no type is recognized, type 0
    included (RFC 5095 §3); Fragment: atomic fragments processed in isolation (RFC 6946), others
-   reassembled (:mod:`~tcpip6.stack.frag`); No Next Header ends processing; an unknown next
-   header gets Parameter Problem code 1 (§4).
+   reassembled (:mod:`~tcpip6.stack.frag`), a first fragment without the upper-layer header
+   answered with Parameter Problem code 3 (RFC 7112 §5), a second Fragment header with code 0;
+   No Next Header ends processing; an unknown next header gets Parameter Problem code 1 (§4).
+   Bounded work, Linux's limits (``HostConfig``): at most 12 extension headers, 8 non-padding
+   options per options header, 7 padding bytes in a row, PadN zero-filled; a Jumbo Payload
+   option is checked as RFC 2675 §3 says (no link here carries jumbograms). ND messages that
+   used fragmentation are ignored (RFC 6980 §5); MLD queries need hop limit 1 and Router Alert
+   (RFC 3810 §5). Every rule was held against Linux by ``tcpip6-lab bench conformance``.
 4. ICMPv6 (RFC 4443) with checksum; ND messages need hop limit 255 and code 0 (RFC 4861 §6.1,
    §7.1, §8.1); RA, Redirect and MLD Queries need a link-local source (§6.1.2, §8.1, RFC 3810
    §5.1.14). UDP (RFC 768 / RFC 8200 §8.1). TCP (RFC 9293) with its pseudo-header checksum;
