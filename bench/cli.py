@@ -400,6 +400,11 @@ def cmd_report(args: argparse.Namespace, executor: Executor | None = None) -> in
     return rc
 
 
+def _line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def cmd_conformance(args: argparse.Namespace) -> int:
     """`bench conformance`: exit 0 when every divergence from Linux is justified, else 1."""
     from ndisemu.errors import BackendError
@@ -414,8 +419,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     command = "tcpip6-lab bench conformance" + (" --quick" if args.quick else "") + "".join(
         f" --probe {x}" for x in args.probe)
     try:
-        data = write_report(Path(args.out), probes, command,
-                            say=lambda t: (sys.stderr.write(t + "\n"), sys.stderr.flush()))
+        data = write_report(Path(args.out), probes, command, say=_line)
     except BackendError as exc:
         sys.stderr.write(f"{PROG} conformance: {exc}\n")
         return 1

@@ -20,6 +20,7 @@ HBH, TCP_, UDP_, RT, FRAG, ICMP6, NONE, DST = 0, 6, 17, 43, 44, 58, 59, 60
 ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 ALL_ROUTERS = bytes.fromhex("ff020000000000000000000000000002")
 UNSPEC = bytes(16)
+BIG = bytes(range(256)) * 8  # 2 KB of echo data
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def ip6(src: bytes, dst: bytes, nh: int, payload: bytes, *, hlim: int = 64,
 def _sum(data: bytes) -> int:
     if len(data) & 1:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return (~s) & 0xFFFF
@@ -415,7 +416,6 @@ probe("rt.type0.sl1_mc", "routing", "Routing type 0, SL 1, to ff02::1", must_agr
     _echo_chain([(RT, rt_hdr(0, 0, 1))], mc=True))
 
 # 5. fragments
-BIG = bytes(range(256)) * 8  # 2 KB of echo data
 
 
 def _frag_echo(size: int, order: list[int] | None = None, data: bytes = BIG) -> Builder:
@@ -591,8 +591,8 @@ probe("err.about_error", "errors", "unknown option (action 10) before an ICMPv6 
       "(RFC 4443 §2.4 e.1)", must_agree=True, quick=True)(
     lambda e, i: chain(e, [(DST, opts_hdr(0, padded(opt(0x9E, b"\0\0"))))], ICMP6,
                        icmp(e.src, e.dst, 1, 4, bytes(4) + bytes(48))))
-probe("err.about_redirect", "errors", "unknown Next Header after a DO... no: Redirect with "
-      "unknown option (RFC 4443 §2.4 e.2)", must_agree=True)(
+probe("err.about_redirect", "errors", "Redirect behind a DO header with an unknown option "
+      "(action 10) (RFC 4443 §2.4 e.2)")(
     lambda e, i: chain(e, [(DST, opts_hdr(0, padded(opt(0x9E, b"\0\0"))))], ICMP6,
                        icmp(e.src, e.dst, 137, 0, bytes(36)), hlim=255))
 probe("err.src_multicast", "errors", "echo from a multicast source", must_agree=True)(

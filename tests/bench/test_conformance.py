@@ -61,7 +61,6 @@ def test_classify_reads_reactions() -> None:
     p = by_name()["eh.unknown_nh"]
     assert classify([]) == "none"
     from tcpip6.stack.host import Ipv6Host  # noqa: F401 - the stack answers below
-
     from tests.tcpip6.stack6_helpers import HOST_MAC, up_host
 
     h = up_host(max_rtr_solicitations=0)
@@ -75,7 +74,7 @@ def test_classify_reads_reactions() -> None:
 def test_report_lists_every_probe_and_justifications() -> None:
     from bench.conformance import Result
 
-    probes = CATALOGUE[:3] + [by_name()["err.about_redirect"]]
+    probes = [*CATALOGUE[:3], by_name()["err.about_redirect"]]
     results = [Result(p, "reply", "reply") for p in probes[:3]]
     results.append(Result(probes[3], "icmp 4/2 ptr 42", "none"))
     text = render({"kernel": "6.x", "frag_time": 2, "seconds": 1.0, "results": results,
