@@ -178,6 +178,14 @@ def add_bench_parser(subparsers: Any) -> None:
     c.add_argument("--out", required=True, metavar="DIR", help="write scale.json, scale.png, "
                                                                "profile.pstats here")
 
+    k = sub.add_parser("conformance", help="the IPv6 stack against the Linux kernel on crafted "
+                                           "probes (root): docs/conformance.md")
+    k.add_argument("--out", default="docs/conformance.md", metavar="FILE",
+                   help="the Markdown report (default docs/conformance.md)")
+    k.add_argument("--probe", action="append", default=[], metavar="PREFIX",
+                   help="only probes whose name starts so (repeatable)")
+    k.add_argument("--quick", action="store_true", help="only the quick subset")
+
     r = sub.add_parser("report", help="short runs of every benchmark, one Markdown + HTML "
                                       "report")
     _add_grid_options(r, REPORT_STORM)
@@ -392,6 +400,41 @@ def cmd_report(args: argparse.Namespace, executor: Executor | None = None) -> in
     return rc
 
 
+def _line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    """`bench conformance`: exit 0 when every divergence from Linux is justified, else 1."""
+    from ndisemu.errors import BackendError
+
+    from .conformance import JUSTIFIED, write_report
+    from .probes import CATALOGUE
+
+    probes = [p for p in CATALOGUE if (not args.quick or p.quick)
+              and (not args.probe or any(p.name.startswith(x) for x in args.probe))]
+    if not probes:
+        raise BenchUsageError(f"no probe matches {', '.join(args.probe)}")
+    command = "tcpip6-lab bench conformance" + (" --quick" if args.quick else "") + "".join(
+        f" --probe {x}" for x in args.probe)
+    try:
+        data = write_report(Path(args.out), probes, command, say=_line)
+    except BackendError as exc:
+        sys.stderr.write(f"{PROG} conformance: {exc}\n")
+        return 1
+    results = data["results"]
+    agree = sum(r.agree for r in results)
+    unjustified = [r.probe.name for r in results if not r.agree and r.probe.name not in JUSTIFIED]
+    print(f"{agree}/{len(results)} probes agree with Linux {data['kernel']} "
+          f"({100 * agree / len(results):.1f} %); wrote {args.out}")
+    if unjustified:
+        sys.stderr.write(f"{PROG} conformance: unjustified divergences: "
+                         f"{', '.join(unjustified)}\n")
+        return 1
+    return 0
+
+
 def run_bench(args: argparse.Namespace, executor: Executor | None = None) -> int:
     """Run the `bench` subcommand parsed by a parser built with `add_bench_parser`.
 
@@ -404,6 +447,8 @@ def run_bench(args: argparse.Namespace, executor: Executor | None = None) -> int
             return cmd_scale(args)
         if args.bench_command == "report":
             return cmd_report(args, executor)
+        if args.bench_command == "conformance":
+            return cmd_conformance(args)
         raise BenchUsageError(f"unknown bench command {args.bench_command!r}")
     except (BenchUsageError, GridError) as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")

@@ -316,12 +316,77 @@ def run(frames: int, seed: int, *, progress: bool = True) -> dict[str, object]:
     }
 
 
+def _fps(host: Ipv6Host, batches: list[list[bytes]], now: float,
+         budget: float) -> tuple[float, float]:
+    """Frames/s of ``host`` over ``batches`` (cycled) for about ``budget`` seconds."""
+    n = 0
+    i = 0
+    t0 = time.perf_counter()
+    elapsed = 0.0
+    while elapsed < budget or n < 64:
+        for f in batches[i % len(batches)]:
+            host.handle_frame(f, now)
+        n += len(batches[i % len(batches)])
+        i += 1
+        now += 0.0005
+        if i % 32 == 0:
+            while (d := host.next_deadline()) is not None and d <= now:
+                host.handle_timer(d)
+            elapsed = time.perf_counter() - t0
+    return n / (time.perf_counter() - t0), now
+
+
+def probe_costs(budget: float = 0.1, names: list[str] | None = None) -> dict[str, object]:
+    """Bounded work per frame: each conformance probe (bench/probes.py) fed to a host for
+    ``budget`` seconds, against an ordinary Echo Request of the same frame size (the same
+    host, the same run). The ratio of the costliest probe is the figure of merit (>= 1/3)."""
+    from bench.probes import CATALOGUE, Ends, echo, eth, ip6
+
+    ends = Ends(PEER_LL, PEER_MAC, HOST_LL, HOST_MAC)
+    rows = []
+    now = 2.0
+    for p in CATALOGUE:
+        if names and not any(p.name.startswith(x) for x in names):
+            continue
+        host = fuzz_host()
+        host.nud.on_lladdr(PEER_LL, PEER_MAC, 1.9)
+        batches = [p.build(ends, 0x1000 + k) for k in range(64)]
+        size = sum(len(f) for f in batches[0]) // len(batches[0])
+        data = bytes(max(0, size - ETH_LEN - IP6_LEN - 8))
+        plain = [[eth(PEER_MAC, HOST_MAC, ip6(PEER_LL, HOST_LL, NH_ICMPV6, echo(ends, data)))]]
+        fps, now = _fps(host, batches, now, budget)
+        base, now = _fps(host, plain, now, budget)
+        rows.append({"probe": p.name, "frame_bytes": size, "probe_fps": round(fps),
+                     "echo_fps": round(base), "ratio": round(fps / base, 3)})
+    worst = min(rows, key=lambda r: float(r["ratio"]))  # type: ignore[arg-type]
+    return {"budget_s": budget, "probes": rows, "costliest": worst}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fuzz.json")
+    ap.add_argument("--probe-costs", action="store_true",
+                    help="instead: frames/s of every conformance probe against an echo "
+                         "request of the same size (bounded work per frame)")
     args = ap.parse_args(argv)
+    if args.probe_costs:
+        costs = probe_costs()
+        rows = costs["probes"]
+        assert isinstance(rows, list)
+        for r in sorted(rows, key=lambda r: r["ratio"])[:10]:
+            print(f"  {r['probe']:32} {r['frame_bytes']:5} B  {r['probe_fps']:>8} frames/s  "
+                  f"echo {r['echo_fps']:>8} frames/s  ratio {r['ratio']}")
+        w = costs["costliest"]
+        assert isinstance(w, dict)
+        print(f"costliest probe {w['probe']}: {w['probe_fps']} frames/s vs an echo request of "
+              f"{w['frame_bytes']} B at {w['echo_fps']} frames/s (ratio {w['ratio']})")
+        out = args.out.with_name("probe_costs.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(costs, indent=2) + "\n")
+        print(f"saved {out}")
+        return 0 if float(w["ratio"]) >= 1 / 3 else 1
     if args.frames < 1:
         ap.error("--frames must be >= 1")
     res = run(args.frames, args.seed)

@@ -129,6 +129,20 @@ class HostConfig:
     udp_queue_len: int = 64
     udp_echo: bool = True  # RFC 862 echo service on port 7
     disable_on_duplicate_lladdr: bool = True  # RFC 4862 §5.4.5 for a MAC-derived link-local
+    # Bounded work per frame: Linux's limits (checked against kernel 6.18 by
+    # `tcpip6-lab bench conformance`, docs/conformance.md). Non-padding options per Hop-by-Hop /
+    # Destination Options header: net.ipv6.max_hbh_opts_number / max_dst_opts_number (8).
+    max_hbh_options: int = 8
+    max_dst_options: int = 8
+    # Header lengths in bytes: net.ipv6.max_hbh_length / max_dst_opts_length (INT_MAX: none).
+    max_hbh_length: int = 0x7FFFFFFF
+    max_dst_length: int = 0x7FFFFFFF
+    # Consecutive padding bytes (Pad1/PadN) in an options header: 7, the most that aligning
+    # needs (RFC 8200 §4.2; RFC 4942 §2.1.9.5); Linux's ip6_parse_tlv has the same constant.
+    max_padding: int = 7
+    # Extension headers per packet: Linux 6.18 processes at most 12 and silently drops a packet
+    # with a 13th, whatever their types (measured by the harness; no sysctl).
+    max_ext_headers: int = 12
     tcp: TcpConfig = field(default_factory=TcpConfig)
 
     def __post_init__(self) -> None:
@@ -142,7 +156,8 @@ class HostConfig:
                 raise ConfigError(f"{f.name} must not be negative")
         for name in ("neighbor_cache_size", "neighbor_queue_len", "reassembly_max_datagrams",
                      "mld_robustness", "icmp_error_burst", "udp_queue_len",
-                     "destination_cache_size"):  # fmt: skip
+                     "destination_cache_size", "max_hbh_length", "max_dst_length",
+                     "max_ext_headers"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.retrans_timer <= 0 or self.base_reachable_time <= 0:

@@ -30,8 +30,14 @@ Receive path, in order:
    code 2 / same unless the destination was multicast); Routing with Segments Left 0 ignored and
    otherwise Parameter Problem code 0 at the Routing Type — no type is recognized, type 0
    included (RFC 5095 §3); Fragment: atomic fragments processed in isolation (RFC 6946), others
-   reassembled (:mod:`~tcpip6.stack.frag`); No Next Header ends processing; an unknown next
-   header gets Parameter Problem code 1 (§4).
+   reassembled (:mod:`~tcpip6.stack.frag`), a first fragment without the upper-layer header
+   answered with Parameter Problem code 3 (RFC 7112 §5), a second Fragment header with code 0;
+   No Next Header ends processing; an unknown next header gets Parameter Problem code 1 (§4).
+   Bounded work, Linux's limits (``HostConfig``): at most 12 extension headers, 8 non-padding
+   options per options header, 7 padding bytes in a row, PadN zero-filled; a Jumbo Payload
+   option is checked as RFC 2675 §3 says (no link here carries jumbograms). ND messages that
+   used fragmentation are ignored (RFC 6980 §5); MLD queries need hop limit 1 and Router Alert
+   (RFC 3810 §5). Every rule was held against Linux by ``tcpip6-lab bench conformance``.
 4. ICMPv6 (RFC 4443) with checksum; ND messages need hop limit 255 and code 0 (RFC 4861 §6.1,
    §7.1, §8.1); RA, Redirect and MLD Queries need a link-local source (§6.1.2, §8.1, RFC 3810
    §5.1.14). UDP (RFC 768 / RFC 8200 §8.1). TCP (RFC 9293) with its pseudo-header checksum;
@@ -105,6 +111,7 @@ from tcpip6.wire.icmpv6 import (
     PACKET_TOO_BIG,
     PARAM_PROBLEM,
     PP_HEADER_FIELD,
+    PP_INCOMPLETE_CHAIN,
     PP_NEXT_HEADER,
     PP_OPTION,
     RA,
@@ -134,17 +141,21 @@ from tcpip6.wire.ipv6 import (
 from tcpip6.wire.ipv6 import HEADER_LEN as IP6_HEADER_LEN
 from tcpip6.wire.ipv6ext import (
     FRAGMENT_HEADER_LEN,
+    OPT_JUMBO,
     OPT_ROUTER_ALERT,
     FragmentHeader,
     OptionAction,
     RoutingHeader,
+    chain_incomplete,
     ext_len,
+    find_option,
     scan_options,
 )
 
 ALL_NODES_MAC = ipv6_multicast_mac(ALL_NODES)
+_U32 = struct.Struct("!I")
 _PORTS_SEQ = struct.Struct("!HHI")  # the quoted TCP header's ports and sequence number
-_KNOWN_HBH = frozenset({OPT_ROUTER_ALERT})  # RFC 2711; Pad1/PadN are always known
+_KNOWN_HBH = frozenset({OPT_ROUTER_ALERT, OPT_JUMBO})  # RFC 2711, RFC 2675; Pad1/PadN always
 _KNOWN_DST: frozenset[int] = frozenset()
 
 IcmpHandler = Callable[
@@ -381,7 +392,10 @@ class Ipv6Host(FrameHandler):
             return self._ctx.drop(DropReason.DISABLED)
         mv = memoryview(frame)[HEADER_LEN:]
         ip, _ = Ipv6Header.parse(mv)
-        pkt = mv[: IP6_HEADER_LEN + ip.payload_length]
+        if ip.payload_length or ip.next_header != NH_HOPOPTS:
+            pkt = mv[: IP6_HEADER_LEN + ip.payload_length]
+        else:  # RFC 2675 §3: Payload Length 0 before a Hop-by-Hop header — a jumbogram?
+            pkt = mv
         dst = ip.dst
         addrs = self.addrconf
         if dst in addrs.assigned:
@@ -414,29 +428,49 @@ class Ipv6Host(FrameHandler):
         l2mc: bool,
         now: float,
     ) -> list[bytes]:
-        """Walk the extension headers (RFC 8200 §4) and hand the upper layer its bytes."""
+        """Walk the extension headers (RFC 8200 §4) and hand the upper layer its bytes.
+
+        The work is bounded whatever the frame carries (Linux's limits, ``HostConfig``): at
+        most ``max_ext_headers`` headers, ``max_*_options`` options and ``max_padding`` padding
+        bytes in a row per options header; one Fragment header per packet."""
         off = IP6_HEADER_LEN
         nh_field = 6  # offset of the Next Header octet that named ``nh``
         end = len(pkt)
         counters = self.counters
+        cfg = self.config
+        headers = 0
+        fragmented = False  # a Fragment header was processed (atomic or reassembled)
         while True:
             if nh == NH_ICMPV6:
+                if fragmented and off < end and pkt[off] in ND_TYPES:  # RFC 6980 §5
+                    return self._ctx.drop(DropReason.FRAGMENTED_ND)
                 return self._rx_icmp(eth_src, ip, pkt, off, l3mc, now)
             if nh == NH_UDP:
                 return self._rx_udp(ip, pkt, off, l3mc, l2mc, now)
             if nh == NH_TCP:
                 return self._rx_tcp(ip, pkt, off, l3mc, now)
+            if nh in (NH_HOPOPTS, NH_DSTOPTS, NH_ROUTING, NH_FRAGMENT):
+                headers += 1
+                if headers > cfg.max_ext_headers:  # Linux: a 13th header drops the packet
+                    return self._ctx.drop(DropReason.TOO_MANY_HEADERS)
             if nh in (NH_HOPOPTS, NH_DSTOPTS):
-                if nh == NH_HOPOPTS and off != IP6_HEADER_LEN:  # RFC 8200 §4.1
+                hbh = nh == NH_HOPOPTS
+                if hbh and off != IP6_HEADER_LEN:  # RFC 8200 §4.1
                     counters["drop." + DropReason.BAD_HEADER.value] += 1
                     return self._icmp_error(
                         PARAM_PROBLEM, PP_NEXT_HEADER, nh_field, ip, pkt, l3mc, l2mc, now
                     )
                 hl = ext_len(pkt, off, end)
-                known = _KNOWN_HBH if nh == NH_HOPOPTS else _KNOWN_DST
-                bad = scan_options(pkt, off + 2, off + hl, known)
+                if hl > (cfg.max_hbh_length if hbh else cfg.max_dst_length):
+                    return self._ctx.drop(DropReason.HEADER_TOO_LONG)
+                bad = scan_options(
+                    pkt, off + 2, off + hl, _KNOWN_HBH if hbh else _KNOWN_DST,
+                    cfg.max_hbh_options if hbh else cfg.max_dst_options, cfg.max_padding, hbh,
+                )  # fmt: skip
                 if bad is not None:
                     ptr, action = bad
+                    if action is OptionAction.JUMBO:
+                        return self._jumbo(ip, pkt, ptr, l3mc, l2mc, now)
                     counters["drop." + DropReason.UNRECOGNIZED.value] += 1
                     if action is OptionAction.DISCARD or (
                         action is OptionAction.DISCARD_ICMP_UNICAST and l3mc
@@ -447,6 +481,13 @@ class Ipv6Host(FrameHandler):
                         PARAM_PROBLEM, PP_OPTION, ptr, ip, pkt, l3mc, l2mc, now,
                         exception=exception,
                     )  # fmt: skip
+                if hbh and not ip.payload_length:
+                    # RFC 2675 §3: Payload Length 0 and no Jumbo Payload option: Parameter
+                    # Problem code 0 at the Payload Length field (Linux processes the packet)
+                    counters["drop." + DropReason.BAD_JUMBO.value] += 1
+                    return self._icmp_error(
+                        PARAM_PROBLEM, PP_HEADER_FIELD, 4, ip, pkt, l3mc, l2mc, now
+                    )
                 nh_field = off
                 nh = pkt[off]
                 off += hl
@@ -463,12 +504,27 @@ class Ipv6Host(FrameHandler):
                 off += rh.length
             elif nh == NH_FRAGMENT:
                 fh = FragmentHeader.parse(pkt, off, end)
+                if fragmented:  # a second Fragment header (RFC 8200 §4.1: at most once);
+                    # Linux: Parameter Problem code 0 pointing at it
+                    counters["drop." + DropReason.BAD_HEADER.value] += 1
+                    return self._icmp_error(
+                        PARAM_PROBLEM, PP_HEADER_FIELD, off, ip, pkt, l3mc, l2mc, now
+                    )
+                fragmented = True
                 if fh.atomic:  # RFC 6946 §4: processed in isolation
                     counters["frag.atomic"] += 1
                     nh_field = off
                     nh = fh.next_header
                     off += FRAGMENT_HEADER_LEN
                     continue
+                if not fh.offset and chain_incomplete(pkt, off + FRAGMENT_HEADER_LEN,
+                                                      fh.next_header, end):  # fmt: skip
+                    # RFC 8200 §4.5, RFC 7112 §5: the first fragment lacks the upper-layer
+                    # header: discarded, Parameter Problem code 3, pointer 0
+                    counters["drop." + DropReason.INCOMPLETE_CHAIN.value] += 1
+                    return self._icmp_error(
+                        PARAM_PROBLEM, PP_INCOMPLETE_CHAIN, 0, ip, pkt, l3mc, l2mc, now
+                    )
                 flen = end - off - FRAGMENT_HEADER_LEN
                 if fh.more and flen & 7:  # RFC 8200 §4.5: point at Payload Length
                     counters["drop." + DropReason.FRAG_INVALID.value] += 1
@@ -495,6 +551,29 @@ class Ipv6Host(FrameHandler):
                 return self._icmp_error(
                     PARAM_PROBLEM, PP_NEXT_HEADER, nh_field, ip, pkt, l3mc, l2mc, now
                 )
+
+    def _jumbo(
+        self, ip: Ipv6Header, pkt: memoryview, optoff: int, l3mc: bool, l2mc: bool, now: float
+    ) -> list[bytes]:
+        """A Jumbo Payload option at ``optoff`` (RFC 2675 §3), checked in Linux's order:
+        length 4 at 4n+2 (else silently dropped), a value over 65,535 (else Parameter Problem
+        code 0 at the value), Payload Length 0 (else code 0 at the option). No link of ours
+        carries 64 KB frames, so a jumbogram passing these is always truncated."""
+        counters = self.counters
+        if pkt[optoff + 1] != 4 or optoff & 3 != 2:
+            return self._ctx.drop(DropReason.BAD_JUMBO)
+        value = _U32.unpack_from(pkt, optoff + 2)[0]
+        if value <= 0xFFFF:
+            counters["drop." + DropReason.BAD_JUMBO.value] += 1
+            return self._icmp_error(
+                PARAM_PROBLEM, PP_HEADER_FIELD, optoff + 2, ip, pkt, l3mc, l2mc, now
+            )
+        if ip.payload_length:
+            counters["drop." + DropReason.BAD_JUMBO.value] += 1
+            return self._icmp_error(
+                PARAM_PROBLEM, PP_HEADER_FIELD, optoff, ip, pkt, l3mc, l2mc, now
+            )
+        return self._ctx.drop(DropReason.TRUNCATED)
 
     def _rx_icmp(
         self,
@@ -669,6 +748,15 @@ class Ipv6Host(FrameHandler):
     ) -> list[bytes]:  # fmt: skip
         if not is_link_local(ip.src):  # RFC 3810 §5.1.14
             return self._ctx.drop(DropReason.BAD_SOURCE)
+        # RFC 3810 §5: sent with hop limit 1 and a Router Alert option in a Hop-by-Hop header;
+        # Linux discards a query without them (ipv6_mc_check_mld)
+        if ip.hop_limit != 1:
+            return self._ctx.drop(DropReason.HOP_LIMIT)
+        if pkt[6] != NH_HOPOPTS or find_option(
+            pkt, IP6_HEADER_LEN + 2, IP6_HEADER_LEN + (pkt[IP6_HEADER_LEN + 1] + 1) * 8,
+            OPT_ROUTER_ALERT,
+        ) is None:  # fmt: skip
+            return self._ctx.drop(DropReason.BAD_OPTION)
         if msg.code != 0:
             return self._ctx.drop(DropReason.BAD_CODE)
         q = mld.parse_query(msg)

@@ -39,6 +39,13 @@ class DropReason(StrEnum):
     FRAG_OVERLAP = "FRAG_OVERLAP"  # overlapping fragments: the whole datagram goes (RFC 5722)
     FRAG_TIMEOUT = "FRAG_TIMEOUT"  # reassembly not complete after 60 s (RFC 8200 §4.5)
     REASSEMBLY_FULL = "REASSEMBLY_FULL"  # reassembly buffers/bytes bound reached
+    TOO_MANY_OPTIONS = "TOO_MANY_OPTIONS"  # options header over max_hbh/dst_options (Linux: 8)
+    BAD_PADDING = "BAD_PADDING"  # > max_padding consecutive pad bytes, or PadN data not zero
+    HEADER_TOO_LONG = "HEADER_TOO_LONG"  # options header over max_hbh/dst_length bytes
+    TOO_MANY_HEADERS = "TOO_MANY_HEADERS"  # more than max_ext_headers extension headers
+    BAD_JUMBO = "BAD_JUMBO"  # Jumbo Payload option invalid (RFC 2675 §3)
+    INCOMPLETE_CHAIN = "INCOMPLETE_CHAIN"  # first fragment without the upper layer (RFC 7112)
+    FRAGMENTED_ND = "FRAGMENTED_ND"  # ND message that used fragmentation (RFC 6980 §5)
     TENTATIVE = "TENTATIVE"  # addressed to an address still under DAD (RFC 4862 §5.4)
     DISABLED = "DISABLED"  # IPv6 disabled on the interface (duplicate EUI-64 link-local)
     FOR_ROUTERS = "FOR_ROUTERS"  # RS / MLD reports: hosts discard them (RFC 4861 §6.2.6)

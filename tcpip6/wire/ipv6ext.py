@@ -10,7 +10,9 @@ buffer and an offset rather than a tree of objects:
 * :func:`scan_options` — the TLV walk of RFC 8200 §4.2. Pad1 and PadN are padding; the caller
   names the other option types it recognizes. For the first unrecognized option whose two
   high-order bits are not ``00`` it returns the offset of its type octet and the action those
-  bits demand (:class:`OptionAction`); an option overrunning the header is malformed.
+  bits demand (:class:`OptionAction`); an option overrunning the header is malformed. Linux's
+  limits bound the walk: non-padding options per header, consecutive padding bytes, PadN data
+  zero (RFC 4942 §2.1.9.5).
 * :class:`FragmentHeader` (RFC 8200 §4.5) and the builders used on transmit: a Fragment header
   and the Hop-by-Hop header carrying a Router Alert option (RFC 2711) that MLD reports need
   (RFC 3810 §5).
@@ -31,7 +33,8 @@ from tcpip6.wire.drops import DropReason
 OPT_PAD1 = 0
 OPT_PADN = 1
 OPT_ROUTER_ALERT = 5  # RFC 2711 §2.1
-OPT_JUMBO = 0xC2  # RFC 2675 (not supported: treated as unrecognized)
+OPT_JUMBO = 0xC2  # RFC 2675: recognized in Hop-by-Hop headers, so that its errors are
+# RFC 2675 §3's (no link here carries a jumbogram: a valid one is always truncated)
 ROUTER_ALERT_MLD = 0  # RFC 2711 §2.1 value 0: "Datagram contains a Multicast Listener
 # Discovery message"
 
@@ -50,6 +53,7 @@ class OptionAction(IntEnum):
     DISCARD = 1  # 01: discard the packet
     DISCARD_ICMP = 2  # 10: discard, send Parameter Problem code 2 even to a multicast destination
     DISCARD_ICMP_UNICAST = 3  # 11: same, but only if the destination was not multicast
+    JUMBO = 4  # not an action: a Jumbo Payload option (RFC 2675) the caller must check
 
 
 def ext_len(buf: bytes | bytearray | memoryview, off: int, end: int) -> int:
@@ -63,31 +67,88 @@ def ext_len(buf: bytes | bytearray | memoryview, off: int, end: int) -> int:
 
 
 def scan_options(
-    buf: bytes | bytearray | memoryview, start: int, end: int, known: frozenset[int]
+    buf: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    known: frozenset[int],
+    max_options: int = 8,
+    max_padding: int = 7,
+    jumbo: bool = False,
 ) -> tuple[int, OptionAction] | None:
-    """Walk the TLVs in ``buf[start:end]`` (RFC 8200 §4.2).
+    """Walk the TLVs in ``buf[start:end]`` (RFC 8200 §4.2), in order, as Linux's
+    ``ip6_parse_tlv`` does.
 
     Return ``None`` if the packet may be processed further, else ``(offset_of_type, action)`` for
-    the first unrecognized option whose action is not SKIP. Raise ``BAD_OPTION`` if an option's
-    length runs past ``end``.
+    the first unrecognized option whose action is not SKIP, or — with ``jumbo`` (a Hop-by-Hop
+    header) — ``(offset, JUMBO)`` for a Jumbo Payload option, which the caller checks (RFC 2675
+    §3). Raise ``BAD_OPTION`` if an option's length runs past ``end``, ``BAD_PADDING`` for more
+    than ``max_padding`` consecutive padding bytes or a PadN whose data is not zero (RFC 4942
+    §2.1.9.5), ``TOO_MANY_OPTIONS`` for more than ``max_options`` non-padding options. The
+    walk stops at the first of these, so its work is bounded by the limits, not the header.
     """
     off = start
+    padlen = 0
+    count = 0
     while off < end:
         otype = buf[off]
         if otype == OPT_PAD1:
+            padlen += 1
+            if padlen > max_padding:
+                raise MalformedFrame(DropReason.BAD_PADDING, f"padding run at {off}")
             off += 1
             continue
         if end - off < 2:
             raise MalformedFrame(DropReason.BAD_OPTION, f"option header cut at {off}")
-        nxt = off + 2 + buf[off + 1]
+        olen = buf[off + 1]
+        nxt = off + 2 + olen
         if nxt > end:
             raise MalformedFrame(DropReason.BAD_OPTION, f"option type {otype} overruns")
-        if otype != OPT_PADN and otype not in known:
-            action = OptionAction(otype >> 6)
-            if action is not OptionAction.SKIP:
-                return off, action
+        if otype == OPT_PADN:
+            padlen += 2 + olen
+            if padlen > max_padding:
+                raise MalformedFrame(DropReason.BAD_PADDING, f"padding run at {off}")
+            if olen and any(buf[off + 2 : nxt]):
+                raise MalformedFrame(DropReason.BAD_PADDING, f"PadN data not zero at {off}")
+        else:
+            count += 1
+            if count > max_options:
+                raise MalformedFrame(DropReason.TOO_MANY_OPTIONS, f"option {count} at {off}")
+            if jumbo and otype == OPT_JUMBO:
+                return off, OptionAction.JUMBO
+            if otype not in known:
+                action = OptionAction(otype >> 6)
+                if action is not OptionAction.SKIP:
+                    return off, action
+            padlen = 0
         off = nxt
     return None
+
+
+_UPPER_MIN = {6: 20, 17: 8, 58: 8}  # TCP, UDP, ICMPv6 header sizes; other upper layers: 1 byte
+
+
+def chain_incomplete(buf: bytes | bytearray | memoryview, off: int, nh: int, end: int) -> bool:
+    """Does a first fragment (its Fragment header ends at ``off``, naming ``nh``) stop before
+    the upper-layer header is whole (RFC 7112 §5, RFC 8200 §4.5)? The walk is Linux's
+    ``ipv6frag_thdr_truncated``: a header whose first two octets are not in the fragment, No Next
+    Header, or a non-first Fragment header end it with "cannot tell" (False); otherwise the
+    upper-layer header's fixed part must fit."""
+    while nh in (0, 43, 44, 51, 60):
+        if off + 2 > end:
+            return False
+        if nh == 44:
+            if off + 4 > end or (buf[off + 2] << 8 | buf[off + 3]) & 0xFFF8:
+                return False
+            n = 8
+        elif nh == 51:  # Authentication Header: length in 4-octet units, minus 2
+            n = (buf[off + 1] + 2) * 4
+        else:
+            n = (buf[off + 1] + 1) * 8
+        nh = buf[off]
+        off += n
+    if nh == 59:
+        return False
+    return off + _UPPER_MIN.get(nh, 1) > end
 
 
 def find_option(
