@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
+import operator
 import types
 import typing
 from collections.abc import Mapping
@@ -104,7 +106,7 @@ def _object(fields: list[tuple[str, Any, bool]], overrides: Mapping[str, dict[st
 def _without_none(tp: Any) -> Any:
     args = tuple(a for a in typing.get_args(tp) if a is not type(None))
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and args:
-        return args[0] if len(args) == 1 else typing.Union[args]
+        return functools.reduce(operator.or_, args)
     return tp
 
 
