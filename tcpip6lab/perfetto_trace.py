@@ -78,7 +78,7 @@ class PerfettoTrace:
         self._in_chunk = 0
         self._uuids = itertools.count(1)
         self._pids = itertools.count(1)
-        self.packets = 0
+        self._written = 0
         self.closed = False
         self.sinks: list[HostSink] = []
 
@@ -90,16 +90,21 @@ class PerfettoTrace:
         if self._in_chunk >= CHUNK:
             self._flush()
         self._in_chunk += 1
-        self.packets += 1
         p = self._add()
         p.trusted_packet_sequence_id = SEQUENCE_ID
         return p
+
+    @property
+    def packets(self) -> int:
+        """Packets written so far (and in the chunk being built)."""
+        return self._written + self._in_chunk
 
     def _flush(self) -> None:
         if self._in_chunk:
             self._file.write(self._builder.serialize())
             self._builder = TraceProtoBuilder()
             self._add = self._builder.add_packet
+            self._written += self._in_chunk
             self._in_chunk = 0
 
     def host_sink(self, name: str) -> HostSink:
@@ -161,6 +166,7 @@ class HostSink:
         self._current: str | None = None  # the worker whose routine is running now
         self._wakes = itertools.count(1)
         self._insert: tuple[float, _Queue, str] | None = None  # held back by _queued
+        self._packet = trace.packet
         trace.sinks.append(self)
         p = trace.packet()
         p.track_descriptor.uuid = self.uuid
@@ -208,7 +214,7 @@ class HostSink:
         """One TrackEvent. A nonzero `counter` track gets `value` riding on it (Perfetto's
         extra_counter_values: the counter's value at this event, no packet of its own).
         The hot path of a traced run: positional arguments, no work for absent parts."""
-        p = self.trace.packet()
+        p = self._packet()
         p.timestamp = int(t * 1e9 + 0.5)
         e = p.track_event
         e.type = kind
