@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from tcpip6lab.params import ModelParams
 
@@ -47,6 +47,43 @@ RESULT_FIELDS = (
     "reproduce",          # the one command that re-runs this cell locally
 )
 FIELDS = PARAM_FIELDS + RESULT_FIELDS
+#: raised when a cell record's shape changes (bench/schemas/bench-cell.schema.json pins it; each
+#: record carries it as `schema_version` in JSON — the CSV keeps exactly FIELDS)
+CELL_SCHEMA_VERSION = 1
+
+
+class CellRecord(TypedDict):
+    """One cell's record, typed: `schema_version`, then FIELDS in order (a test holds them
+    equal). The published schema bench-cell is generated from it (bench/schema.py)."""
+
+    schema_version: int
+    executor: str
+    adapters: int
+    interval: float
+    seed: int
+    latency: float
+    static_threads: int
+    additional_critical: int
+    max_dynamic: int
+    foreign_holders: int
+    horizon: float
+    outcome: Literal["bound", "deadlock", "stalled", "failed", "error"]
+    adapters_bound: int | None
+    bind_all_seconds: float | None
+    bind_max_seconds: float | None
+    bind_mean_seconds: float | None
+    peak_workers: int | None
+    peak_dynamic: int | None
+    dynamic_created: int | None
+    detected_at: float | None
+    virtual_seconds: float | None
+    oids_submitted: int | None
+    oid_completions: int | None
+    ndis_requests: int | None
+    error: str | None
+    wall_seconds: float
+    pid: int
+    reproduce: str
 
 
 @dataclass(frozen=True)
@@ -121,7 +158,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     whose run raised has outcome "error" and the exception in `error`."""
     from tcpip6lab.storm import StormConfig, run_storm
 
-    record: dict[str, Any] = dict.fromkeys(FIELDS)
+    record: dict[str, Any] = {"schema_version": CELL_SCHEMA_VERSION, **dict.fromkeys(FIELDS)}
     record.update(cell.as_dict())
     t0 = time.perf_counter()
     try:

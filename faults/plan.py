@@ -24,25 +24,30 @@ opportunity only) > `count` (at most this many firings) > `after`/`until` (a vir
 > `probability`. `adapters` (a list of names or globs) selects where a fault may fire.
 
 Invalid plans — unknown keys, wrong types, impossible values — are rejected before anything runs,
-with the file, the line of the entry's table header, and the key, in one message.
+in one line: the file, the line the offending key is written on (found by faults.tomlpos, since
+tomllib keeps no positions), then the key — an unknown one with the nearest known key ("acton:
+unknown key — did you mean action?"), a bad value as `key = value: what is allowed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
+import json
 import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ndisemu.constants import NdisStatus, Oid
 from ndisemu.params import SYSTEM_QUEUES
 
 from .errors import PlanError
 from .rng import fault_rng
+from .tomlpos import KeyLines, scan
 
 KINDS = ("oid", "miniport", "wire", "queue", "pnp")
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -213,43 +218,94 @@ def parse_plan(text: str, *, source: str = "<plan>") -> FaultPlan:
 
 def plan_from_dict(data: dict[str, Any], *, source: str = "<dict>",
                    text: str | None = None) -> FaultPlan:
-    """Validate a plan given as a dict (the TOML's shape) and build it."""
+    """Validate a plan given as a dict (the TOML's shape) and build it.
+
+    Every error is one line: `FILE:LINE: ` (the line the offending key is written on, when the
+    plan came as text), then the key — an unknown one with the nearest known key, a bad value
+    with the value as written and what is allowed."""
     if not isinstance(data, dict):
         raise PlanError(f"{source}: a fault plan is a table")
-    unknown = [k for k in data if k != "run" and k not in KINDS]
-    if unknown:
-        raise PlanError(f"{source}:{_top_line(text, unknown[0])}: unknown section "
-                        f"{unknown[0]!r} (expected run, {', '.join(KINDS)})")
+    top = _Ctx(source, scan(text) if text is not None else None, (), "the plan")
+    for key in data:
+        if key != "run" and key not in KINDS:
+            top.unknown(key, ("run", *KINDS), what="section")
     run = data.get("run", {})
     if not isinstance(run, dict):
-        raise PlanError(f"{source}: [run] must be a table")
-    where = f"{source}:{_header_line(text, 'run', 0) or '?'}"
+        top.bad("run", run, "must be a table [run] (keys: seed, heal_at)")
+    rctx = top.within("run", tag="[run]")
     for key in run:
         if key not in ("seed", "heal_at"):
-            raise PlanError(f"{where}: [run]: unknown key {key!r} (expected seed, heal_at)")
+            rctx.unknown(key, ("seed", "heal_at"))
     seed = run.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise PlanError(f"{where}: [run] seed: must be a non-negative integer")
+    if seed is not None:
+        seed = _integer(seed, rctx, "seed", minimum=0)
     heal_at = run.get("heal_at")
     if heal_at is not None:
-        heal_at = _number(heal_at, f"{where}: [run] heal_at", minimum=0.0)
+        heal_at = _number(heal_at, rctx, "heal_at", minimum=0.0)
     faults: list[Fault] = []
-    ids: set[str] = set()
+    ids: dict[str, int | None] = {}  # id -> the line it is written on (or its header's)
     for kind in KINDS:
         entries = data.get(kind, [])
-        if isinstance(entries, dict):
+        single = isinstance(entries, dict)
+        if single:
             entries = [entries]
         if not isinstance(entries, list):
-            raise PlanError(f"{source}: [[{kind}]] must be an array of tables")
+            top.bad(kind, entries, f"must be an array of tables [[{kind}]]")
         for index, entry in enumerate(entries):
-            line = _header_line(text, kind, index)
-            fault = _fault(kind, index, entry, f"{source}:{line or '?'}", line)
+            ctx = top.within(kind, *(() if single else (index,)), tag=f"[[{kind}]]")
+            fault = _fault(kind, index, entry, ctx)
             if fault.id in ids:
-                raise PlanError(f"{source}:{line or '?'}: [[{kind}]] id: duplicate id "
-                                f"{fault.id!r}")
-            ids.add(fault.id)
+                first = ids[fault.id]
+                ctx.bad("id", fault.id, "must be unique, and it is already the id of the entry"
+                        + (f" on line {first}" if first is not None else " before"))
+            ids[fault.id] = ctx.line("id")
             faults.append(fault)
     return FaultPlan(tuple(faults), seed, heal_at, source, text)
+
+
+class _Ctx:
+    """Where in the plan we are: the source, the key lines, and the path of the table."""
+
+    def __init__(self, source: str, lines: KeyLines | None, base: tuple[str | int, ...],
+                 tag: str) -> None:
+        self.source, self.lines, self.base, self.tag = source, lines, base, tag
+
+    def within(self, *path: str | int, tag: str) -> _Ctx:
+        return _Ctx(self.source, self.lines, (*self.base, *path), tag)
+
+    def line(self, *key: str | int) -> int | None:
+        return None if self.lines is None else self.lines.line(*self.base, *key)
+
+    def where(self, *key: str | int) -> str:
+        line = self.line(*key)
+        return self.source if line is None else f"{self.source}:{line}"
+
+    def fail(self, key: tuple[str | int, ...], message: str) -> NoReturn:
+        raise PlanError(f"{self.where(*key)}: {message}")
+
+    def bad(self, key: str, value: Any, allowed: str, *,
+            at: tuple[str | int, ...] | None = None) -> NoReturn:
+        """`key = value: allowed`, on the line of `at` (default: the key's)."""
+        self.fail(at or tuple(key.split(".")), f"{key} = {_show(value)}: {allowed}")
+
+    def unknown(self, key: str, known: tuple[str, ...], *, what: str = "key",
+                prefix: str = "", elsewhere: tuple[str, ...] = (), action: str = "",
+                owners: tuple[str, ...] = ()) -> NoReturn:
+        """Refuse `key`: a key of another action or section says so; a typo gets the nearest
+        known key; anything else the list of known keys."""
+        name = prefix + key
+        path = (*prefix.split(".")[:-1], key) if prefix else (key,)
+        if key in elsewhere:
+            self.fail(path, f"{name}: not a key of action {_show(action)} in {self.tag} "
+                      f"(its keys: {', '.join(sorted(known))})")
+        if owners:
+            self.fail(path, f"{name}: not a key of {self.tag} (it belongs to "
+                      f"{' and '.join(owners)}; {self.tag} keys: {', '.join(sorted(known))})")
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if near:
+            self.fail(path, f"{name}: unknown {what} — did you mean {prefix}{near[0]}?")
+        where = f" in {self.tag}" if what == "key" else ""
+        self.fail(path, f"{name}: unknown {what}{where} (known: {', '.join(sorted(known))})")
 
 
 _COMMON = ("id", "action", *TRIGGER_KEYS)
@@ -274,97 +330,115 @@ _PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def _fault(kind: str, index: int, entry: Any, where: str, line: int | None) -> Fault:
-    tag = f"[[{kind}]]"
+def _kind_keys(kind: str) -> tuple[str, ...]:
+    """Every key some action of `kind` takes."""
+    keys = dict.fromkeys(_COMMON)
+    for action in ACTIONS[kind]:
+        keys.update(dict.fromkeys(_PARAMS[(kind, action)]))
+    return tuple(keys)
+
+
+def _fault(kind: str, index: int, entry: Any, ctx: _Ctx) -> Fault:
     if not isinstance(entry, dict):
-        raise PlanError(f"{where}: {tag} entries must be tables")
+        ctx.fail((), f"{kind}[{index}] = {_show(entry)}: must be a table [[{kind}]]")
+    every = _kind_keys(kind)
+    for key in entry:  # unknown keys first: a typo'd `action` is named as the typo
+        if key not in every:
+            owners = tuple(f"[[{k}]]" for k in KINDS if k != kind and key in _kind_keys(k))
+            ctx.unknown(key, every, owners=owners)
     action = entry.get("action")
+    actions = ", ".join(ACTIONS[kind])
     if action is None:
-        raise PlanError(f"{where}: {tag} action: missing (one of "
-                        f"{', '.join(ACTIONS[kind])})")
+        ctx.fail((), f"action: missing in {ctx.tag} (one of {actions})")
     if action not in ACTIONS[kind]:
-        raise PlanError(f"{where}: {tag} action: {action!r} is not one of "
-                        f"{', '.join(ACTIONS[kind])}")
-    allowed = set(_COMMON) | set(_PARAMS[(kind, action)])
+        ctx.bad("action", action, f"must be one of {actions}")
+    allowed = (*_COMMON, *_PARAMS[(kind, action)])
     for key in entry:
         if key not in allowed:
-            raise PlanError(f"{where}: {tag} {key}: unknown key for action {action!r} "
-                            f"(allowed: {', '.join(sorted(allowed))})")
+            ctx.unknown(key, allowed, elsewhere=every, action=action)
     fid = entry.get("id", f"{kind}{index}")
     if not isinstance(fid, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", fid):
-        raise PlanError(f"{where}: {tag} id: must be 1-64 characters of [A-Za-z0-9_.:-]")
-    trigger = _trigger(entry, f"{where}: {tag}")
-    params = _params(kind, action, entry, f"{where}: {tag}")
-    return Fault(fid, kind, action, trigger, params, line)
+        ctx.bad("id", fid, "must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    trigger = _trigger(entry, ctx)
+    params = _params(kind, action, entry, ctx)
+    header = ctx.lines.exact(*ctx.base) if ctx.lines is not None else None
+    return Fault(fid, kind, action, trigger, params, header)
 
 
-def _trigger(entry: dict[str, Any], where: str) -> Trigger:
+def _trigger(entry: dict[str, Any], ctx: _Ctx) -> Trigger:
     nth = entry.get("nth")
     if nth is not None:
-        nth = _integer(nth, f"{where} nth", minimum=1)
+        nth = _integer(nth, ctx, "nth", minimum=1)
     count = entry.get("count")
     if count is not None:
-        count = _integer(count, f"{where} count", minimum=0)
+        count = _integer(count, ctx, "count", minimum=0)
     after = entry.get("after")
     if after is not None:
-        after = _number(after, f"{where} after", minimum=0.0)
+        after = _number(after, ctx, "after", minimum=0.0)
     until = entry.get("until")
     if until is not None:
-        until = _number(until, f"{where} until", minimum=0.0)
+        until = _number(until, ctx, "until", minimum=0.0)
     if after is not None and until is not None and until <= after:
-        raise PlanError(f"{where} until: must be later than after ({until} <= {after})")
-    probability = _number(entry.get("probability", 1.0), f"{where} probability", minimum=0.0)
-    if probability > 1.0:
-        raise PlanError(f"{where} probability: must be in [0, 1] (got {probability})")
+        ctx.bad("until", entry["until"], f"must be later than after = {_show(entry['after'])}")
+    probability = 1.0
+    if "probability" in entry:
+        probability = _number(entry["probability"], ctx, "probability", minimum=0.0,
+                              maximum=1.0)
     adapters = entry.get("adapters")
     if adapters is not None:
         if isinstance(adapters, str):
             adapters = [adapters]
-        if not isinstance(adapters, list) or not all(isinstance(a, str) and a
-                                                        for a in adapters):
-            raise PlanError(f"{where} adapters: must be a name, a glob or a list of them")
+        rule = "must be an adapter name or glob, or a list of them"
+        if not isinstance(adapters, list):
+            ctx.bad("adapters", adapters, rule)
+        for n, a in enumerate(adapters):
+            if not isinstance(a, str) or not a:
+                ctx.bad("adapters", entry["adapters"], rule + f" (element {n + 1} is "
+                        f"{_show(a)})", at=("adapters", n))
         adapters = tuple(adapters)
     return Trigger(nth, count, after, until, probability, adapters)
 
 
-def _params(kind: str, action: str, entry: dict[str, Any], where: str) -> dict[str, Any]:
+def _params(kind: str, action: str, entry: dict[str, Any], ctx: _Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in _PARAMS[(kind, action)]:
         if key not in entry:
             continue
         value = entry[key]
         if key == "oid":
-            out["oid"] = _oid(value, f"{where} oid")
+            out["oid"] = _oid(value, ctx)
         elif key == "status":
+            rule = "must be an NDIS_STATUS_* failure name, e.g. NDIS_STATUS_FAILURE"
             if not isinstance(value, str):
-                raise PlanError(f"{where} status: must be an NDIS_STATUS_* name")
+                ctx.bad("status", value, rule)
             try:
                 status = NdisStatus.from_name(value)
             except KeyError:
-                raise PlanError(f"{where} status: unknown status {value!r}") from None
+                ctx.bad("status", value, "unknown status; " + rule)
             if status in (NdisStatus.SUCCESS, NdisStatus.PENDING):
-                raise PlanError(f"{where} status: a failure status is needed, not {value}")
+                ctx.bad("status", value, "is not a failure; " + rule)
             out["status"] = status
         elif key == "delay":
-            out["delay"] = _delay(value, f"{where} delay")
+            out["delay"] = _delay(value, ctx)
         elif key == "direction":
             if value not in ("in", "out", "both"):
-                raise PlanError(f"{where} direction: must be in, out or both")
+                ctx.bad("direction", value, "must be one of in, out, both")
             out["direction"] = value
         elif key in ("queue", "waker_queue"):
             if value not in SYSTEM_QUEUES:
-                raise PlanError(f"{where} {key}: must be one of {', '.join(SYSTEM_QUEUES)}")
+                ctx.bad(key, value, f"must be one of {', '.join(SYSTEM_QUEUES)}")
             out[key] = value
         elif key in ("workers", "count"):
-            out[key] = _integer(value, f"{where} {key}", minimum=1)
+            out[key] = _integer(value, ctx, key, minimum=1)
         else:  # at, duration, interval
-            out[key] = _number(value, f"{where} {key}", minimum=0.0)
+            out[key] = _number(value, ctx, key, minimum=0.0)
     required = {("oid", "fail"): ("status",), ("oid", "delay"): ("delay",),
                 ("wire", "latency"): ("delay",), ("queue", "hold"): ("workers", "duration"),
                 ("pnp", "burst"): ("count",), ("miniport", "link-flap"): ("duration",)}
     for key in required.get((kind, action), ()):
         if key not in out:
-            raise PlanError(f"{where} {key}: required for action {action!r}")
+            ctx.fail(("action",), f"{key}: missing in {ctx.tag}; action {_show(action)} "
+                     "requires it")
     if kind == "oid":
         out.setdefault("oid", "*")
     if kind == "wire":
@@ -374,83 +448,103 @@ def _params(kind: str, action: str, entry: dict[str, Any], where: str) -> dict[s
     return out
 
 
-def _oid(value: Any, where: str) -> int | str:
+def _oid(value: Any, ctx: _Ctx) -> int | str:
+    rule = 'must be an OID name like OID_GEN_LINK_SPEED, its code, or "*" for every OID'
     if value == "*":
         return "*"
     if isinstance(value, int) and not isinstance(value, bool):
         if value in Oid._value2member_map_:
             return value
-        raise PlanError(f"{where}: unknown OID 0x{value:08X}")
+        ctx.fail(("oid",), f"oid = 0x{value:08X}: unknown OID; {rule}")
     if not isinstance(value, str):
-        raise PlanError(f"{where}: must be an OID name like OID_GEN_LINK_SPEED, a code, or *")
+        ctx.bad("oid", value, rule)
     try:
         return int(Oid.from_name(value))
     except (KeyError, ValueError):
-        raise PlanError(f"{where}: unknown OID {value!r}") from None
+        ctx.bad("oid", value, "unknown OID; " + rule)
 
 
-def _delay(value: Any, where: str) -> Delay:
+def _delay(value: Any, ctx: _Ctx) -> Delay:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return Delay(fixed=_number(value, where, minimum=0.0))
+        return Delay(fixed=_number(value, ctx, "delay", minimum=0.0))
+    dists = ", ".join(DISTRIBUTIONS)
     if not isinstance(value, dict):
-        raise PlanError(f"{where}: a number of seconds or a table "
-                        "{distribution = uniform|normal|exponential, ...}")
+        ctx.bad("delay", value, "must be a number of seconds >= 0 or a table "
+                f"{{distribution = {dists.replace(', ', '|')}, ...}}")
     dist = value.get("distribution")
     if dist not in DISTRIBUTIONS:
-        raise PlanError(f"{where}.distribution: must be one of {', '.join(DISTRIBUTIONS)}")
+        if dist is None:
+            ctx.fail(("delay",), f"delay.distribution: missing (one of {dists})")
+        ctx.bad("delay.distribution", dist, f"must be one of {dists}")
     keys = {"uniform": ("low", "high"), "normal": ("mean", "stddev"),
             "exponential": ("mean",)}[dist]
     for key in value:
         if key != "distribution" and key not in keys:
-            raise PlanError(f"{where}.{key}: unknown key for a {dist} distribution "
-                            f"(expected {', '.join(keys)})")
+            ctx.unknown(key, ("distribution", *keys), prefix="delay.")
     for k in keys:
         if k not in value:
-            raise PlanError(f"{where}.{k}: required for a {dist} distribution")
-    nums = {k: _number(value[k], f"{where}.{k}", minimum=0.0) for k in keys}
+            ctx.fail(("delay",), f"delay.{k}: missing; a {dist} distribution needs "
+                     f"{' and '.join(keys)}")
+    nums = {k: _number(value[k], ctx, f"delay.{k}", minimum=0.0) for k in keys}
     if dist == "uniform" and nums["high"] < nums["low"]:
-        raise PlanError(f"{where}.high: must be >= low")
+        ctx.bad("delay.high", value["high"], f"must be >= delay.low = {_show(value['low'])}")
     return Delay(distribution=dist, **nums)
 
 
-def _number(value: Any, where: str, *, minimum: float) -> float:
+def _number(value: Any, ctx: _Ctx, key: str, *, minimum: float,
+            maximum: float | None = None) -> float:
+    rule = (f"must be a number from {minimum:g} to {maximum:g}" if maximum is not None
+            else f"must be a number >= {minimum:g}")
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PlanError(f"{where}: must be a number (got {type(value).__name__})")
+        ctx.bad(key, value, f"{rule}, not {_toml_type(value)}")
     v = float(value)
-    if math.isnan(v) or math.isinf(v) or v < minimum:
-        raise PlanError(f"{where}: must be a finite number >= {minimum:g} (got {value})")
+    if math.isnan(v) or math.isinf(v) or v < minimum or (maximum is not None and v > maximum):
+        ctx.bad(key, value, rule)
     return v
 
 
-def _integer(value: Any, where: str, *, minimum: int) -> int:
+def _integer(value: Any, ctx: _Ctx, key: str, *, minimum: int) -> int:
+    rule = f"must be an integer >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PlanError(f"{where}: must be an integer (got {type(value).__name__})")
+        ctx.bad(key, value, f"{rule}, not {_toml_type(value)}")
     if value < minimum:
-        raise PlanError(f"{where}: must be >= {minimum} (got {value})")
+        ctx.bad(key, value, rule)
     return value
 
 
-def _header_line(text: str | None, kind: str, index: int) -> int | None:
-    """1-based line of the `index`-th [[kind]] (or [run]) header in the TOML text."""
-    if text is None:
-        return None
-    pattern = re.compile(r"^\s*\[\s*run\s*\]" if kind == "run"
-                         else r"^\s*\[\[\s*" + re.escape(kind) + r"\s*\]\]")
-    seen = 0
-    for number, line in enumerate(text.splitlines(), 1):
-        if pattern.match(line):
-            if seen == index:
-                return number
-            seen += 1
-    return None
+def _toml_type(value: Any) -> str:
+    """A value's type in the plan's own (TOML) words."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
 
 
-def _top_line(text: str | None, key: str) -> str:
-    if text is None:
-        return "?"
-    pattern = re.compile(r"^\s*\[{1,2}\s*" + re.escape(key) + r"\s*\]{1,2}|^\s*"
-                         + re.escape(key) + r"\s*=")
-    for number, line in enumerate(text.splitlines(), 1):
-        if pattern.match(line):
-            return str(number)
-    return "?"
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as TOML would write it (shortened past `limit` characters)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    elif isinstance(value, int | float):
+        text = repr(value)
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_show(v, limit) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{ " + ", ".join(f"{k} = {_show(v, limit)}" for k, v in value.items()) + " }"
+    elif hasattr(value, "isoformat"):
+        text = value.isoformat()
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -40,13 +40,16 @@ class Tracer:
         if not self.enabled:
             return
         self.seq += 1
-        record: Record = {"seq": self.seq, "t": round(self._clock(), 9), "event": event}
-        record.update(fields)
+        # the same keys in the same order as before (seq, t, event, then the fields): one dict
+        # built in one go, since a traced 10,000-adapter storm emits 1.5 million of them
+        record: Record = {"seq": self.seq, "t": round(self._clock(), 9), "event": event,
+                          **fields}
         for sink in self._sinks:
             sink(record)
 
-    def __call__(self, event: str, **fields: Any) -> None:
-        self.emit(event, **fields)
+    #: `tracer(event, ...)` is `emit` itself (the executive calls it so): no second frame, no
+    #: second packing of the fields per event
+    __call__ = emit
 
 
 def _jsonable(value: Any) -> Any:

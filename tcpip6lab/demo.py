@@ -235,10 +235,13 @@ def _schedule(host: EmulatedHost, configs: list[Any], adapters: int) -> None:
 
 async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, str], ModelParams],
                 console: Console, live_view: bool) -> int:
+    from .perfetto_trace import open_trace, tracer_for  # protobuf: only loaded for a demo
+
     total = args.adapters + 1
     plan = load_plan(args.faults) if args.faults else None
     sides: list[Side] = []
     reals: list[RealHost] = []
+    trace = open_trace(getattr(args, "trace", None))
     registry = Registry.open() if args.backend == "tap" else None
     try:
         async with trio.open_nursery() as nursery:
@@ -249,7 +252,7 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                     real = make_real_host(params, backend="tap", adapters=total,
                                           seed=args.seed, netns=f"{registry.run_id}{executor[0]}",
                                           registry=registry, pcap_dir=args.pcap, name=executor,
-                                          plan=plan)
+                                          plan=plan, tracer=tracer_for(trace, label))
                     reals.append(real)
                     pings = {c.name: {6: PingStats(), 4: PingStats()} for c in real.configs}
                     side = Side(label, real.host, pings)
@@ -259,7 +262,8 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                     _schedule(real.host, real.configs, args.adapters)
                 else:
                     host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
-                                        name=executor, plan=plan)
+                                        name=executor, plan=plan,
+                                        tracer=tracer_for(trace, label))
                     side = Side(label, host)
                     await nursery.start(host.kernel.run)
                     _schedule(host, host.adapter_configs(total), args.adapters)
@@ -294,6 +298,8 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
             real.close()
         if registry is not None:
             registry.teardown()
+        if trace is not None:
+            trace.close()
     return 0
 
 

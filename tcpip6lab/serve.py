@@ -23,6 +23,7 @@ from ndisemu.backends.netlink import Registry
 from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.pcap import PcapWriter
+from ndisemu.trace import Tracer
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
 from .host import EmulatedHost
@@ -89,11 +90,12 @@ class DevicePorts:
 def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: int,
                    netns: str | None, registry: Registry, pcap_dir: str | None = None,
                    name: str = "host", first: int = 0,
-                   plan: FaultPlan | None = None, workers: str = "tasks") -> RealHost:
+                   plan: FaultPlan | None = None, workers: str = "tasks",
+                   tracer: Tracer | None = None) -> RealHost:
     """Build the host, then the devices its miniports will use (call inside trio)."""
     ports = DevicePorts(pcap_dir, name)
     host = EmulatedHost(params, seed=seed, name=name, wire_factory=ports, plan=plan,
-                        workers=workers)
+                        workers=workers, tracer=tracer)
     configs = host.adapter_configs(adapters, first=first)
     specs = [SiteSpec(c.name, int(c.tags["index"]), peer_mac(int(c.tags["index"])),
                       peer_ipv4(int(c.tags["index"])), mtu=c.mtu) for c in configs]
@@ -193,9 +195,13 @@ def print_sites(real: RealHost, out: IO[str]) -> None:
 
 def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
     """`tcpip6-lab serve` (tcpip6lab.cli.serve parses its options)."""
+    from .perfetto_trace import open_trace, tracer_for  # protobuf: only loaded when serving
+
     if args.backend == "memory":
-        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
-                            plan=load_plan(args.faults) if args.faults else None)
+        plan = load_plan(args.faults) if args.faults else None
+        trace = open_trace(getattr(args, "trace", None))
+        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap, plan=plan,
+                            tracer=tracer_for(trace, "serve host (memory)"))
         configs = host.adapter_configs(args.adapters)
         out.write(f"memory backend: {args.adapters} adapters on virtual wires, the emulated "
                   "peer pings each every second\n")
@@ -203,11 +209,14 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
             trio.run(run_memory, host, configs, args.interval, out)
         finally:
             host.close()
+            if trace is not None:
+                trace.close()
         return 0
     plan = load_plan(args.faults) if args.faults else None  # a bad plan: refused before set-up
     preflight(args.backend)
     registry: Registry | None = None
     real: RealHost | None = None
+    trace = open_trace(getattr(args, "trace", None))
     try:
         registry = Registry.open()
 
@@ -219,7 +228,8 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 real = make_real_host(params, backend=args.backend, adapters=args.adapters,
                                       seed=args.seed, netns=args.netns, registry=registry,
-                                      pcap_dir=args.pcap, plan=plan, workers=args.workers)
+                                      pcap_dir=args.pcap, plan=plan, workers=args.workers,
+                                      tracer=tracer_for(trace, f"serve host ({args.backend})"))
                 print_sites(real, out)
                 await run_real(real, args.interval, out, signals)
 
@@ -229,4 +239,6 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
             registry.teardown() if registry is not None else [])
         out.write(f"removed {len(removed)} devices/namespaces\n")
         out.flush()
+        if trace is not None:
+            trace.close()
     return 0

@@ -19,15 +19,18 @@ import trio
 from ndisemu.params import CRITICAL
 from tcpip6.sockets import TcpStream
 
+from .status import SERVE_SCHEMA_VERSION, ServeStatus
+
 if TYPE_CHECKING:
     from .host import EmulatedHost
 
 ECHO, DISCARD, HTTP = 7, 9, 80
 
 
-def status(host: EmulatedHost) -> dict[str, Any]:
+def status(host: EmulatedHost) -> ServeStatus:
     crit = host.kernel.queue(CRITICAL)
     return {
+        "schema_version": SERVE_SCHEMA_VERSION,
         "host": host.name,
         "executor": host.params.executor,
         "virtual_time": round(host.kernel.now, 6),

@@ -45,6 +45,9 @@ class Outcome(StrEnum):
 
 
 OUTCOMES = tuple(o.value for o in Outcome)
+#: raised when the shape of `storm --json` changes (tcpip6lab/schemas/storm.schema.json pins
+#: it with `const`; the JSON carries it as `schema_version`)
+STORM_SCHEMA_VERSION = 1
 END_REASONS = ("horizon", "deadlock", "settled")
 
 
@@ -148,6 +151,7 @@ class StormResult(Mapping[str, Any]):
     def as_dict(self) -> dict[str, Any]:
         """Everything, in the JSON form's order (texts and DOT included)."""
         out: dict[str, Any] = {
+            "schema_version": STORM_SCHEMA_VERSION,
             "outcome": self.outcome,
             "adapters": self.adapters,
             "adapters_bound": self.adapters_bound,

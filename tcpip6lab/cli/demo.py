@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import IO, Any
 
-from .options import add_model_options, duration, model_params, nonneg_int, pos_int
+from .options import (
+    add_model_options,
+    add_trace_option,
+    duration,
+    model_params,
+    nonneg_int,
+    pos_int,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -24,6 +31,7 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--backend", choices=("memory", "tap"), default="memory",
                    help="memory (default: virtual wires and time) or tap (root: real devices "
                         "in two namespaces, real ping processes, real time)")
+    add_trace_option(d)
     add_model_options(d, executor_default=None)
 
 

@@ -126,6 +126,12 @@ def add_workers_option(p: argparse.ArgumentParser, default: str) -> None:
                         f"either way (default {default})")
 
 
+def add_trace_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", metavar="FILE.perfetto-trace",
+                   help="write a Perfetto timeline of the run (threads, work items, waits, "
+                        "flows, queue counters, the knot): open it in ui.perfetto.dev")
+
+
 def model_params(args: argparse.Namespace, executor: str) -> ModelParams:
     ex = ExecutiveParams(
         critical_static=args.static_threads,

@@ -7,6 +7,7 @@ from typing import IO, Any
 
 from .options import (
     add_model_options,
+    add_trace_option,
     add_workers_option,
     duration,
     model_params,
@@ -32,6 +33,7 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
     v.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan "
                                                          "(wire faults: memory backend only)")
+    add_trace_option(v)
     add_workers_option(v, "tasks")
     add_model_options(v, executor_default="critical")
 

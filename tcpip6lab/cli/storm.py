@@ -13,6 +13,7 @@ from ..storm import OUTCOMES, StormConfig, StormResult, dumps, run_storm
 from .options import (
     PROG,
     add_model_options,
+    add_trace_option,
     add_workers_option,
     duration,
     load_faults,
@@ -44,6 +45,10 @@ def add_parser(sub: Any) -> None:
                         "offset in [-S, +S], drawn from the seed (what explore varies)")
     s.add_argument("--dot", metavar="FILE", help="write the wait-for graph of a deadlock "
                                                   "(or the last stall) as Graphviz DOT")
+    add_trace_option(s)
+    s.add_argument("--timeline", metavar="FILE.png",
+                   help="draw the worker threads as lanes (running, blocked, idle) with the "
+                        "knot marked (matplotlib PNG)")
     add_workers_option(s, "coroutines")
     add_model_options(s, executor_default="critical")
 
@@ -62,10 +67,24 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             log = open(args.log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise UsageError(f"cannot write log {args.log!r}: {exc.strerror}") from None
+    sinks: list[Any] = []
+    trace = None
+    if args.trace:
+        from ..perfetto_trace import PerfettoTrace
+
+        trace = PerfettoTrace(args.trace)
+        sinks.append(trace.host_sink(f"storm host ({args.executor} executor)"))
+    timeline = None
+    if args.timeline:
+        from ..timeline import TimelineRecorder
+
+        timeline = TimelineRecorder()
+        sinks.append(timeline)
     try:
         cfg = StormConfig(adapters=args.adapters, params=params, interval=args.interval,
                           seed=seed, horizon=args.horizon, log=log, pcap_dir=args.pcap,
-                          traffic=args.traffic, plan=plan, workers=args.workers)
+                          traffic=args.traffic, plan=plan, workers=args.workers,
+                          extra_sinks=sinks)
         err = Console(stderr=True)
         if err.is_terminal:
             with err.status(f"bind storm: {args.adapters} adapters, {args.executor} executor…"):
@@ -75,6 +94,14 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     finally:
         if log is not None:
             log.close()
+        if trace is not None:
+            trace.close()
+    if timeline is not None:
+        from ..timeline import save
+
+        timeline.finish()
+        save([(f"{args.adapters} adapters, {args.executor} executor: "
+               f"{result.outcome.value}", timeline)], args.timeline)
     if args.dot and result.dot:
         try:
             with open(args.dot, "w", encoding="utf-8") as fh:

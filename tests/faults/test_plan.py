@@ -1,4 +1,5 @@
-"""Fault plans: the TOML shape, the Python API, and bad plans rejected with file:line and key."""
+"""Fault plans: the TOML shape, the Python API, and bad plans rejected in one line: file, the
+line the key is written on, the key (with the nearest known one) and what is allowed."""
 
 from __future__ import annotations
 
@@ -85,36 +86,133 @@ def test_python_api_equals_toml() -> None:
         [(f.id, f.kind, f.action, f.trigger, f.params) for f in b.faults]
 
 
-@pytest.mark.parametrize("text,where,needle", [
-    ("[[oid]]\naction = 'explode'\n", ":1:", "action: 'explode' is not one of"),
-    ("[[oid]]\naction = 'fail'\n", ":1:", "status: required"),
-    ("[[oid]]\naction = 'fail'\nstatus = 'NDIS_STATUS_NOPE'\n", ":1:", "unknown status"),
-    ("[[oid]]\naction = 'pend'\noid = 'OID_NOPE'\n", ":1:", "unknown OID"),
-    ("[run]\nheal_at = 1\n\n[[wire]]\naction = 'loss'\nprobabilty = 0.5\n", ":4:",
-     "probabilty: unknown key"),
-    ("[[wire]]\naction = 'loss'\n\n[[wire]]\naction = 'loss'\nprobability = 1.5\n", ":4:",
-     "probability: must be in [0, 1]"),
-    ("[[queue]]\naction = 'hold'\nworkers = 0\nduration = 1\n", ":1:", "workers: must be >= 1"),
-    ("[[queue]]\naction = 'hold'\nworkers = 'two'\nduration = 1\n", ":1:",
-     "workers: must be an integer"),
-    ("[[oid]]\naction = 'delay'\ndelay = -1\n", ":1:", "delay: must be a finite number >= 0"),
-    ("[[oid]]\naction = 'pend'\nafter = 5\nuntil = 2\n", ":1:", "until: must be later"),
-    ("[[oid]]\naction = 'pend'\nid = 'x'\n[[oid]]\naction = 'pend'\nid = 'x'\n", ":4:",
-     "duplicate id"),
-    ("[run]\nseed = -1\n", ":1:", "seed: must be a non-negative integer"),
-    ("[chaos]\nx = 1\n", ":1:", "unknown section 'chaos'"),
-    ("[[oid]\naction = 'pend'\n", "", "not valid TOML"),
-])
-def test_bad_plans_are_rejected_with_file_line_and_key(tmp_path: Path, text: str, where: str,
-                                                        needle: str) -> None:
+# (plan text, the message after "FILE:") — exact text, exact line: the line the key is written on
+BAD = [
+    # an unknown key: named first, with the nearest known key, on its own line
+    ("[[oid]]\nacton = 'fail'\nstatus = 'NDIS_STATUS_FAILURE'\n",
+     "2: acton: unknown key — did you mean action?"),
+    ("[run]\nheal_at = 1\n\n[[wire]]\naction = 'loss'\nprobabilty = 0.5\n",
+     "6: probabilty: unknown key — did you mean probability?"),
+    ("[run]\nsede = 1\n", "2: sede: unknown key — did you mean seed?"),
+    ("[[oid]]\naction = 'pend'\nzzzz = 1\n",
+     "3: zzzz: unknown key in [[oid]] (known: action, adapters, after, count, delay, id, nth, "
+     "oid, probability, status, until)"),
+    ("[[oid]]\naction = 'pend'\nstatus = 'NDIS_STATUS_FAILURE'\n",
+     '3: status: not a key of action "pend" in [[oid]] (its keys: action, adapters, after, '
+     "count, id, nth, oid, probability, until)"),
+    ("[chaos]\nx = 1\n", "1: chaos: unknown section (known: miniport, oid, pnp, queue, run, wire)"),
+    ("[[queu]]\nx = 1\n", "1: queu: unknown section — did you mean queue?"),
+    # the forms tomllib keeps no positions for: inline table, dotted keys, inline array of
+    # tables, keys after a multi-line array and a multi-line string
+    ("[[oid]]\naction = 'delay'\ndelay = { distribution = 'uniform', low = 0.1, hihg = 2 }\n",
+     "3: delay.hihg: unknown key — did you mean delay.high?"),
+    ("[[oid]]\naction = 'delay'\n\ndelay.distribution = 'uniform'\ndelay.low = 0.1\n"
+     "delay.hgih = 2\n", "6: delay.hgih: unknown key — did you mean delay.high?"),
+    ("oid = [\n  { action = 'pend' },\n  { action = 'pend', nht = 2 },\n]\n",
+     "3: nht: unknown key — did you mean nth?"),
+    ("[[oid]]\naction = 'pend'\nadapters = [\n  'nic0*',  # [fake] = 1\n  'nic1*',\n]\n"
+     "after = true\n", "7: after = true: must be a number >= 0, not a boolean"),
+    ("[[oid]]\naction = 'pend'\nid = \"\"\"\nnth = 3\n[[oid]]\n\"\"\"\ncuont = 1\n",
+     "7: cuont: unknown key — did you mean count?"),
+    ("[[oid]]\naction = 'pend'\nadapters = [\n  'nic0*',\n  7,\n]\n",
+     '5: adapters = ["nic0*", 7]: must be an adapter name or glob, or a list of them '
+     "(element 2 is 7)"),
+    # a wrong type, a value out of range, a value not among the allowed ones: key = value: rule
+    ("[[queue]]\naction = 'hold'\nworkers = 'two'\nduration = 1\n",
+     '3: workers = "two": must be an integer >= 1, not a string'),
+    ("[[queue]]\naction = 'hold'\nworkers = 0\nduration = 1\n",
+     "3: workers = 0: must be an integer >= 1"),
+    ("[[wire]]\naction = 'loss'\n\n[[wire]]\naction = 'loss'\nprobability = 1.5\n",
+     "6: probability = 1.5: must be a number from 0 to 1"),
+    ("[[oid]]\naction = 'delay'\ndelay = -1\n", "3: delay = -1: must be a number >= 0"),
+    ("[run]\nseed = -1\n", "2: seed = -1: must be an integer >= 0"),
+    ("[[oid]]\naction = 'explode'\n",
+     '2: action = "explode": must be one of delay, pend, fail, double-complete'),
+    ("[[oid]]\naction = 'fail'\n",
+     '2: status: missing in [[oid]]; action "fail" requires it'),
+    ("[[oid]]\naction = 'fail'\nstatus = 'NDIS_STATUS_NOPE'\n",
+     '3: status = "NDIS_STATUS_NOPE": unknown status; must be an NDIS_STATUS_* failure name, '
+     "e.g. NDIS_STATUS_FAILURE"),
+    ("[[oid]]\naction = 'pend'\noid = 'OID_NOPE'\n",
+     '3: oid = "OID_NOPE": unknown OID; must be an OID name like OID_GEN_LINK_SPEED, its code, '
+     'or "*" for every OID'),
+    ("[[oid]]\naction = 'pend'\nafter = 5\nuntil = 2\n",
+     "4: until = 2: must be later than after = 5"),
+    ("[[oid]]\naction = 'pend'\nid = 'x'\n[[oid]]\naction = 'pend'\nid = 'x'\n",
+     '6: id = "x": must be unique, and it is already the id of the entry on line 3'),
+    ("[[oid]]\naction = 'pend'\ndirection = 'in'\n[[wire]]\naction = 'loss'\ndirection = 'up'\n",
+     "3: direction: not a key of [[oid]] (it belongs to [[wire]]; [[oid]] keys: action, "
+     "adapters, after, count, delay, id, nth, oid, probability, status, until)"),
+    ("[[wire]]\naction = 'loss'\ndirection = 'up'\n",
+     '3: direction = "up": must be one of in, out, both'),
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD)
+def test_bad_plans_are_rejected_with_the_key_its_line_and_what_is_allowed(
+        tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "plan.toml"
     path.write_text(text)
     with pytest.raises(PlanError) as info:
         load_plan(path)
-    message = str(info.value)
-    assert message.startswith(str(path) + where), message
-    assert needle in message
-    assert "\n" not in message
+    assert str(info.value) == f"{path}:{expected}"
+
+
+def test_invalid_toml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text("[[oid]\naction = 'pend'\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert str(info.value).startswith(f"{path}: not valid TOML: ")
+    assert "\n" not in str(info.value)
+
+
+def test_a_plan_given_as_a_dict_names_the_key_without_a_line() -> None:
+    with pytest.raises(PlanError) as info:
+        plan_from_dict({"oid": [{"action": "pend", "nht": 2}]}, source="api")
+    assert str(info.value) == "api: nht: unknown key — did you mean nth?"
+
+
+def test_key_lines_of_each_toml_form() -> None:
+    from faults.tomlpos import scan
+
+    text = """\
+[run]
+seed = 7 # a comment
+[[oid]]
+action = "x"
+delay.low = 0.1
+delay."hi.gh" = 2
+note = \"\"\"a
+b = 3 \\\"\"\"
+[[c]]\"\"\"\"
+after = 1
+adapters = [
+  "a",  # ]
+  {q = 1, r = 'x'},
+]
+when = 1979-05-27 07:32:00
+e = { a = { b = 1 }, c = 2 }
+[[oid]]
+nth = 2
+[ oid . sub ]
+z = 1
+"""
+    import tomllib
+    tomllib.loads(text)  # it is TOML
+    lines = scan(text)
+    expected = {("run",): 1, ("run", "seed"): 2, ("oid",): 3, ("oid", 0): 3,
+                ("oid", 0, "action"): 4, ("oid", 0, "delay"): 5, ("oid", 0, "delay", "low"): 5,
+                ("oid", 0, "delay", "hi.gh"): 6, ("oid", 0, "note"): 7,
+                ("oid", 0, "after"): 10, ("oid", 0, "adapters"): 11,
+                ("oid", 0, "adapters", 0): 12, ("oid", 0, "adapters", 1): 13,
+                ("oid", 0, "adapters", 1, "r"): 13, ("oid", 0, "when"): 15,
+                ("oid", 0, "e", "a", "b"): 16, ("oid", 0, "e", "c"): 16, ("oid", 1): 17,
+                ("oid", 1, "nth"): 18, ("oid", 1, "sub"): 19, ("oid", 1, "sub", "z"): 20}
+    for path, line in expected.items():
+        assert lines.exact(*path) == line, path
+    assert lines.exact("b") is None and lines.exact("c") is None  # inside the string
+    assert lines.line("oid", 1, "nope") == 17  # the nearest written ancestor
 
 
 def test_a_missing_plan_file_is_one_line(tmp_path: Path) -> None:
