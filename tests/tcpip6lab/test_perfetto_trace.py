@@ -152,16 +152,31 @@ def test_a_knotted_storm_read_back(capsys: pytest.CaptureFixture[str], tmp_path:
     assert rb.last_count("critical blocked", "critical queue") == cw["blocked_at_end"]
     assert {rb.uuid(n, "critical queue") for n in ("critical depth", "critical threads",
                                                    "critical blocked")} <= rb.counters
-    # instants: arrivals at the first arrival's virtual time, binds, the stall and the knot
+    # instants: arrivals at the first arrival's virtual time, binds, and the knot — proven from
+    # its declared wakers before any stall is reported
     pnp = [p for p in rb.events[rb.uuid("PnP & binds")]]
     arrivals = [p for p in pnp if p.track_event.name.startswith("pnp.arrival ")]
     assert len(arrivals) == r["adapters"]
     assert {p.timestamp for p in arrivals} == {1_000_000_000}  # start = 1.0 virtual second
     assert sum(p.track_event.name.startswith("tcpip6.bind.start ") for p in pnp) == 24
     detector = [p.track_event.name for p in rb.events[rb.uuid("detector")]]
-    assert any(n.startswith("stall on critical") for n in detector)
+    assert not any(n.startswith("stall on ") for n in detector)
     assert (f"knot proven on critical: {len(threads)} workers, {cw['pending_at_end']} queued"
             in detector)
+
+
+def test_a_stall_is_an_instant(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Every static critical worker held for 7 s while the pool cannot grow: a stall that is
+    reported, then ends."""
+    plan = tmp_path / "hold.toml"
+    plan.write_text('[[queue]]\nid = "hog"\naction = "hold"\nworkers = 12\nat = 0.5\n'
+                    'duration = 7.0\n')
+    r, rb = storm(capsys, tmp_path, "--adapters", "2", "--executor", "async",
+                  "--foreign-holders", "0", "--max-dynamic", "0", "--faults", str(plan))
+    assert r["outcome"] == "bound" and len(r["stalls"]) == 1
+    detector = [p.track_event.name for p in rb.events[rb.uuid("detector")]]
+    assert sum(n.startswith("stall on critical") for n in detector) == 1
+    assert not any(n.startswith("knot proven") for n in detector)
 
 
 def test_a_bound_storm_closes_every_slice_and_flow(capsys: pytest.CaptureFixture[str],
