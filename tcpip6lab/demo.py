@@ -64,16 +64,22 @@ class Side:
         st = self.stats().get("nic000")
         return st is not None and st[6].ok_since(now - PING_WINDOW)
 
-    def heartbeat_age(self, now: float) -> float | None:
-        last = self.host.heartbeat.last_beat
-        return None if last is None else now - last
+    def heartbeat_stopped(self) -> bool:
+        """Stopped: no beat for two balance periods (of the host's own clock), counted from its
+        start while no beat has come yet — never "stopped" before the first interval."""
+        k = self.host.kernel
+        return self.host.heartbeat.stopped(k.now, 2 * k.params.balance_period)
+
+    def heartbeat_age(self) -> float:
+        hb = self.host.heartbeat
+        last = hb.last_beat if hb.last_beat is not None else hb.started_at
+        return 0.0 if last is None else self.host.kernel.now - last
 
     def verdict(self, now: float, total: int) -> str:
         h = self.host
         v6, n = self.answering(6, now)
         v4, _ = self.answering(4, now)
-        hb = self.heartbeat_age(now)
-        hb_text = "heartbeat OK" if hb is not None and hb < 2 * h.kernel.params.balance_period \
+        hb_text = "heartbeat OK" if not self.heartbeat_stopped() \
             else f"heartbeat stopped at t={h.heartbeat.last_beat or 0:.2f}s"
         if h.deadlock is not None:
             q = h.kernel.queue(CRITICAL)
@@ -140,10 +146,10 @@ def render(sides: list[Side], now: float, total: int, speed: float) -> Group:
     row("ping (IPv4)", ping(4))
 
     def hb(s: Side) -> Text:
-        age = s.heartbeat_age(now)
-        if age is not None and age < 2 * s.host.kernel.params.balance_period:
-            return Text(f"beating ({len(s.host.heartbeat.beats)})", style="green")
-        return Text(f"STOPPED {age or 0:.1f}s ago", style="bold red")
+        if not s.heartbeat_stopped():
+            beats = len(s.host.heartbeat.beats)
+            return Text(f"beating ({beats})" if beats else "starting", style="green")
+        return Text(f"STOPPED {s.heartbeat_age():.1f}s ago", style="bold red")
 
     row("heartbeat", hb)
 
@@ -165,8 +171,7 @@ def plain_line(sides: list[Side], now: float, total: int) -> str:
         q = s.host.kernel.queue(CRITICAL)
         v6, n = s.answering(6, now)
         v4, _ = s.answering(4, now)
-        age = s.heartbeat_age(now)
-        hb = "ok" if age is not None and age < 2 else "STOPPED"
+        hb = "STOPPED" if s.heartbeat_stopped() else "ok"
         dl = " DEADLOCK" if s.host.deadlock is not None else ""
         parts.append(f"{s.label}: critical {q.blocked}/{len(q.workers)} blocked, "
                      f"queued {len(q.pending)}, bound {s.host.bound()}/{total}, "
