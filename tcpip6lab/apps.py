@@ -89,14 +89,17 @@ class AppStats:
 class Applications:
     """The applications of one host, on every interface as it comes up."""
 
-    def __init__(self, host: EmulatedHost, peer_address: Callable[[str], bytes]) -> None:
+    def __init__(self, host: EmulatedHost, peer_address: Callable[[str], bytes],
+                 only: Callable[[str], bool] | None = None) -> None:
         self.host = host
         self.peer_address = peer_address  # adapter name -> the peer service's IPv6 address
+        self.only = only  # run on the interfaces it accepts (default: every one)
         self.stats: dict[tuple[str, str], AppStats] = {}
 
     def enable(self, nursery: trio.Nursery) -> None:
         def up(adapter: str) -> None:
-            nursery.start_soon(self.run_interface, adapter)
+            if self.only is None or self.only(adapter):
+                nursery.start_soon(self.run_interface, adapter)
 
         self.host.tcpip6.on_up.append(up)
 

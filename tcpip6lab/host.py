@@ -137,16 +137,18 @@ class EmulatedHost:
         services.enable(self, nursery)
 
     def run_applications(self, nursery: trio.Nursery,
-                         peer_address: Callable[[str], bytes] | None = None) -> Applications:
-        """The applications (tcpip6lab.apps) on every interface as it comes up, talking to
-        `peer_address(adapter)`; by default the memory-wire peer's services, started here."""
+                         peer_address: Callable[[str], bytes] | None = None, *,
+                         only: Callable[[str], bool] | None = None) -> Applications:
+        """The applications (tcpip6lab.apps) on every interface as it comes up (or those
+        `only` accepts), talking to `peer_address(adapter)`; by default the memory-wire peer's
+        services, started here."""
         if peer_address is None:
             self.peer.enable_services()
 
             def peer_address(adapter: str) -> bytes:
                 return link_local_from_mac(service_mac(int(adapter[3:])))
 
-        self.applications = Applications(self, peer_address)
+        self.applications = Applications(self, peer_address, only)
         self.applications.enable(nursery)
         return self.applications
 
