@@ -7,8 +7,8 @@ CI=true). Tests wait on conditions with deadlines, never on bare sleeps.
 from __future__ import annotations
 
 import os
-import re
 import random
+import re
 import signal
 import socket
 import subprocess
