@@ -455,6 +455,8 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
         params = params.with_(ipv6_udp_echo=False)
     plan = load_plan(args.faults) if args.faults else None  # a bad plan: refused before set-up
     check_plan_for(plan, args.backend)
+    if args.seed is None:  # as storm: the plan's [run] seed, else 0
+        args.seed = plan.seed if plan is not None and plan.seed else 0
     if args.backend == "memory":
         host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap, plan=plan)
         configs = host.adapter_configs(args.adapters)

@@ -28,7 +28,8 @@ def add_parser(sub: Any) -> None:
                    help="name of the namespace to create for Linux's side (t6l- is "
                         "prefixed if missing; default t6l-<run id>); '.' keeps Linux's side "
                         "in the current namespace")
-    v.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
+    v.add_argument("--seed", type=nonneg_int, default=None, metavar="K",
+                   help="root seed (default: the plan's [run] seed, else 0)")
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
     v.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan "
                                                          "(wire faults: memory backend only)")
