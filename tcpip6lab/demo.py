@@ -380,13 +380,11 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
             for label, executor in (("unpatched (critical)", "critical"),
                                     ("fixed (dedicated)", "dedicated")):
                 params = build(args, executor)
-                if not services:
-                    params = params.with_(ipv6_udp_echo=False)
                 if registry is not None:
                     real = make_real_host(params, backend="tap", adapters=total,
                                           seed=args.seed, netns=f"{registry.run_id}{executor[0]}",
                                           registry=registry, pcap_dir=args.pcap, name=executor,
-                                          plan=plan)
+                                          plan=plan, udp_echo=services)
                     reals.append(real)
                     pings = {c.name: {6: PingStats(), 4: PingStats()} for c in real.configs}
                     clients = ({c.name: {"http": PingStats(), "echo": PingStats()}
@@ -404,7 +402,7 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                     _schedule(real.host, real.configs, args.adapters)
                 else:
                     host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
-                                        name=executor, plan=plan)
+                                        name=executor, plan=plan, udp_echo=services)
                     side = Side(label, host)
                     await nursery.start(host.kernel.run)
                     _extras(host, nursery, services, applications, None)

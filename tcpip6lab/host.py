@@ -52,6 +52,7 @@ class EmulatedHost:
         plan: FaultPlan | None = None,
         free_running: bool = False,
         workers: str = "tasks",
+        udp_echo: bool = True,
     ) -> None:
         self.params = p = params or ModelParams()
         self.seed = seed
@@ -86,7 +87,7 @@ class EmulatedHost:
             stack_config=HostConfig(dad_transmits=p.ipv6_dad_transmits,
                                     startup_delay=p.ipv6_startup_delay,
                                     hop_limit=p.ipv6_hop_limit,
-                                    udp_echo=p.ipv6_udp_echo),
+                                    udp_echo=udp_echo),
         )
         self.ndis.register_protocol(self.tcpip6)
         self.sockets = HostSockets(self.tcpip6)  # the trio socket API of its services

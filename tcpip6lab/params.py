@@ -53,7 +53,6 @@ class ModelParams:
     ipv6_dad_transmits: int = 1
     ipv6_startup_delay: bool = False
     ipv6_hop_limit: int = 128
-    ipv6_udp_echo: bool = True  # the stack's own RFC 862 UDP echo on port 7 (--no-services: off)
     schedule: str = "random"
     pct_depth: int = 3  # with schedule = "pct": priority change points + 1
 

@@ -144,13 +144,13 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
                    netns: str | None, registry: Registry, pcap_dir: str | None = None,
                    name: str = "host", first: int = 0,
                    plan: FaultPlan | None = None, workers: str = "tasks",
-                   devices: int | None = None) -> RealHost:
+                   devices: int | None = None, udp_echo: bool = True) -> RealHost:
     """Build the host, then the devices its miniports will use (call inside trio): one for
     each of the `adapters` present from the start and, up to `devices` in all, for those known
     to arrive later (a burst, a plan's PnP bursts)."""
     ports = DevicePorts(pcap_dir, name)
     host = EmulatedHost(params, seed=seed, name=name, wire_factory=ports, plan=plan,
-                        workers=workers)
+                        workers=workers, udp_echo=udp_echo)
     configs = host.adapter_configs(adapters, first=first)
     extra = host.adapter_configs(max(0, (devices or adapters) - adapters),
                                  first=first + adapters)
@@ -451,14 +451,13 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
     """`tcpip6-lab serve` (tcpip6lab.cli.serve parses its options)."""
     extras = Extras(services=not args.no_services, applications=not args.no_apps,
                     burst=args.burst, burst_at=args.burst_at)
-    if not extras.services:
-        params = params.with_(ipv6_udp_echo=False)
     plan = load_plan(args.faults) if args.faults else None  # a bad plan: refused before set-up
     check_plan_for(plan, args.backend)
     if args.seed is None:  # as storm: the plan's [run] seed, else 0
         args.seed = plan.seed if plan is not None and plan.seed else 0
     if args.backend == "memory":
-        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap, plan=plan)
+        host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap, plan=plan,
+                            udp_echo=extras.services)
         configs = host.adapter_configs(args.adapters)
         out.write(f"memory backend: {args.adapters} adapters on virtual wires, the emulated "
                   "peer pings each every second\n")
@@ -484,7 +483,7 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
                 real = make_real_host(params, backend=args.backend, adapters=args.adapters,
                                       seed=args.seed, netns=args.netns, registry=registry,
                                       pcap_dir=args.pcap, plan=plan, workers=args.workers,
-                                      devices=devices)
+                                      devices=devices, udp_echo=extras.services)
                 print_sites(real, out, extras)
                 await run_real(real, args.interval, out, signals, extras)
 
