@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import leftovers, require_real_net
-from tests.tcpip6lab.test_serve_host import Serve, namespace, sites
+from tests.conftest import require_real_net
+from tests.tcpip6lab.test_serve_host import Serve, namespace, ours, sites
 
 LOAD_DEADLINE = 45.0  # seconds for one headless load (a cold Chromium on a busy machine)
 
@@ -48,7 +48,6 @@ def load(ns: str, url: str, profile: Path, deadline: float) -> tuple[str | None,
 def test_the_status_page_in_headless_chromium(tmp_path: Path) -> None:
     require_real_net("ip")
     chromium()
-    before = leftovers()
     s = Serve("--backend", "tap", "--adapters", "1", "--burst", "24", "--burst-at", "40",
               "--executor", "critical")
     try:
@@ -75,6 +74,6 @@ def test_the_status_page_in_headless_chromium(tmp_path: Path) -> None:
         s.stop()
     # Chromium's helpers may outlive the killed browser for a moment in the namespace
     deadline = time.monotonic() + 10.0
-    while leftovers() != before and time.monotonic() < deadline:
+    while ours(s) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert leftovers() == before
+    assert ours(s) == []

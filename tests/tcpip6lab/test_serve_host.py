@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,16 +103,31 @@ def curl(ns: str, url: str, *extra: str, max_time: float = 3.0) -> subprocess.Co
                  timeout=max_time + 10)
 
 
+def ours(s: Serve) -> list[str]:
+    """What is left of this run: devices named after its run id, its namespace, its state file
+    (other runs on the machine may have theirs)."""
+    m = re.search(r"device (t6l-(\w+)-\d+)", s.text)
+    assert m is not None, s.text
+    run_id = m[2]
+    ns = re.search(r"namespace (t6l-\S+) ", s.text)
+    names = {f"t6l-{run_id}-"} | ({ns[1]} if ns else set())
+    left = [x for x in leftovers() if any(n in x for n in names)]
+    return left + [str(p) for p in Path("/run/tcpip6-lab").glob(f"{run_id}.*")]
+
+
 @pytest.fixture
-def nothing_left() -> object:
-    yield None
-    assert leftovers() == []
+def nothing_left() -> Any:
+    runs: list[Serve] = []
+    yield runs
+    for s in runs:
+        assert ours(s) == []
 
 
 @pytest.mark.parametrize("backend", ["tap", "veth"])
-def test_services_answer_curl_and_nc_by_default(backend: str, nothing_left: object) -> None:
+def test_services_answer_curl_and_nc_by_default(backend: str, nothing_left: list[Serve]) -> None:
     require_real_net("curl", "nc", "ip", tun=backend == "tap")
     s = Serve("--backend", backend, "--adapters", "2")
+    nothing_left.append(s)
     try:
         ns = namespace(s)
         s.wait_for(r"tcp 80  HTTP status page")
@@ -158,9 +174,10 @@ def test_services_answer_curl_and_nc_by_default(backend: str, nothing_left: obje
     assert "removed" in out
 
 
-def test_no_services_means_none_not_even_the_udp_echo(nothing_left: object) -> None:
+def test_no_services_means_none_not_even_the_udp_echo(nothing_left: list[Serve]) -> None:
     require_real_net("curl", "nc", "ip")
     s = Serve("--backend", "tap", "--adapters", "1", "--no-services")
+    nothing_left.append(s)
     try:
         ns = namespace(s)
         s.wait_for(r"services: off \(--no-services\)")
@@ -186,10 +203,11 @@ def _burst_run(executor: str, burst: int, burst_at: float = 6.0) -> tuple[Serve,
 
 
 @pytest.mark.parametrize("executor", ["critical", "dedicated"])
-def test_a_burst_of_24_after_one_bound_adapter(executor: str, nothing_left: object) -> None:
+def test_a_burst_of_24_after_one_bound_adapter(executor: str, nothing_left: list[Serve]) -> None:
     require_real_net("curl", "ping", "ip")
     burst = expected_cliff(10, 0, 16, 2)  # the model's defaults: the KB's 24
     s, ns = _burst_run(executor, burst)
+    nothing_left.append(s)
     try:
         s.wait_for(r"tcpip6 bound 1/1")
         time.sleep(1.5)
@@ -237,10 +255,11 @@ def test_a_burst_of_24_after_one_bound_adapter(executor: str, nothing_left: obje
     assert "removed" in out  # and the fixture finds nothing left
 
 
-def test_a_burst_one_below_the_cliff_does_not_knot(nothing_left: object) -> None:
+def test_a_burst_one_below_the_cliff_does_not_knot(nothing_left: list[Serve]) -> None:
     require_real_net("ping", "ip")
     burst = expected_cliff(10, 0, 16, 2) - 1
     s, ns = _burst_run("critical", burst, burst_at=3.0)
+    nothing_left.append(s)
     try:
         s.wait_for(rf"tcpip6 bound {burst + 1}/{burst + 1}", timeout=20)
         time.sleep(1.5)
@@ -251,29 +270,31 @@ def test_a_burst_one_below_the_cliff_does_not_knot(nothing_left: object) -> None
         s.stop()
 
 
-def test_late_devices_are_removed_by_cleanup_after_a_kill(nothing_left: object) -> None:
+def test_late_devices_are_removed_by_cleanup_after_a_kill(nothing_left: list[Serve]) -> None:
     require_real_net("ip")
     s, ns = _burst_run("critical", 5, burst_at=2.0)
+    nothing_left.append(s)
     try:
         s.wait_for(r"5 adapters arrived", timeout=20)
         assert len(re.findall(r"t6l-\w+-\d+", in_ns(ns, "ip", "-o", "link").stdout)) == 6
     finally:
         s.kill()
-    assert leftovers() != []
+    assert len(ours(s)) >= 2  # its namespace and state file at least (a TAP goes with its fd)
     out = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "cleanup"], capture_output=True,
                          text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
-    assert leftovers() == []
+    assert ours(s) == []
 
 
 def test_a_plan_burst_and_departure_get_and_lose_devices(tmp_path: Path,
-                                                          nothing_left: object) -> None:
+                                                          nothing_left: list[Serve]) -> None:
     require_real_net("ip")
     plan = tmp_path / "p.toml"
     plan.write_text('[[pnp]]\naction = "burst"\ncount = 3\nat = 2.0\n\n'
                     '[[pnp]]\naction = "depart"\nat = 4.0\nadapters = ["nic002"]\n')
     s = Serve("--backend", "tap", "--adapters", "1", "--faults", str(plan), "--executor",
               "dedicated")
+    nothing_left.append(s)
     try:
         ns = namespace(s)
         assert s.text.count("(arrives later)") == 3
@@ -293,7 +314,7 @@ def test_a_plan_burst_and_departure_get_and_lose_devices(tmp_path: Path,
 
 
 def test_a_wire_fault_plan_is_refused_in_one_line_before_set_up(tmp_path: Path,
-                                                                 nothing_left: object) -> None:
+                                                                 nothing_left: list[Serve]) -> None:
     require_real_net("ip")
     plan = tmp_path / "w.toml"
     plan.write_text('[[wire]]\naction = "loss"\nprobability = 0.5\n')
