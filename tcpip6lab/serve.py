@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +55,7 @@ from .params import (
     peer_mac,
     peer_ula,
 )
+from .peer import PingStats
 
 PEERD_START_TIMEOUT = 10.0  # seconds for tcpip6lab.peerd to listen
 
@@ -302,12 +305,72 @@ async def run_real(real: RealHost, interval: float, out: IO[str],
             first = len(host.pnp.arrivals)
             host.pnp.schedule(host.adapter_configs(extras.burst, first=first),
                               start=extras.burst_at)
-        nursery.start_soon(_report, host, out)
-        nursery.start_soon(watch_devices, real, out)
+        pings = Pings(real, nursery) if extras.applications and shutil.which("ping") else None
+        nursery.start_soon(_report, host, out, pings)
+        nursery.start_soon(watch_devices, real, out, 0.1, pings)
         out.write("serving; Ctrl-C or SIGTERM to stop and remove every device\n")
         out.flush()
         async for _ in signals:
             break
+
+
+_REPLY = re.compile(rb"bytes from .*icmp_seq=(\d+)")
+PING_WINDOW = 2.5  # an adapter answers `ping` if a reply came within this many seconds
+
+
+async def ping_process(real: RealHost, adapter: str, family: int, stats: PingStats,
+                       clock_start: float, interval: float = 1.0) -> None:
+    """A real `ping -6` (link-local with its zone) or `ping -4` in Linux's namespace for the
+    whole run; each reply line counts (times on trio's clock, from clock_start)."""
+    site = real.topology.sites[adapter]
+    i = site.spec.index
+    if family == 6:
+        target = f"{addr_str(link_local_from_mac(adapter_mac(i)))}%{site.device}"
+    else:
+        target = socket.inet_ntoa(adapter_ipv4(i))
+    argv = ["ping", f"-{family}", "-n", "-i", str(interval), "-W", "1", target]
+    proc = await trio.lowlevel.open_process(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        preexec_fn=_peerd_preexec(site.netns))
+    try:
+        assert proc.stdout is not None
+        buf = b""
+        async for chunk in proc.stdout:
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if _REPLY.search(line):
+                    stats.answered += 1
+                    stats.last_answered = trio.current_time() - clock_start
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+
+
+class Pings:
+    """`ping -6` and `ping -4` from the namespace to every adapter that has arrived, counted
+    beside the applications in serve's progress lines."""
+
+    def __init__(self, real: RealHost, nursery: trio.Nursery) -> None:
+        self.real = real
+        self.nursery = nursery
+        self.clock_start = trio.current_time()
+        self.stats: dict[str, dict[int, PingStats]] = {}
+
+    def watch(self, adapter: str) -> None:
+        if adapter in self.stats:
+            return
+        self.stats[adapter] = {6: PingStats(), 4: PingStats()}
+        for family, st in self.stats[adapter].items():
+            self.nursery.start_soon(ping_process, self.real, adapter, family, st,
+                                    self.clock_start)
+
+    def answering(self, family: int) -> tuple[int, int]:
+        now = trio.current_time() - self.clock_start
+        ok = sum(1 for f in self.stats.values() if f[family].ok_since(now - PING_WINDOW))
+        return ok, len(self.stats)
 
 
 def _apps() -> Any:
@@ -316,7 +379,8 @@ def _apps() -> Any:
     return apps
 
 
-async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1) -> None:
+async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
+                        pings: Pings | None = None) -> None:
     """Announce adapters as they arrive (with their device), and remove a departed adapter's
     device at once (it is forgotten in the state file too)."""
     host = real.host
@@ -333,6 +397,8 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1) -> No
             site = real.topology.sites.get(name)
             if site is not None:
                 new.append(site)
+                if pings is not None:
+                    pings.watch(name)
         if len(new) > 3:  # a burst: one line
             out.write(f"t={host.kernel.now:7.1f}s  {len(new)} adapters arrived: "
                       f"{new[0].spec.adapter}…{new[-1].spec.adapter} on devices "
@@ -352,7 +418,7 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1) -> No
             out.flush()
 
 
-def _status_line(host: EmulatedHost) -> str:
+def _status_line(host: EmulatedHost, pings: Pings | None = None) -> str:
     dl = host.deadlock
     crit = host.kernel.queue("critical")
     line = (f"tcpip6 bound {host.bound()}/{len(host.tcpip6.interfaces)}  IPv4 bound "
@@ -367,18 +433,24 @@ def _status_line(host: EmulatedHost) -> str:
                      if v["failing_adapters"] else "ok")
             parts.append(f"{name} {state} ({v['ok']} ok, {v['failures']} errors)")
         line += "  apps " + ", ".join(parts)
+    if pings is not None:
+        v6, n = pings.answering(6)
+        v4, _ = pings.answering(4)
+        line += f"  ping -6 answered on {v6}/{n}, ping -4 on {v4}/{n}"
     return line
 
 
-async def _report(host: EmulatedHost, out: IO[str]) -> None:
+async def _report(host: EmulatedHost, out: IO[str], pings: Pings | None = None) -> None:
     last = ""
     last_at = 0.0
     while True:
         await trio.sleep(1.0)
-        status = _status_line(host)
+        status = _status_line(host, pings)
         # a line when something changed, and every 5 s anyway (the counts go on)
-        stable = status.split("  apps ")[0] + " ".join(
-            w for w in status.split("  apps ")[-1].split() if w in ("ok", "FAILING"))
+        head, _, tail = status.partition("  apps ")
+        apps_part, _, ping_part = tail.partition("  ping -6")
+        stable = head + " ".join(w for w in apps_part.split() if w in ("ok", "FAILING")) \
+            + ping_part
         if stable != last or host.kernel.now - last_at >= 5.0:
             out.write(f"t={host.kernel.now:7.1f}s  {status}\n")
             out.flush()

@@ -235,6 +235,9 @@ def test_a_burst_of_24_after_one_bound_adapter(executor: str, nothing_left: list
                          ula).returncode != 0
             assert curl(ns, f"http://[{ula}]/").returncode != 0
             assert "DEADLOCK" in s.wait_for(r"DEADLOCK on critical", timeout=15)[0]
+            # serve's own count, beside the applications: IPv6 silent, IPv4 answering
+            s.wait_for(rf"apps tcp-rr FAILING.*ping -6 answered on 0/{burst + 1}, ping -4 on "
+                       rf"{burst + 1}/{burst + 1}", timeout=15)
         else:
             s.wait_for(rf"tcpip6 bound {burst + 1}/{burst + 1}", timeout=15)
             time.sleep(3.0)
@@ -243,6 +246,8 @@ def test_a_burst_of_24_after_one_bound_adapter(executor: str, nothing_left: list
             assert curl(ns, f"http://[{ula}]/").returncode == 0
             last = sites(s)[f"nic{burst:03d}"]["ula"]
             assert curl(ns, f"http://[{last}]/").returncode == 0
+            s.wait_for(rf"apps tcp-rr ok .*ping -6 answered on {burst + 1}/{burst + 1}, ping -4 "
+                       rf"on {burst + 1}/{burst + 1}", timeout=15)
         # IPv4 keeps answering in both
         assert in_ns(ns, "ping", "-4", "-c", "3", "-i", "0.3", "-W", "1",
                      ipv4).returncode == 0
