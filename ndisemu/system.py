@@ -35,9 +35,19 @@ class Heartbeat:
     queued: int = 0
     _item: WorkItem | None = None
     _timer: Timer | None = None
+    started_at: float | None = None
 
     def start(self, at: float | None = None) -> None:
-        self._timer = self.kernel.call_at(self.kernel.now if at is None else at, self._tick)
+        self.started_at = self.kernel.now if at is None else at
+        self._timer = self.kernel.call_at(self.started_at, self._tick)
+
+    def stopped(self, now: float, grace: float) -> bool:
+        """No beat for more than `grace` seconds — counted from the start while none has
+        come yet, so a heartbeat is never reported stopped before its first interval."""
+        if self.started_at is None:
+            return False
+        last = self.last_beat if self.last_beat is not None else self.started_at
+        return now - last > grace
 
     def stop(self) -> None:
         if self._timer is not None:

@@ -4,6 +4,13 @@ Both hosts are identical (same seed, same model) except for the OID executor: `c
 unpatched tcpip6.sys) and `dedicated` (the hotfix). One adapter is bound before the storm; then
 a burst of adapters arrives while the peer pings every adapter over IPv6 and IPv4. Virtual time
 is paced by trio's MockClock at `--speed` virtual seconds per wall second.
+
+Both hosts run their built-in services (every interface) and the applications that rely on
+TCP/IPv6 (tcpip6lab.apps, on nic000, the interface up before the storm) by default
+(`--no-services`, `--no-apps`); the live view and the verdict count the applications' errors.
+On `--backend tap` real clients stand beside the real pings: for every adapter, from the
+namespace, an HTTP GET of the status page at its ULA address and a TCP echo round trip, each
+once per second through kernel sockets, with a one-second timeout.
 """
 
 from __future__ import annotations
@@ -25,21 +32,24 @@ from rich.table import Table
 from rich.text import Text
 
 from faults.plan import load_plan
-from ndisemu.backends.netlink import Registry, netns_preexec
+from ndisemu.backends.netlink import Registry, in_netns, netns_preexec
 from ndisemu.backends.topology import preflight
 from ndisemu.executive.core import WorkerState
 from ndisemu.params import CRITICAL
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
 from .host import EmulatedHost
-from .params import ModelParams, adapter_ipv4
+from .params import ModelParams, adapter_ipv4, adapter_ula
 from .peer import PingStats
-from .serve import RealHost, make_real_host
+from .serve import RealHost, make_real_host, run_peerd
 
 PRE_BOUND_AT = 0.5
 BURST_AT = 3.0
 PING_INTERVAL = 0.5
 PING_WINDOW = 1.6  # an adapter "answers" if a reply arrived within this many seconds
+CLIENT_INTERVAL = 1.0  # the real TCP clients' period (tap backend)
+CLIENT_TIMEOUT = 1.0
+CLIENT_WINDOW = 2.1  # an adapter "answers" a client if it succeeded within this many seconds
 
 
 @dataclass
@@ -49,6 +59,25 @@ class Side:
     #: Ping results per adapter and family, from real `ping` processes (TAP backend);
     #: None means the emulated peer's own (memory backend).
     pings: dict[str, dict[int, PingStats]] | None = None
+    #: real kernel-socket clients from the namespace (tap backend): "http" and "echo", per
+    #: adapter
+    clients: dict[str, dict[str, PingStats]] | None = None
+
+    def client_answering(self, kind: str, now: float) -> tuple[int, int]:
+        if self.clients is None:
+            return 0, 0
+        ok = sum(1 for c in self.clients.values() if c[kind].ok_since(now - CLIENT_WINDOW))
+        return ok, len(self.clients)
+
+    def apps_text(self) -> str | None:
+        apps = self.host.applications
+        if apps is None:
+            return None
+        t = apps.totals()
+        return ", ".join(f"{name} {v['ok']} ok/{v['failures']} failed"
+                         + (f" (failing on {v['failing_adapters']}/{v['adapters']})"
+                            if v["failing_adapters"] else "")
+                         for name, v in t.items())
 
     def stats(self) -> dict[str, dict[int, PingStats]]:
         if self.pings is not None:
@@ -64,16 +93,22 @@ class Side:
         st = self.stats().get("nic000")
         return st is not None and st[6].ok_since(now - PING_WINDOW)
 
-    def heartbeat_age(self, now: float) -> float | None:
-        last = self.host.heartbeat.last_beat
-        return None if last is None else now - last
+    def heartbeat_stopped(self) -> bool:
+        """Stopped: no beat for two balance periods (of the host's own clock), counted from its
+        start while no beat has come yet — never "stopped" before the first interval."""
+        k = self.host.kernel
+        return self.host.heartbeat.stopped(k.now, 2 * k.params.balance_period)
+
+    def heartbeat_age(self) -> float:
+        hb = self.host.heartbeat
+        last = hb.last_beat if hb.last_beat is not None else hb.started_at
+        return 0.0 if last is None else self.host.kernel.now - last
 
     def verdict(self, now: float, total: int) -> str:
         h = self.host
         v6, n = self.answering(6, now)
         v4, _ = self.answering(4, now)
-        hb = self.heartbeat_age(now)
-        hb_text = "heartbeat OK" if hb is not None and hb < 2 * h.kernel.params.balance_period \
+        hb_text = "heartbeat OK" if not self.heartbeat_stopped() \
             else f"heartbeat stopped at t={h.heartbeat.last_beat or 0:.2f}s"
         if h.deadlock is not None:
             q = h.kernel.queue(CRITICAL)
@@ -84,9 +119,17 @@ class Side:
             head = f"HEALTHY — {total}/{total} bound by tcpip6 (slowest bind {max(times):.3f}s)"
         else:
             head = f"NOT SETTLED — {h.bound()}/{total} bound by tcpip6"
-        return (f"{self.label}: {head}; IPv6 answers on {v6}/{n} adapters"
+        text = (f"{self.label}: {head}; IPv6 answers on {v6}/{n} adapters"
                 f"{' (nic000, bound before the storm, too)' if self.first_adapter_v6(now) else ''}"
                 f", IPv4 on {v4}/{n}; {hb_text}")
+        if self.clients is not None:
+            http, m = self.client_answering("http", now)
+            echo, _ = self.client_answering("echo", now)
+            text += f"; real HTTP GET answered on {http}/{m}, TCP echo on {echo}/{m}"
+        apps = self.apps_text()
+        if apps is not None:
+            text += f"; applications: {apps}"
+        return text
 
 
 def _pool_glyphs(host: EmulatedHost) -> Text:
@@ -139,11 +182,39 @@ def render(sides: list[Side], now: float, total: int, speed: float) -> Group:
     row("ping -6", ping(6))
     row("ping (IPv4)", ping(4))
 
+    def client(kind: str) -> Callable[[Side], Text]:
+        def cell(s: Side) -> Text:
+            ok, n = s.client_answering(kind, now)
+            style = "green" if n and ok == n else ("red" if ok == 0 and n else "yellow")
+            return Text(f"{ok}/{n} adapters answer", style=style)
+        return cell
+
+    if any(s.clients is not None for s in sides):
+        row("HTTP GET (kernel TCP)", client("http"))
+        row("TCP echo (kernel TCP)", client("echo"))
+
+    def apps(kind: str) -> Callable[[Side], Text]:
+        def cell(s: Side) -> Text:
+            a = s.host.applications
+            if a is None:
+                return Text("off", style="dim")
+            v = a.totals()[kind]
+            style = "bold red" if v["failing_adapters"] else "green"
+            text = f"{v['ok']} ok, {v['failures']} failed"
+            if v["failing_adapters"]:
+                text += f" — failing on {v['failing_adapters']}/{v['adapters']}"
+            return Text(text, style=style)
+        return cell
+
+    if any(s.host.applications is not None for s in sides):
+        row("app tcp-rr", apps("tcp-rr"))
+        row("app udp-lookup", apps("udp-lookup"))
+
     def hb(s: Side) -> Text:
-        age = s.heartbeat_age(now)
-        if age is not None and age < 2 * s.host.kernel.params.balance_period:
-            return Text(f"beating ({len(s.host.heartbeat.beats)})", style="green")
-        return Text(f"STOPPED {age or 0:.1f}s ago", style="bold red")
+        if not s.heartbeat_stopped():
+            beats = len(s.host.heartbeat.beats)
+            return Text(f"beating ({beats})" if beats else "starting", style="green")
+        return Text(f"STOPPED {s.heartbeat_age():.1f}s ago", style="bold red")
 
     row("heartbeat", hb)
 
@@ -165,12 +236,19 @@ def plain_line(sides: list[Side], now: float, total: int) -> str:
         q = s.host.kernel.queue(CRITICAL)
         v6, n = s.answering(6, now)
         v4, _ = s.answering(4, now)
-        age = s.heartbeat_age(now)
-        hb = "ok" if age is not None and age < 2 else "STOPPED"
+        hb = "STOPPED" if s.heartbeat_stopped() else "ok"
         dl = " DEADLOCK" if s.host.deadlock is not None else ""
+        extra = ""
+        if s.clients is not None:
+            http, m = s.client_answering("http", now)
+            echo, _ = s.client_answering("echo", now)
+            extra += f", http {http}/{m}, echo {echo}/{m}"
+        if s.host.applications is not None:
+            t = s.host.applications.totals()
+            extra += ", apps " + " ".join(f"{k} {v['failures']} failed" for k, v in t.items())
         parts.append(f"{s.label}: critical {q.blocked}/{len(q.workers)} blocked, "
                      f"queued {len(q.pending)}, bound {s.host.bound()}/{total}, "
-                     f"ping6 {v6}/{n}, ping4 {v4}/{n}, heartbeat {hb}{dl}")
+                     f"ping6 {v6}/{n}, ping4 {v4}/{n}{extra}, heartbeat {hb}{dl}")
     return " | ".join(parts)
 
 
@@ -206,6 +284,48 @@ async def _ping_process(real: RealHost, adapter: str, family: int, stats: PingSt
             await proc.wait()
 
 
+async def _tcp_client(real: RealHost, adapter: str, kind: str, stats: PingStats,
+                      clock_start: float) -> None:
+    """A kernel-socket TCP client in the namespace, every CLIENT_INTERVAL: an HTTP GET of the
+    status page at the adapter's ULA address ("http"), or an echo round trip ("echo")."""
+    site = real.topology.sites[adapter]
+    addr = addr_str(adapter_ula(site.spec.index))
+    port = 80 if kind == "http" else 7
+    n = 0
+    while True:
+        start = trio.current_time()
+        n += 1
+        with in_netns(site.netns):  # the socket stays in Linux's namespace
+            raw = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock = trio.socket.from_stdlib_socket(raw)
+        ok = False
+        with trio.move_on_after(CLIENT_TIMEOUT):
+            try:
+                await sock.connect((addr, port, 0, 0))
+                if kind == "http":
+                    await sock.send(b"GET / HTTP/1.1\r\nHost: [" + addr.encode()
+                                    + b"]\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while chunk := await sock.recv(65536):
+                        data += chunk
+                    ok = data.startswith(b"HTTP/1.1 200") and b"tcpip6-lab" in data
+                else:
+                    line = f"echo {adapter} {n}\n".encode()
+                    await sock.send(line)
+                    data = b""
+                    while len(data) < len(line) and (chunk := await sock.recv(4096)):
+                        data += chunk
+                    ok = data == line
+            except OSError:
+                ok = False
+        sock.close()
+        stats.sent += 1
+        if ok:
+            stats.answered += 1
+            stats.last_answered = trio.current_time() - clock_start
+        await trio.sleep_until(max(start + CLIENT_INTERVAL, trio.current_time()))
+
+
 async def _drive_view(sides: list[Side], args: argparse.Namespace, console: Console,
                       live_view: bool, total: int, clock_start: float) -> None:
     def vnow() -> float:
@@ -233,11 +353,26 @@ def _schedule(host: EmulatedHost, configs: list[Any], adapters: int) -> None:
     host.pnp.schedule(configs[1:1 + adapters], start=BURST_AT)
 
 
+def _extras(host: EmulatedHost, nursery: trio.Nursery, services: bool, applications: bool,
+            peer_address: Callable[[str], bytes] | None) -> None:
+    host.add_routable_addresses()
+    if services:
+        host.run_services(nursery)
+    if applications:
+        # On the interface that is up before the storm (the KB's "interfaces already up"): on
+        # 25 interfaces of two hosts they would cost more than a fast demo's CPU (at --speed 40
+        # the loop would lag behind virtual time and every ping look late). `serve` runs them
+        # on every interface.
+        host.run_applications(nursery, peer_address, only=lambda adapter: adapter == "nic000")
+
+
 async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, str], ModelParams],
                 console: Console, live_view: bool) -> int:
     from .perfetto_trace import open_trace, tracer_for  # protobuf: only loaded for a demo
 
     total = args.adapters + 1
+    services = not getattr(args, "no_services", False)
+    applications = not getattr(args, "no_apps", False)
     plan = load_plan(args.faults) if args.faults else None
     sides: list[Side] = []
     reals: list[RealHost] = []
@@ -252,20 +387,30 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                     real = make_real_host(params, backend="tap", adapters=total,
                                           seed=args.seed, netns=f"{registry.run_id}{executor[0]}",
                                           registry=registry, pcap_dir=args.pcap, name=executor,
-                                          plan=plan, tracer=tracer_for(trace, label))
+                                          plan=plan, udp_echo=services,
+                                          tracer=tracer_for(trace, label))
                     reals.append(real)
                     pings = {c.name: {6: PingStats(), 4: PingStats()} for c in real.configs}
-                    side = Side(label, real.host, pings)
+                    clients = ({c.name: {"http": PingStats(), "echo": PingStats()}
+                                for c in real.configs} if services else None)
+                    side = Side(label, real.host, pings, clients)
                     await nursery.start(real.host.kernel.run)
                     for port in real.topology.ports():
                         nursery.start_soon(port.run)
+                    if applications:
+                        problem = await nursery.start(run_peerd, real.topology.netns)
+                        if problem is not None:
+                            console.print(f"warning: peer services: {problem}", markup=False)
+                    _extras(real.host, nursery, services, applications,
+                            real.peer_address if applications else None)
                     _schedule(real.host, real.configs, args.adapters)
                 else:
                     host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
-                                        name=executor, plan=plan,
+                                        name=executor, plan=plan, udp_echo=services,
                                         tracer=tracer_for(trace, label))
                     side = Side(label, host)
                     await nursery.start(host.kernel.run)
+                    _extras(host, nursery, services, applications, None)
                     _schedule(host, host.adapter_configs(total), args.adapters)
                     host.start_pinging(PING_INTERVAL, start=0.5)
                 sides.append(side)
@@ -276,6 +421,9 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                     for family, stats in fam.items():
                         nursery.start_soon(_ping_process, real, name, family, stats,
                                            clock_start)
+                for name, kinds in (side.clients or {}).items():
+                    for kind, stats in kinds.items():
+                        nursery.start_soon(_tcp_client, real, name, kind, stats, clock_start)
             await _drive_view(sides, args, console, live_view, total, clock_start)
             nursery.cancel_scope.cancel()
         now = args.duration

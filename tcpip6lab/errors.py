@@ -13,3 +13,8 @@ class UsageError(Tcpip6LabError):
 
 class DurationError(Tcpip6LabError, ValueError):
     """Text that is not a duration of the one grammar (tcpip6lab.units)."""
+
+
+class ApplicationError(Tcpip6LabError):
+    """What an application on the emulated host sees fail (tcpip6lab.apps counts them; they
+    never end the run)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import trio
+
 from faults.detector import Deadlock, HangDetector
 from faults.injector import FaultInjector
 from faults.plan import FaultPlan
@@ -31,8 +33,10 @@ from tcpip6.ipv4 import Ipv4Binder
 from tcpip6.registry import make_executor
 from tcpip6.sockets import HostSockets
 from tcpip6.stack.context import HostConfig
+from tcpip6.wire.ipv6 import link_local_from_mac
 
-from .params import ModelParams, adapter_ipv4, adapter_mac
+from .apps import Applications
+from .params import ModelParams, adapter_ipv4, adapter_mac, adapter_ula, service_mac
 from .peer import EmulatedPeer, PeerSide
 
 
@@ -49,6 +53,7 @@ class EmulatedHost:
         plan: FaultPlan | None = None,
         free_running: bool = False,
         workers: str = "tasks",
+        udp_echo: bool = True,
     ) -> None:
         self.params = p = params or ModelParams()
         self.seed = seed
@@ -83,7 +88,8 @@ class EmulatedHost:
             rx_queue=p.rx_queue,
             stack_config=HostConfig(dad_transmits=p.ipv6_dad_transmits,
                                     startup_delay=p.ipv6_startup_delay,
-                                    hop_limit=p.ipv6_hop_limit),
+                                    hop_limit=p.ipv6_hop_limit,
+                                    udp_echo=udp_echo),
         )
         self.ndis.register_protocol(self.tcpip6)
         self.sockets = HostSockets(self.tcpip6)  # the trio socket API of its services
@@ -91,6 +97,8 @@ class EmulatedHost:
         self.holders = [ForeignHolder(self.kernel, i, p.foreign_hold)
                         for i in range(p.foreign_holders)]
         self.detector = HangDetector(self.kernel)
+        #: the applications relying on TCP/IPv6 (tcpip6lab.apps), once run_applications ran
+        self.applications: Applications | None = None
         self.plan = plan
         self.faults: FaultInjector | None = None
         if plan is not None:
@@ -107,6 +115,45 @@ class EmulatedHost:
             h.start()
         if self.faults is not None:
             self.faults.start()
+
+    def add_routable_addresses(self) -> None:
+        """Give every interface, as it comes up, its ULA address (tcpip6lab.params.adapter_ula):
+        browsers take no zone ids in URLs."""
+        binder = self.tcpip6
+
+        def up(adapter: str) -> None:
+            state = binder.interfaces.get(adapter)
+            if state is None or state.stack is None:
+                return
+            index = int(adapter[3:]) if adapter[3:].isdigit() else None
+            if index is None:
+                return
+            binder.after_stack(state, state.stack.add_address(adapter_ula(index), 64,
+                                                              now=self.kernel.now))
+
+        binder.on_up.append(up)
+
+    def run_services(self, nursery: trio.Nursery) -> None:
+        """The built-in services (tcpip6lab.services) on every interface as it comes up."""
+        from . import services
+
+        services.enable(self, nursery)
+
+    def run_applications(self, nursery: trio.Nursery,
+                         peer_address: Callable[[str], bytes] | None = None, *,
+                         only: Callable[[str], bool] | None = None) -> Applications:
+        """The applications (tcpip6lab.apps) on every interface as it comes up (or those
+        `only` accepts), talking to `peer_address(adapter)`; by default the memory-wire peer's
+        services, started here."""
+        if peer_address is None:
+            self.peer.enable_services()
+
+            def peer_address(adapter: str) -> bytes:
+                return link_local_from_mac(service_mac(int(adapter[3:])))
+
+        self.applications = Applications(self, peer_address, only)
+        self.applications.enable(nursery)
+        return self.applications
 
     def adapter_configs(self, count: int, *, first: int = 0) -> list[MiniportConfig]:
         return [self._config(i) for i in range(first, first + count)]

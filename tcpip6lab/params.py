@@ -143,6 +143,34 @@ def peer_mac(index: int) -> bytes:
     return bytes([0x02, 0x00, 0x5E, 0x20, (index >> 8) & 0xFF, index & 0xFF])
 
 
+def service_mac(index: int) -> bytes:
+    """The memory-wire peer's service stack on adapter `index`'s cable (tcpip6lab.peer)."""
+    return bytes([0x02, 0x00, 0x5E, 0x30, (index >> 8) & 0xFF, index & 0xFF])
+
+
+#: Routable addresses (browsers take no zone ids in URLs): adapter i gets the ULA prefix
+#: fd36:6c61:6200:i::/64 (RFC 4193; the global ID is fixed, a lab value, not random: only ever
+#: used on emulated or namespaced wires), configured statically on both sides. The host's
+#: address has its link-local's interface ID (EUI-64 of the adapter's MAC), so it joins no
+#: new solicited-node group: adding it costs no multicast-list OID and leaves the bind storm
+#: as it was. Linux's side is ::2.
+ULA_BASE = bytes.fromhex("fd366c616200")
+
+
+def ula_prefix(index: int) -> bytes:
+    return ULA_BASE + index.to_bytes(2, "big") + bytes(8)
+
+
+def adapter_ula(index: int) -> bytes:
+    from tcpip6.wire.ipv6 import link_local_from_mac
+
+    return ula_prefix(index)[:8] + link_local_from_mac(adapter_mac(index))[8:]
+
+
+def peer_ula(index: int) -> bytes:
+    return ula_prefix(index)[:15] + b"\x02"
+
+
 def adapter_ipv4(index: int) -> bytes:
     return (IPV4_BASE + 4 * index + 1).to_bytes(4, "big")
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ndisemu.backends.memory import MemoryCableEnd
-from ndisemu.kernel import Kernel
+from ndisemu.kernel import Kernel, Timer
+from tcpip6.errors import Tcpip6Error, WouldBlock
 from tcpip6.stack.peer import PeerPort
-from tcpip6.wire.ipv6 import link_local_from_mac
+from tcpip6.stack.tcpconn import TcpConnection
+from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
-from .params import adapter_ipv4, peer_ipv4, peer_mac
+from .params import adapter_ipv4, peer_ipv4, peer_mac, peer_ula, service_mac
 
 PING_IDENT = 0x6C61  # "la": the identifier of every echo request the peer sends
 #: pings per adapter remembered while unanswered (64 rounds of IPv6 and IPv4): a dead adapter
@@ -48,6 +50,7 @@ class PeerSide:
     v6: PingStats = field(default_factory=PingStats)
     v4: PingStats = field(default_factory=PingStats)
     outstanding: dict[tuple[int, int], float] = field(default_factory=dict)
+    services: PeerServices | None = None
 
 
 class EmulatedPeer:
@@ -58,6 +61,14 @@ class EmulatedPeer:
         self.ipv4 = ipv4  # whether the emulated host has an IPv4 binder to answer pings
         self.sides: dict[str, PeerSide] = {}
         self._seq = 0
+        self.services = False  # run PeerServices on every cable (enable_services)
+
+    def enable_services(self) -> None:
+        """Run the peer services (tcpip6lab.apps' counterpart) on every cable, now and later."""
+        self.services = True
+        for side in self.sides.values():
+            if side.services is None:
+                side.services = PeerServices(self.kernel, side)
 
     def connect(self, index: int, adapter: str, adapter_mac: bytes,
                 end: MemoryCableEnd) -> PeerSide:
@@ -67,10 +78,14 @@ class EmulatedPeer:
                         adapter_ipv4(index))
         self.sides[adapter] = side
         end.attach(lambda frame: self._receive(side, frame))
+        if self.services:
+            side.services = PeerServices(self.kernel, side)
         return side
 
     def _receive(self, side: PeerSide, frame: bytes) -> None:
         now = self.kernel.now
+        if side.services is not None:
+            side.services.receive(frame)
         for out in side.port.handle_frame(frame, now):
             side.end.transmit(out)
         for reply in side.port.pop_replies():
@@ -112,3 +127,84 @@ class EmulatedPeer:
             self.kernel.call_later(interval, round_)
 
         self.kernel.call_at(self.kernel.now if start is None else start, round_)
+
+
+class PeerServices:
+    """The peer's services on one memory cable: a second instance of the IPv6 host stack
+    (tcpip6.stack, MAC `service_mac(index)`) beside the pinging port, running TCP echo and the
+    lookup responder of tcpip6lab.apps. Sans-IO, driven by the frames of the cable and the
+    host kernel's timers (it is the far side of the wire: it never knots)."""
+
+    def __init__(self, kernel: Kernel, side: PeerSide) -> None:
+        from tcpip6.stack.context import HostConfig
+        from tcpip6.stack.host import Ipv6Host
+
+        from .apps import PEER_ECHO, PEER_LOOKUP
+
+        self.kernel = kernel
+        self.side = side
+        self.stack = Ipv6Host(service_mac(side.index), config=HostConfig(
+            dad_transmits=0, startup_delay=False, accept_ra=False, udp_echo=False))
+        self.stack.add_address(peer_ula(side.index), 64)
+        self.echo = self.stack.tcp_listen(PEER_ECHO, 64)
+        self.lookup = self.stack.udp_socket(PEER_LOOKUP)
+        self.conns: list[TcpConnection] = []
+        self._timer: Timer | None = None
+        self.answered = 0
+        self._send(self.stack.start(kernel.now))
+
+    @property
+    def address(self) -> bytes:
+        return self.stack.link_local
+
+    def receive(self, frame: bytes) -> None:
+        now = self.kernel.now
+        out = self.stack.handle_frame(frame, now)
+        self._send(out + self._serve(now))
+
+    def _serve(self, now: float) -> list[bytes]:
+        out: list[bytes] = []
+        self.stack.pop_tcp_ready()
+        while (conn := self.echo.accept()) is not None:
+            self.conns.append(conn)
+        for conn in list(self.conns):
+            try:
+                while conn.readable and conn.error is None:
+                    try:
+                        data = conn.recv(65536)
+                    except WouldBlock:
+                        break
+                    if not data:  # end of the request stream: close our side
+                        out += conn.close(now)
+                        self.conns.remove(conn)
+                        break
+                    out += conn.send(data, now)
+            except Tcpip6Error:
+                self.conns.remove(conn)
+                continue
+            if conn.error is not None and conn in self.conns:
+                self.conns.remove(conn)
+        while (got := self.lookup.recvfrom()) is not None:
+            data, src = got
+            parts = data.split()
+            if len(parts) == 3 and parts[0] == b"Q":
+                answer = b"A %s %s %s\n" % (parts[1], parts[2],
+                                            addr_str(peer_ula(self.side.index)).encode())
+                out += self.lookup.sendto(answer, src, now)
+                self.answered += 1
+        return out
+
+    def _send(self, frames: list[bytes]) -> None:
+        for f in frames:
+            self.side.end.transmit(f)
+        deadline = self.stack.next_deadline()
+        if deadline is not None and (self._timer is None or self._timer.cancelled
+                                     or self._timer.when != deadline):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.kernel.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.kernel.now
+        self._send(self.stack.handle_timer(now) + self._serve(now))

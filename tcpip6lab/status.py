@@ -13,11 +13,19 @@ from typing import Any, TypedDict
 SERVE_SCHEMA_VERSION = 1
 
 
+class AddressStatus(TypedDict):
+    address: str
+    prefix_len: int
+    state: str  # the address's DAD state (AddrState value)
+
+
 class InterfaceStatus(TypedDict):
     adapter: str
     phase: str  # tcpip6's bind phase (BindPhase value)
     mac: str  # aa:bb:cc:dd:ee:ff
-    addresses: list[str]  # "<address hex>:<DAD state>"
+    link_local: str | None
+    addresses: list[AddressStatus]
+    oid_pending: bool  # a bind OID submitted whose result tcpip6 has not learnt yet
 
 
 class CriticalQueueStatus(TypedDict):
@@ -25,13 +33,40 @@ class CriticalQueueStatus(TypedDict):
     blocked: int
     pending: int
     dynamic: int
+    max_threads: int
     started: int
     completed: int
+    worker_states: list[str]  # per worker: blocked, running or idle
+
+
+class Tcpip6Status(TypedDict):
+    bound: int
+    failed: int
+    interfaces: int
+    oids_pending: int
 
 
 class HeartbeatStatus(TypedDict):
     beats: int
     last: float | None
+    stopped: bool  # no beat for two balance periods (never before the first interval)
+
+
+class AppTotals(TypedDict):
+    attempts: int
+    ok: int
+    failures: int
+    timeouts: int
+    retries: int
+    failing_adapters: int
+    adapters: int
+    last_error: str | None
+
+
+class ApplicationsStatus(TypedDict):
+    totals: dict[str, AppTotals]  # by application: tcp-rr, udp-lookup
+    per_adapter: list[dict[str, Any]]
+    peer: dict[str, str]  # the peer service's address, by adapter
 
 
 class ServeStatus(TypedDict):
@@ -40,7 +75,11 @@ class ServeStatus(TypedDict):
     executor: str
     virtual_time: float
     deadlock: dict[str, Any] | None  # Deadlock.as_dict(): the proven wait-for chain
+    wait_for_chain: str | None  # the same chain as text
     interfaces: list[InterfaceStatus]
     critical_queue: CriticalQueueStatus
+    tcpip6: Tcpip6Status
+    ipv4_bound: int
     heartbeat: HeartbeatStatus
+    applications: ApplicationsStatus | None  # None with --no-apps
     counters: dict[str, int]

@@ -94,7 +94,10 @@ class FdPort:
         task_status.started()
         recorder_now = time.time
         while not self.closed:
-            await trio.lowlevel.wait_readable(self.fd)
+            try:
+                await trio.lowlevel.wait_readable(self.fd)
+            except trio.ClosedResourceError:
+                return  # closed under us: the device went away (an adapter's departure)
             frames = self._read_batch()
             if not frames:
                 continue

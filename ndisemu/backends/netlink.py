@@ -118,6 +118,11 @@ class Registry:
         self.links.append(name)
         self._save()
 
+    def release_links(self, names: list[str]) -> None:
+        """Forget links removed before the end of the run (an adapter's departure)."""
+        self.links = [n for n in self.links if n not in names]
+        self._save()
+
     def teardown(self) -> list[str]:
         """Remove everything recorded (links first, then namespaces) and the state file."""
         removed = remove_objects(self.links, self.netns)

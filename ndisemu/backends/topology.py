@@ -15,7 +15,7 @@ import contextlib
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError
 from .fdport import FdPort
@@ -49,6 +49,7 @@ class SiteSpec:
     linux_ipv4: bytes
     prefixlen: int = 30
     mtu: int = 1500
+    linux_ipv6: bytes | None = None  # a routable address for Linux's side (/64), if any
 
 
 @dataclass
@@ -75,6 +76,30 @@ class Topology:
         for site in self.sites.values():
             site.port.close()
         return self.registry.teardown()
+
+    def add(self, kernel: Kernel, spec: SiteSpec) -> Site:
+        """One more device, after `build` (an adapter nobody knew of in advance)."""
+        from pyroute2 import IPRoute, NetNS
+
+        current = self.netns == CURRENT
+        with IPRoute() as ipr, (IPRoute() if current else NetNS(self.netns)) as ns:
+            return _add_site(self, kernel, ipr, ns, spec)
+
+    def remove(self, adapter: str) -> list[str]:
+        """Remove an adapter's device (its departure) and forget it in the state file."""
+        site = self.sites.pop(adapter, None)
+        if site is None:
+            return []
+        site.port.close()  # a TAP device goes with its last fd
+        names = [n for n in (site.device, site.emu_device) if n is not None]
+        removed: list[str] = []
+        for name, ns in ((site.device, self.netns), (site.emu_device, self.emu_netns)):
+            if name is None or ns is None:
+                continue
+            if _delete_link(name, ns):
+                removed.append(f"link {name}")
+        self.registry.release_links(names)
+        return removed or [f"link {site.device}"]
 
 
 def _mac(b: bytes) -> str:
@@ -124,34 +149,85 @@ def build(kernel: Kernel, backend: str, specs: list[SiteSpec], *, netns: str | N
         if lo and not current:
             ns.link("set", index=lo[0], state="up")
         for spec in specs:
-            dev = f"{PREFIX}{registry.run_id}-{spec.index}"
-            registry.claim_link(dev)
-            if backend == "tap":
-                fd = open_tap(dev)
-                port = FdPort(kernel, fd, dev, mtu=spec.mtu)
-                emu_dev = None
-            else:
-                emu_dev = dev + "e"
-                registry.claim_link(emu_dev)
-                ipr.link("add", ifname=emu_dev, kind="veth", peer={"ifname": dev})
-                idx = ipr.link_lookup(ifname=emu_dev)[0]
-                ipr.link("set", index=idx, net_ns_fd=emu_ns)
-                port = _packet_port(kernel, emu_ns or "", emu_dev, spec)
-            idx = ipr.link_lookup(ifname=dev)[0]
-            if current:
-                # In the current namespace the defaults are the user's: set ours per device.
-                for key in ("accept_dad", "router_solicitations"):
-                    with contextlib.suppress(OSError):
-                        Path(f"/proc/sys/net/ipv6/conf/{dev}/{key}").write_text("0")
-            else:
-                ipr.link("set", index=idx, net_ns_fd=ns_name)
-            i = ns.link_lookup(ifname=dev)[0]
-            ns.link("set", index=i, address=_mac(spec.linux_mac), mtu=spec.mtu)
-            ns.addr("add", index=i, address=socket.inet_ntoa(spec.linux_ipv4),
-                    prefixlen=spec.prefixlen)
-            ns.link("set", index=i, state="up")
-            topo.sites[spec.adapter] = Site(spec, dev, ns_name, port, emu_dev)
+            _add_site(topo, kernel, ipr, ns, spec)
     return topo
+
+
+def _add_site(topo: Topology, kernel: Kernel, ipr: Any, ns: Any, spec: SiteSpec) -> Site:
+    registry = topo.registry
+    ns_name = topo.netns
+    current = ns_name == CURRENT
+    dev = f"{PREFIX}{registry.run_id}-{spec.index}"
+    registry.claim_link(dev)
+    if topo.backend == "tap":
+        fd = open_tap(dev)
+        port = FdPort(kernel, fd, dev, mtu=spec.mtu)
+        emu_dev = None
+    else:
+        emu_dev = dev + "e"
+        registry.claim_link(emu_dev)
+        ipr.link("add", ifname=emu_dev, kind="veth", peer={"ifname": dev})
+        idx = ipr.link_lookup(ifname=emu_dev)[0]
+        ipr.link("set", index=idx, net_ns_fd=topo.emu_netns)
+        port = _packet_port(kernel, topo.emu_netns or "", emu_dev, spec)
+    idx = ipr.link_lookup(ifname=dev)[0]
+    if current:
+        # In the current namespace the defaults are the user's: set ours per device.
+        for key in ("accept_dad", "router_solicitations"):
+            with contextlib.suppress(OSError):
+                Path(f"/proc/sys/net/ipv6/conf/{dev}/{key}").write_text("0")
+    else:
+        ipr.link("set", index=idx, net_ns_fd=ns_name)
+    i = ns.link_lookup(ifname=dev)[0]
+    ns.link("set", index=i, address=_mac(spec.linux_mac), mtu=spec.mtu)
+    ns.addr("add", index=i, address=socket.inet_ntoa(spec.linux_ipv4),
+            prefixlen=spec.prefixlen)
+    ns.link("set", index=i, state="up")
+    if topo.backend == "veth":
+        # Linux leaves TCP/UDP checksums of locally sent packets to the "hardware" (a veth
+        # passes them on unfinished, CHECKSUM_PARTIAL); our AF_PACKET end would read them
+        # wrong. Checksummed in software they arrive whole, as from a real NIC.
+        with contextlib.nullcontext() if current else in_netns(ns_name):
+            _tx_checksum_off(dev)
+    if spec.linux_ipv6 is not None:
+        # After the link is up (an address on a down device with IPv6 not yet set up there is
+        # refused); no DAD: the namespace's (or this device's) accept_dad is 0.
+        ns.addr("add", index=i, family=socket.AF_INET6,
+                address=socket.inet_ntop(socket.AF_INET6, spec.linux_ipv6), prefixlen=64)
+    site = topo.sites[spec.adapter] = Site(spec, dev, ns_name, port, emu_dev)
+    return site
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x17  # linux/ethtool.h: set TX checksum offload (struct ethtool_value)
+
+
+def _tx_checksum_off(dev: str) -> None:
+    import array
+    import fcntl
+    import struct
+
+    value = array.array("I", [ETHTOOL_STXCSUM, 0])
+    ifr = struct.pack("16sP", dev.encode(), value.buffer_info()[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifr)
+        except OSError as exc:
+            raise BackendError(f"cannot turn off TX checksum offload on {dev}: "
+                               f"{exc.strerror}") from None
+
+
+def _delete_link(name: str, netns: str) -> bool:
+    """Delete a link inside a namespace (or the current one); False if it is already gone."""
+    from pyroute2 import IPRoute, NetNS
+
+    with (IPRoute() if netns == CURRENT else NetNS(netns)) as ns:
+        idx = ns.link_lookup(ifname=name)
+        if not idx:
+            return False
+        with contextlib.suppress(Exception):
+            ns.link("del", index=idx[0])
+    return True
 
 
 def _packet_port(kernel: Kernel, emu_ns: str, emu_dev: str, spec: SiteSpec) -> FdPort:

@@ -31,6 +31,11 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--backend", choices=("memory", "tap"), default="memory",
                    help="memory (default: virtual wires and time) or tap (root: real devices "
                         "in two namespaces, real ping processes, real time)")
+    d.add_argument("--no-services", action="store_true",
+                   help="no built-in services (TCP echo 7, discard 9, HTTP 80, the stack's "
+                        "UDP echo 7)")
+    d.add_argument("--no-apps", action="store_true",
+                   help="no applications (tcp-rr, udp-lookup) and no peer services")
     add_trace_option(d)
     add_model_options(d, executor_default=None)
 

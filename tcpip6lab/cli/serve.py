@@ -29,10 +29,22 @@ def add_parser(sub: Any) -> None:
                    help="name of the namespace to create for Linux's side (t6l- is "
                         "prefixed if missing; default t6l-<run id>); '.' keeps Linux's side "
                         "in the current namespace")
-    v.add_argument("--seed", type=nonneg_int, default=0, metavar="K")
+    v.add_argument("--seed", type=nonneg_int, default=None, metavar="K",
+                   help="root seed (default: the plan's [run] seed, else 0)")
     v.add_argument("--pcap", metavar="DIR", help="write one pcap per adapter here")
     v.add_argument("--faults", metavar="PLAN.toml", help="inject the faults of this plan "
                                                          "(wire faults: memory backend only)")
+    v.add_argument("--burst", type=nonneg_int, default=0, metavar="N",
+                   help="N more adapters arrive at once at --burst-at (the KB's case: "
+                        "interfaces up, then many adapters; their devices are created "
+                        "beforehand)")
+    v.add_argument("--burst-at", type=duration, default=8.0, metavar="S",
+                   help="when the burst arrives, seconds after start (default 8)")
+    v.add_argument("--no-services", action="store_true",
+                   help="no built-in services (TCP echo 7, discard 9, HTTP 80, the stack's "
+                        "UDP echo 7)")
+    v.add_argument("--no-apps", action="store_true",
+                   help="no applications (tcp-rr, udp-lookup) and no peer services")
     add_trace_option(v)
     add_workers_option(v, "tasks")
     add_model_options(v, executor_default="critical")

@@ -138,6 +138,23 @@ def test_demo_without_a_tty_prints_a_verdict_quickly() -> None:
     assert "IPv4 on 25/25" in out
     assert "waits on tcpip6.oid_done" in out
     assert out.count("t=") >= 10  # plain progress lines
+    # the heartbeat is never reported stopped before its first interval
+    assert "heartbeat ok" in out.splitlines()[0] and "STOPPED" not in out.splitlines()[0]
+    # the applications that rely on TCP/IPv6: failing in the unpatched host, never in the fixed
+    verdict = out[out.index("Verdict:"):]
+    unpatched = next(line for line in verdict.splitlines() if "unpatched (critical):" in line)
+    fixed = next(line for line in verdict.splitlines() if "fixed (dedicated):" in line)
+    assert "tcp-rr" in unpatched and "(failing on 1/1)" in unpatched
+    assert "/0 failed, udp-lookup" in fixed and fixed.endswith("/0 failed")
+
+
+def test_demo_without_services_or_applications() -> None:
+    proc = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "demo", "--speed", "40",
+                           "--no-services", "--no-apps"], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "applications:" not in proc.stdout and "apps " not in proc.stdout
+    assert "fixed (dedicated): HEALTHY — 25/25 bound" in proc.stdout
 
 
 def test_ctrl_c_ends_with_one_line_and_death_by_sigint() -> None:

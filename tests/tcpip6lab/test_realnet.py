@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -189,6 +190,16 @@ def test_demo_on_tap_with_real_ping_processes() -> None:
     assert "fixed (dedicated): HEALTHY — 25/25 bound" in out
     assert "IPv6 answers on 25/25 adapters (nic000, bound before the storm, too), IPv4 on 25/25" \
         in out
+    # real kernel-socket TCP clients from the namespaces, and the host's own applications
+    unpatched, fixed = (next(line for line in out.splitlines()
+                             if line.startswith(f"  {label}")) for label in ("unpatched", "fixed"))
+    assert "real HTTP GET answered on 0/25, TCP echo on 0/25" in unpatched
+    assert "real HTTP GET answered on 25/25, TCP echo on 25/25" in fixed
+    assert re.search(r"tcp-rr [1-9]\d* ok/[1-9]\d* failed \(failing on 1/1\)", unpatched)
+    assert re.search(r"udp-lookup [1-9]\d* ok/[1-9]\d* failed \(failing on 1/1\)", unpatched)
+    assert re.search(r"tcp-rr [1-9]\d* ok/0 failed, udp-lookup [1-9]\d* ok/0 failed", fixed)
+    first = next(line for line in out.splitlines() if line.startswith("t="))
+    assert "STOPPED" not in first  # never before the heartbeat's first interval
     assert leftovers() == before
 
 
