@@ -16,10 +16,8 @@ once per second through kernel sockets, with a one-second timeout.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,16 +30,16 @@ from rich.table import Table
 from rich.text import Text
 
 from faults.plan import load_plan
-from ndisemu.backends.netlink import Registry, in_netns, netns_preexec
+from ndisemu.backends.netlink import Registry, in_netns
 from ndisemu.backends.topology import preflight
 from ndisemu.executive.core import WorkerState
 from ndisemu.params import CRITICAL
-from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
+from tcpip6.wire.ipv6 import addr_str
 
 from .host import EmulatedHost
-from .params import ModelParams, adapter_ipv4, adapter_ula
+from .params import ModelParams, adapter_ula
 from .peer import PingStats
-from .serve import RealHost, make_real_host, run_peerd
+from .serve import RealHost, make_real_host, ping_process, run_peerd
 
 PRE_BOUND_AT = 0.5
 BURST_AT = 3.0
@@ -252,36 +250,6 @@ def plain_line(sides: list[Side], now: float, total: int) -> str:
     return " | ".join(parts)
 
 
-_REPLY = re.compile(rb"bytes from .*icmp_seq=(\d+)")
-
-
-async def _ping_process(real: RealHost, adapter: str, family: int, stats: PingStats,
-                        clock_start: float) -> None:
-    """A real `ping` in the host's namespace for the whole demo; each reply line counts."""
-    site = real.topology.sites[adapter]
-    cfg = next(c for c in real.configs if c.name == adapter)
-    if family == 6:
-        target = f"{addr_str(link_local_from_mac(cfg.mac))}%{site.device}"
-    else:
-        target = socket.inet_ntoa(adapter_ipv4(int(cfg.tags["index"])))
-    argv = ["ping", f"-{family}", "-n", "-i", str(PING_INTERVAL), "-W", "1", target]
-    proc = await trio.lowlevel.open_process(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        preexec_fn=netns_preexec(site.netns))
-    try:
-        assert proc.stdout is not None
-        buf = b""
-        async for chunk in proc.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                if _REPLY.search(line):
-                    stats.answered += 1
-                    stats.last_answered = trio.current_time() - clock_start
-    finally:
-        proc.kill()
-        with trio.CancelScope(shield=True):
-            await proc.wait()
 
 
 async def _tcp_client(real: RealHost, adapter: str, kind: str, stats: PingStats,
@@ -419,8 +387,8 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                 assert side.pings is not None
                 for name, fam in side.pings.items():
                     for family, stats in fam.items():
-                        nursery.start_soon(_ping_process, real, name, family, stats,
-                                           clock_start)
+                        nursery.start_soon(ping_process, real, name, family, stats,
+                                           clock_start, PING_INTERVAL)
                 for name, kinds in (side.clients or {}).items():
                     for kind, stats in kinds.items():
                         nursery.start_soon(_tcp_client, real, name, kind, stats, clock_start)

@@ -36,7 +36,7 @@ from typing import IO, Any
 import trio
 
 from faults.plan import FaultPlan, load_plan
-from ndisemu.backends.netlink import NETNS_DIR, Registry, _setns
+from ndisemu.backends.netlink import Registry, netns_preexec
 from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
@@ -203,15 +203,7 @@ async def running(real: RealHost) -> AsyncIterator[trio.Nursery]:
 
 def _peerd_preexec(netns: str) -> Callable[[], None]:
     """Enter Linux's namespace (unless it is the current one) before exec."""
-    path = str(NETNS_DIR / netns)
-
-    def enter() -> None:
-        if netns != CURRENT:
-            fd = os.open(path, os.O_RDONLY)
-            _setns(fd)
-            os.close(fd)
-
-    return enter
+    return (lambda: None) if netns == CURRENT else netns_preexec(netns)
 
 
 async def run_peerd(netns: str, *, task_status: trio.TaskStatus[str | None]
