@@ -19,7 +19,7 @@ from tcpip6.registry import BUILTIN_NAMES
 from tcpip6lab import storm as storm_module
 from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm, run_storm_async
-from tests.tcpip6lab.test_worker_drivers import PLAN  # faults of every kind
+from tests.golden.traces import PLAN  # faults of every kind
 
 
 def cyclic_garbage(cfg: StormConfig, on_host: Callable[[Any], None] = lambda _h: None,

@@ -16,42 +16,7 @@ from tcpip6.registry import BUILTIN_NAMES
 from tcpip6lab.cli import main
 from tcpip6lab.params import ModelParams
 from tcpip6lab.storm import StormConfig, run_storm
-
-PLAN = """
-[run]
-seed = 4
-heal_at = 30.0
-
-[[oid]]
-oid = "*"
-action = "delay"
-delay = { distribution = "uniform", low = 0.05, high = 0.9 }
-probability = 0.4
-
-[[oid]]
-oid = "OID_GEN_LINK_SPEED"
-action = "pend"
-nth = 2
-
-[[miniport]]
-action = "reset"
-nth = 3
-
-[[miniport]]
-action = "surprise-removal"
-nth = 5
-
-[[wire]]
-action = "loss"
-probability = 0.2
-
-[[queue]]
-action = "hold"
-queue = "critical"
-workers = 3
-at = 1.5
-duration = 4.0
-"""
+from tests.golden.traces import PLAN  # faults of every kind, PnP bursts and departures
 
 
 def _traces(cfg: dict[str, object]) -> dict[str, tuple[str, str, object]]:
@@ -80,7 +45,8 @@ def test_same_trace_under_faults_and_traffic(executor: str) -> None:
                  "horizon": 60.0, "params": ModelParams(executor=executor)})
     assert t["tasks"] == t["coroutines"]
     fired = t["tasks"][2]["fired"]  # type: ignore[index]
-    assert set(fired) == {"oid0", "oid1", "miniport0", "miniport1", "wire0", "queue0"}
+    assert set(fired) == {"oid0", "oid1", "miniport0", "miniport1", "wire0", "queue0", "pnp0",
+                          "pnp1"}  # every fault of the plan fired
 
 
 def test_storms_default_to_the_coroutine_driver() -> None:
