@@ -138,7 +138,7 @@ class Kernel:
         self.now = 0.0
         self.tracer = tracer or Tracer()
         self.tracer.bind_clock(lambda: self.now)
-        trace = self.tracer if self.tracer.enabled else None
+        trace = self.tracer.emit if self.tracer.enabled else None
         self.core = ExecutiveCore(self.params, trace=trace)
         self.stats = KernelStats()
         self._epoch = 0.0

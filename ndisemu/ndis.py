@@ -253,7 +253,7 @@ class Ndis:
         if self.record_requests:
             rec = (binding.protocol.name, req.oid, req.type)
             block.requests.append(_RECORDS.setdefault(rec, rec))  # one shared tuple per kind
-        if self.trace.enabled:
+        if self.trace.wants("ndis.request.submitted"):
             self.trace.emit("ndis.request.submitted", adapter=block.name, req=req.id,
                             protocol=binding.protocol.name, oid=oid_name(req.oid),
                             type=req.type.short, queued=block.outstanding)
@@ -302,7 +302,7 @@ class Ndis:
             elif req.oid == Oid.E802_3_MULTICAST_LIST:
                 binding.multicast = frozenset(
                     req.data[i:i + 6] for i in range(0, len(req.data), 6))
-        if self.trace.enabled:
+        if self.trace.wants("ndis.request.completed"):
             self.trace.emit("ndis.request.completed", adapter=block.name, req=req.id,
                             oid=oid_name(req.oid), status=status.ndis_name, notify=notify)
         if notify:

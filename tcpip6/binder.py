@@ -281,7 +281,7 @@ class Tcpip6Binder:
         _release(sub)
         if state.phase is not BindPhase.BINDING:
             return
-        if self.kernel.tracer.enabled:
+        if self.kernel.tracer.wants("tcpip6.oid.done"):
             self._trace("tcpip6.oid.done", adapter=state.adapter, oid=oid_name(req.oid),
                         status=status.ndis_name)
         if status is not NdisStatus.SUCCESS:

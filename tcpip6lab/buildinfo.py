@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 #: What is compiled, in one mypyc group: the per-OID path of a bind storm (bench/README.md has
-#: the profile that chose them). The rest — the IPv6 stack, faults, the CLI — stays Python.
+#: the profile that chose them), and the event path of a traced one (`--trace`: the tracer and
+#: the Perfetto sink, `python -m bench.trace_cost`). The rest — the IPv6 stack, faults, the
+#: CLI — stays Python.
 HOT_MODULES: tuple[str, ...] = (
     "ndisemu.rng",
     "ndisemu.executive.core",
@@ -33,6 +35,8 @@ HOT_MODULES: tuple[str, ...] = (
     "tcpip6.executors",
     "tcpip6.binder",
     "tcpip6.ipv4",
+    "ndisemu.trace",
+    "tcpip6lab.perfetto_trace",
 )
 #: mypyc's shared library for the group: ``tcpip6lab_native__mypyc`` at the top level.
 GROUP = "tcpip6lab_native"

@@ -53,3 +53,44 @@ def test_a_run_that_fails_midway_leaves_its_lines_on_disk(tmp_path: Path) -> Non
     assert len(written) == 1 + 1000  # the header and every record up to the failure
     assert json.loads(written[0])["event"] == "header"
     assert [json.loads(ln)["seq"] for ln in written[1:6]] == [1, 2, 3, 4, 5]
+
+
+class _Fields:
+    """A field sink (ndisemu.trace.FieldSink): only `events`, as (event, t, fields)."""
+
+    events = frozenset({"exec.item.started"})
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, float, dict[str, Any]]] = []
+
+    def on_event(self, event: str, t: float, fields: dict[str, Any]) -> None:
+        self.got.append((event, t, fields))
+
+
+def test_a_field_sink_gets_only_its_events_and_every_event_counts() -> None:
+    tracer = Tracer(clock=lambda: 2.0000000001)
+    sink = _Fields()
+    tracer.add_sink(sink)
+    assert tracer.enabled and tracer.wants("exec.item.started")
+    assert not tracer.wants("ndis.request.submitted")
+    tracer.emit("exec.item.queued", item="x#1")
+    tracer.emit("exec.item.started", item="x#1", worker="critical#0")
+    # unrounded virtual time, the emitter's own fields (no seq, no t, no event in them)
+    assert sink.got == [("exec.item.started", 2.0000000001, {"item": "x#1",
+                                                              "worker": "critical#0"})]
+    assert tracer.seq == 2
+
+
+def test_a_record_sink_beside_a_field_sink_sees_every_record() -> None:
+    records: list[dict[str, Any]] = []
+    tracer = Tracer(clock=lambda: 1.0)
+    fields = _Fields()
+    tracer.add_sink(fields)
+    tracer.add_sink(records.append)
+    assert tracer.wants("ndis.request.submitted")
+    tracer.emit("exec.item.queued", item="x#1")
+    tracer.emit("exec.item.started", item="x#1", worker="critical#0")
+    assert [(r["seq"], r["event"]) for r in records] == [(1, "exec.item.queued"),
+                                                         (2, "exec.item.started")]
+    # the field sink is handed every event too then (it ignores what it does not draw)
+    assert [e for e, _, _ in fields.got] == ["exec.item.queued", "exec.item.started"]
