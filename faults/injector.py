@@ -56,6 +56,7 @@ class FaultInjector:
     _hung: list[EmulatedMiniport] = field(default_factory=list)
     _down: list[EmulatedMiniport] = field(default_factory=list)
     _heal_hooks: list[Callable[[], None]] = field(default_factory=list)
+    _busy_until: dict[tuple[str, str, str], float] = field(default_factory=dict)  # rate
 
     def __post_init__(self) -> None:
         for f in self.plan.faults:
@@ -181,9 +182,31 @@ class FaultInjector:
             elif f.action == "corrupt":
                 out = [(d, _flip(fr, rng)) for d, fr in base]
             else:  # latency, reorder: this frame is late, so later ones overtake it
-                extra = f.params["delay"].draw(rng) if "delay" in f.params else 0.001
+                extra = self._lateness(f, rng, wire.name, direction, len(frame))
                 out = [(d + extra, fr) for d, fr in base]
         return out
+
+    def _lateness(self, f: Fault, rng: random.Random, wire: str, direction: str,
+                  length: int) -> float:
+        """How late a latency/reorder fault makes one frame: its delay, ± its jitter (uniform,
+        clamped at 0: netem's default jitter), plus, with a `rate`, the time it waits behind
+        the frames this fault already let through on this wire and direction and its own
+        serialization time (netem's rate). No draw without jitter: the plans that existed
+        before jitter replay bit for bit."""
+        p = f.params
+        extra = p["delay"].draw(rng) if "delay" in p else (0.0 if "rate" in p else 0.001)
+        jitter = p.get("jitter")
+        if jitter:
+            extra = max(0.0, extra + rng.uniform(-jitter, jitter))
+        rate = p.get("rate")
+        if rate:
+            now = self.kernel.now
+            key = (f.id, wire, direction)
+            start = max(now, self._busy_until.get(key, 0.0))
+            done = start + length * 8.0 / float(rate)
+            self._busy_until[key] = done
+            extra += done - now
+        return extra
 
     # -- executive faults -----------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class Site:
     netns: str
     port: FdPort
     emu_device: str | None = None  # veth: our end
+    ifb: str | None = None  # TAP with "out" wire faults: the IFB its received frames cross
 
 
 @dataclass
@@ -91,9 +92,10 @@ class Topology:
         if site is None:
             return []
         site.port.close()  # a TAP device goes with its last fd
-        names = [n for n in (site.device, site.emu_device) if n is not None]
+        names = [n for n in (site.device, site.emu_device, site.ifb) if n is not None]
         removed: list[str] = []
-        for name, ns in ((site.device, self.netns), (site.emu_device, self.emu_netns)):
+        for name, ns in ((site.device, self.netns), (site.emu_device, self.emu_netns),
+                         (site.ifb, self.netns)):
             if name is None or ns is None:
                 continue
             if _delete_link(name, ns):
