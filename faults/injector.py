@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ndisemu.backends.memory import MemoryCable
-from ndisemu.constants import NdisStatus, oid_name
+from ndisemu.constants import (
+    NDIS_STATUS_MEDIA_CONNECT,
+    NDIS_STATUS_MEDIA_DISCONNECT,
+    NdisStatus,
+    oid_name,
+)
 from ndisemu.executive.core import WaitObject, WorkItem
 from ndisemu.miniport import EmulatedMiniport, MiniportConfig, NdisRequest, RequestFault
 from ndisemu.ndis import Ndis
@@ -149,17 +154,30 @@ class FaultInjector:
             self._hung.append(miniport)
         elif f.action == "reset" and self.ndis is not None:
             k.queue_dpc(self.ndis.reset_miniport, miniport.name)
+            duration = f.params.get("duration")
+            if duration:
+                miniport.stall(float(duration))
         elif f.action == "surprise-removal" and self.pnp is not None:
             k.queue_dpc(self.pnp.surprise_remove, miniport.name)
         elif f.action == "link-flap":
-            miniport.media_connected = False
+            self._set_media(miniport, False)
             self._down.append(miniport)
             k.call_later(float(f.params["duration"]), self._link_up, miniport)
 
+    def _set_media(self, miniport: EmulatedMiniport, connected: bool) -> None:
+        """The cable out or back (on a real device Linux sees the carrier go), indicated to
+        the protocols as the miniport would: NdisMIndicateStatus(MEDIA_DISCONNECT/CONNECT)."""
+        if miniport.media_connected == connected:
+            return
+        miniport.set_media(connected)
+        if self.ndis is not None:
+            self.ndis.indicate_status(miniport.name, NDIS_STATUS_MEDIA_CONNECT if connected
+                                      else NDIS_STATUS_MEDIA_DISCONNECT)
+
     def _link_up(self, miniport: EmulatedMiniport) -> None:
-        miniport.media_connected = True
         if miniport in self._down:
             self._down.remove(miniport)
+            self._set_media(miniport, True)
 
     # -- wire faults (WireFaultHook) -------------------------------------------------------
 
@@ -293,9 +311,9 @@ class FaultInjector:
         for m in self._hung:
             m.unhang()
         self._hung.clear()
-        for m in self._down:
-            m.media_connected = True
-        self._down.clear()
+        down, self._down = self._down, []
+        for m in down:
+            self._set_media(m, True)
         held, self._held = self._held, []
         for release in held:
             release()

@@ -390,8 +390,18 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
     host = real.host
     announced: set[str] = set()
     removed = 0
+    media: dict[str, int] = {}  # adapter -> media indications tcpip6 has had
     while True:
         await trio.sleep(period)
+        for name, iface in host.tcpip6.interfaces.items():
+            seen = iface.counters["media_disconnect"] + iface.counters["media_connect"]
+            if seen != media.get(name, 0):
+                media[name] = seen
+                up = iface.media_connected
+                out.write(f"t={host.kernel.now:7.1f}s  {name} media "
+                          f"{'connected' if up else 'disconnected'} (tcpip6 was indicated "
+                          f"NDIS_STATUS_MEDIA_{'CONNECT' if up else 'DISCONNECT'})\n")
+                out.flush()
         new = []
         for arrival in host.pnp.arrivals:
             name = arrival.config.name
