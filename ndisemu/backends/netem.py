@@ -84,10 +84,26 @@ def _index(ns: Any, device: str) -> int:
     return int(idx[0])
 
 
+def _netem_rate_is_no_estimator() -> None:
+    """pyroute2 0.9 leaves netem's `rate` keyword in the request after building the netem
+    options from it, where it also becomes the qdisc's TCA_RATE (a rate estimator), which the
+    kernel refuses (ERANGE). Its tbf plugin drops the keyword in a `fix_request` hook; netem's
+    gets the same hook here (once; a pyroute2 that has one keeps its own)."""
+    from pyroute2.netlink.rtnl.tcmsg import sched_netem
+
+    if not hasattr(sched_netem, "fix_request"):
+        def fix_request(request: dict[str, Any]) -> None:
+            request.pop("rate", None)
+
+        sched_netem.fix_request = fix_request
+
+
 def set_netem(netns: str, device: str, spec: NetemSpec | None) -> None:
     """Make `spec` the root qdisc of `device` (replacing what was there), or with None remove
     the root qdisc (a missing one is fine: nothing to remove)."""
     from pyroute2.netlink.exceptions import NetlinkError
+
+    _netem_rate_is_no_estimator()
 
     with _ns(netns) as ns:
         idx = _index(ns, device)
