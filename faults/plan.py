@@ -11,6 +11,9 @@
     probability = 1.0
 
     [[miniport]]   action = hang | reset | surprise-removal | link-flap
+                   (link-flap: `duration` without the cable, indicated to the protocols as
+                   NDIS_STATUS_MEDIA_DISCONNECT/CONNECT; reset: an optional `duration` for which
+                   the adapter's frames stall)
     [[wire]]       action = loss | duplicate | reorder | corrupt | latency
                    (latency and reorder: `delay`, `jitter` (± seconds, uniform); latency also
                    `rate` (bits per second: each frame waits its serialization time behind the

@@ -16,6 +16,11 @@ devices too. Creating one takes milliseconds, and the knot needs arrivals closer
 the devices of every arrival known in advance are created before the first adapter arrives; the
 arrivals themselves come at their planned times. An arrival nobody knew of gets its device when
 it comes. Each is announced on stdout; a departed adapter's device is removed at once.
+
+On real devices a plan's `[[wire]]` faults are netem qdiscs changed at their windows' edges
+(tcpip6lab.wirefaults; what netem cannot express is refused before set-up), and its
+`[[miniport]]` faults act on the devices: a link-flap pulls the carrier (printed with the media
+indication tcpip6 gets), a surprise removal deletes the device.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 * a `[[miniport]] link-flap` pulls the carrier: Linux's netlink reports the device without, then
   with IFF_LOWER_UP (pyroute2 monitor, `ip monitor link`'s equivalent), tcpip6 is indicated
   NDIS_STATUS_MEDIA_DISCONNECT then CONNECT, and ping -6 answers again afterwards (TAP, veth);
+* a `surprise-removal` deletes the adapter's device (and forgets it in the state file);
 * the IFB a TAP device's received frames cross on their way to a netem qdisc carries them, is in
   the state file, and `tcpip6-lab cleanup` removes it after a SIGKILL;
 * `[[wire]]` netem faults: loss 100 % in a window stops Linux's pings exactly in it; duplicate and
@@ -141,6 +142,29 @@ def test_a_link_flap_is_seen_by_linux_and_indicated_to_tcpip6(
     finally:
         if monitor is not None:
             monitor.close()
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_a_surprise_removal_deletes_the_device(backend: str, tmp_path: Path,
+                                               nothing_left: list[Serve]) -> None:
+    require_real_net("ip", tun=backend == "tap")
+    plan = tmp_path / "gone.toml"
+    plan.write_text('[[miniport]]\naction = "surprise-removal"\nnth = 7\n'
+                    'adapters = ["nic001"]\n')
+    s = Serve("--backend", backend, "--adapters", "2", "--no-apps", "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        dev = s.wait_for(r"nic001  device (\S+)")[1]
+        gone = s.wait_for(r"nic001 departed; removed link (\S+)", timeout=15)
+        assert gone[1] == dev
+        links = in_ns(ns, "ip", "-o", "link").stdout
+        assert dev not in links and sites(s)["nic000"]["device"] in links
+        state = json.loads(next(Path("/run/tcpip6-lab").glob("*.json")).read_text())
+        assert dev not in state["links"]
+    finally:
         out = s.stop()
     assert s.proc.returncode == 0, out
 

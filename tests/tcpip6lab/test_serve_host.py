@@ -6,7 +6,8 @@
   unpatched executor, ping -6, curl and the applications fail while ping -4 keeps answering; with
   the hotfix everything keeps working; a burst one below the cliff does not knot;
 * the devices of late arrivals exist, are announced, and are removed at exit and by `cleanup`;
-* a plan's `[[pnp]] burst` and `depart` get and lose devices; `[[wire]]` is refused in one line.
+* a plan's `[[pnp]] burst` and `depart` get and lose devices; a `[[wire]]` fault netem cannot
+  express is refused in one line.
 """
 
 from __future__ import annotations
