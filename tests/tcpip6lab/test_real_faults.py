@@ -259,3 +259,36 @@ def test_netem_loss_in_a_window_stops_pings_exactly_in_it(
         out = s.stop()
     assert s.proc.returncode == 0, out
     assert "netem loss 100%" in out
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_netem_duplicate_and_reorder_show_in_the_hosts_pcap(
+        backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
+    require_real_net("ip", "ping", tun=backend == "tap")
+    _require_netem()
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+    from scapy.utils import rdpcap
+
+    plan = tmp_path / "mess.toml"
+    # what Linux sends: every frame twice, half of them 100 ms late (the others overtake them)
+    plan.write_text('[[wire]]\naction = "duplicate"\ndirection = "in"\n\n'
+                    '[[wire]]\naction = "reorder"\nprobability = 0.5\ndelay = 0.1\n'
+                    'direction = "in"\n')
+    pcaps = tmp_path / "pcap"
+    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
+              "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)
+        in_ns(ns, "ping", "-6", "-n", "-i", "0.01", "-c", "60", "-W", "1", f"{ll}%{dev}",
+              timeout=30)
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    seqs = [int(p[ICMPv6EchoRequest].seq) for f in pcaps.glob("*.pcap")
+            for p in rdpcap(str(f)) if p.haslayer(ICMPv6EchoRequest)]
+    assert len(seqs) >= 100, seqs  # 60 requests, each twice (a few may be late at the end)
+    assert all(seqs.count(q) == 2 for q in set(seqs[:40])), seqs  # duplicated
+    assert any(b < a for a, b in itertools.pairwise(seqs)), seqs  # and out of order
