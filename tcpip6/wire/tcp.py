@@ -267,3 +267,25 @@ def emit(
     r = total % 0xFFFF
     ck = 0 if (r == 0 and total) else 0xFFFF - r
     return _HDR.pack(src_port, dst_port, seq, ack, offfl, window, ck, urgent) + opts + payload
+
+
+def emit_partial(
+    psum: int,
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    opts: bytes,
+    payload: bytes | bytearray | memoryview,
+    urgent: int = 0,
+) -> bytes:
+    """:func:`emit` for a NIC that finishes TCP checksums (task offload, ndisemu/offload.py):
+    the checksum field holds only the pseudo-header's folded sum (addresses, next header and
+    this segment's TCP length), not complemented — what Linux's CHECKSUM_PARTIAL and a
+    virtio-net NEEDS_CSUM frame carry. The payload is never summed here."""
+    hl = HEADER_LEN + len(opts)
+    r = (psum + hl + len(payload)) % 0xFFFF
+    return (_HDR.pack(src_port, dst_port, seq, ack, (hl << 10) | flags, window,
+                      r if r else 0xFFFF, urgent) + opts + payload)
