@@ -216,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         sys.stderr.write(f"bench.tcp_bulk: error: {exc}\n")
         return 2
+    from tcpip6lab.buildinfo import describe
+
+    r["modules"] = describe()
+    print(f"emulated host: {args.workers} driver, {r['modules']}")
     for line in report_lines(r):
         print(line)
     out = Path(args.out)
