@@ -161,18 +161,34 @@ async def test_bind_queries_and_sets_the_offload_oid_and_uses_what_was_declared(
 
 async def test_a_miniport_without_offload_answers_not_supported_and_the_bind_goes_on(
         autojump_clock: object) -> None:
-    hosts: list[object] = []
-    storm = StormConfig(adapters=2, params=ModelParams(executor="critical"))
-    result = await run_storm_async(storm, on_host=hosts.append)
-    host = hosts[0]
     # the default: no task-offload OID at all
-    for block in host.ndis.miniports.values():  # type: ignore[attr-defined]
-        assert all(oid != Oid.TCP_TASK_OFFLOAD for _p, oid, _t in block.requests)
-    # tcpip6 asking a miniport that declares nothing: NOT_SUPPORTED, no set, no offload
-    from ndisemu.miniport import EmulatedMiniport, MiniportConfig, NdisRequest
-
-    m = EmulatedMiniport(host.kernel, MiniportConfig(name="x", mac=A_MAC))  # type: ignore
-    req = NdisRequest(RequestType.QUERY, Oid.TCP_TASK_OFFLOAD, offload.query_header(),
-                      query_length=256)
-    assert m._answer(req, None) is NdisStatus.NOT_SUPPORTED
+    hosts: list[object] = []
+    result = await run_storm_async(StormConfig(adapters=2), on_host=hosts.append)
     assert result["outcome"] == "bound"
+    for block in hosts[0].ndis.miniports.values():  # type: ignore[attr-defined]
+        assert all(oid != Oid.TCP_TASK_OFFLOAD for _p, oid, _t in block.requests)
+    # tcpip6 asks (offload on) but the miniports declare nothing: NOT_SUPPORTED, no set, the
+    # interfaces bind without offload
+    hosts = []
+
+    def plain_miniports(host: object) -> None:
+        host.offload = None  # type: ignore[attr-defined]  # the binder was built asking
+        hosts.append(host)
+
+    events: list[dict[str, object]] = []
+    result = await run_storm_async(StormConfig(adapters=2, offload=offload.OffloadCaps(),
+                                               extra_sinks=[events.append]),
+                                   on_host=plain_miniports)
+    assert result["outcome"] == "bound"
+    host = hosts[0]
+    for block in host.ndis.miniports.values():  # type: ignore[attr-defined]
+        got = [(oid, t) for proto, oid, t in block.requests
+               if proto == "tcpip6" and oid == Oid.TCP_TASK_OFFLOAD]
+        assert got == [(Oid.TCP_TASK_OFFLOAD, RequestType.QUERY)]
+        assert block.miniport.offload_enabled is None
+    for state in host.tcpip6_states():  # type: ignore[attr-defined]
+        assert state.phase is BindPhase.UP and state.offload is None
+        assert state.stack.config.lso_max_size == 0 and not state.stack.config.tx_checksum_offload
+    answers = [e["status"] for e in events if e.get("event") == "tcpip6.oid.done"
+               and e.get("oid") == "OID_TCP_TASK_OFFLOAD"]
+    assert answers == [NdisStatus.NOT_SUPPORTED.ndis_name] * 2
