@@ -8,6 +8,10 @@ critical queue and its IPv6 stack. Linux gets permanent neighbor entries for bot
 answers ND during the measurement.
 
     python -m bench.traffic [--count 20000] [--rtt-count 300] [--out bench/results]
+                            [--tcp-mb 100] [--tcp-rr 5000] [--no-tcp]
+
+Then, unless --no-tcp, TCP (bench/tcp_bulk.py): bulk upload and echo at MTU 1500 with and without
+task offload, and request/response, against Linux's own TCP in the same run.
 
 Needs root (TAP devices, a namespace). Prints the ratios and writes traffic.json.
 """
@@ -151,6 +155,16 @@ async def run(count: int, rtt_count: int, workers: str = "tasks") -> dict[str, A
             registry.teardown()
 
 
+def tcp_bulk_part(mb: int, rr: int, workers: str) -> dict[str, Any]:
+    """bench.tcp_bulk's run (with and without offload, and Linux) in this benchmark's run."""
+    from . import tcp_bulk
+
+    r = trio.run(tcp_bulk.run, mb, rr, 1500, workers)
+    for line in tcp_bulk.report_lines(r):
+        print(line)
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.traffic", description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, default=20000, help="flood packets (default 20000)")
@@ -159,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", choices=WORKER_MODES, default="tasks",
                    help="the emulated kernel's driver: worker threads as trio tasks (default, "
                         "as serve runs) or as coroutines its dispatcher steps")
+    p.add_argument("--tcp-mb", type=int, default=100, help="TCP bulk megabytes (default 100)")
+    p.add_argument("--tcp-rr", type=int, default=5000,
+                   help="TCP request/response round trips (default 5000)")
+    p.add_argument("--no-tcp", action="store_true", help="skip the TCP part (bench.tcp_bulk)")
     args = p.parse_args(argv)
     t0 = time.time()
     try:
@@ -181,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
           f"pps   ratio {ratios['flood_pps']:.2f}  (target >= 0.67)")
     print(f"idle RTT       floor {f['idle']['rtt_avg_ms']:9.3f} ms    emulated "
           f"{e['idle']['rtt_avg_ms']:9.3f} ms    ratio {ratios['idle_rtt']:.2f}  (target <= 1.5)")
+    if not args.no_tcp:
+        try:
+            report["tcp"] = tcp_bulk_part(args.tcp_mb, args.tcp_rr, args.workers)
+        except Exception as exc:  # one line for the user
+            sys.stderr.write(f"bench.traffic: TCP part: error: {exc}\n")
+            return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "traffic.json").write_text(json.dumps(report, indent=2))

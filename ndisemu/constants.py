@@ -29,6 +29,8 @@ class Oid(IntEnum):
     E802_3_CURRENT_ADDRESS = 0x01010102
     E802_3_MULTICAST_LIST = 0x01010103
     E802_3_MAXIMUM_LIST_SIZE = 0x01010104
+    # NDIS 5.1 task offload (ntddndis.h; MS ff564239 "Task Offload (NDIS 5.1)"): ndisemu/offload.py
+    TCP_TASK_OFFLOAD = 0xFC01020C
 
     @property
     def ndis_name(self) -> str:

@@ -19,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import offload as task_offload
 from .constants import MediaState, NdisStatus, Oid, PacketFilter, RequestType, oid_name
 from .errors import ConfigError
+from .offload import OffloadCaps
 from .rng import SplitMix64
 
 if TYPE_CHECKING:
@@ -86,6 +88,9 @@ class MiniportConfig:
     # adapters use to reach PASSIVE_LEVEL; ReactOS's NDIS queued those on CriticalWorkQueue in
     # older revisions and on DelayedWorkQueue now, R drivers/network/ndis/ndis/misc.c).
     completion_queue: str | None = None
+    # NDIS 5.1 task offload (ndisemu/offload.py): what the miniport declares in answer to
+    # OID_TCP_TASK_OFFLOAD; None answers NDIS_STATUS_NOT_SUPPORTED, as a NIC without it does.
+    offload: OffloadCaps | None = None
     tags: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,6 +149,9 @@ class EmulatedMiniport:
         self.tx_busy_until = 0.0  # when the transmitter finishes the last accepted frame
         self.tx_queued = 0  # accepted frames not yet fully transmitted
         self._end: WireEnd | None = None
+        #: the tasks the transport enabled (its set of OID_TCP_TASK_OFFLOAD); None: none
+        self.offload_enabled: OffloadCaps | None = None
+        self.offload_segmented = 0  # large sends cut into frames here (a medium without them)
         self.fault_hook: MiniportFaultHook | None = None
         self.hung = False
         self.stalled_until = 0.0  # a reset in progress: no frame moves before this time
@@ -201,6 +209,12 @@ class EmulatedMiniport:
         if self.stalled_until and self.kernel.now < self.stalled_until:
             self.stall_dropped += 1
             return NdisStatus.RESET_IN_PROGRESS
+        if self.offload_enabled is not None and not getattr(self._end, "offloads", False):
+            return self._send_offloaded(frame, on_complete)
+        return self._transmit(frame, on_complete)
+
+    def _transmit(self, frame: bytes, on_complete: Callable[[], None] | None) -> NdisStatus:
+        assert self._end is not None
         if not self._end.paced:
             # A real device: its driver queue paces the frames; the send is complete for us.
             self.tx_frames += 1
@@ -223,6 +237,22 @@ class EmulatedMiniport:
             k.call_at(start, end.transmit, frame)
         k.call_at(self.tx_busy_until, self._sent, on_complete)
         return NdisStatus.SUCCESS
+
+    def _send_offloaded(self, frame: bytes,
+                        on_complete: Callable[[], None] | None) -> NdisStatus:
+        """The NIC's part of an enabled task offload on a medium that takes only whole frames
+        (the memory wire): a TCP frame's partial checksum is finished, a large send cut at the
+        link's segment size (offload.segment_tcp6); then each frame is sent as any other."""
+        if not task_offload.tcp6_offset(frame):
+            return self._transmit(frame, on_complete)
+        frames = task_offload.segment_tcp6(
+            frame, task_offload.segment_size(frame, self.config.mtu))
+        if len(frames) > 1:
+            self.offload_segmented += 1
+        status = NdisStatus.SUCCESS
+        for i, f in enumerate(frames):
+            status = self._transmit(f, on_complete if i == len(frames) - 1 else None)
+        return status
 
     def _sent(self, on_complete: Callable[[], None] | None) -> None:
         self.tx_queued -= 1
@@ -361,6 +391,23 @@ class EmulatedMiniport:
                 return NdisStatus.INVALID_DATA
             self.multicast = macs
             return NdisStatus.SUCCESS
+        if oid == Oid.TCP_TASK_OFFLOAD and self.config.offload is not None:
+            try:
+                asked = task_offload.parse(data)
+            except ConfigError:
+                return NdisStatus.INVALID_DATA
+            declared = self.config.offload
+            if (asked.lso_max_size > declared.lso_max_size
+                    or (asked.tx_tcp_checksum_v6 and not declared.tx_tcp_checksum_v6)
+                    or (asked.rx_tcp_checksum_v6 and not declared.rx_tcp_checksum_v6)):
+                return NdisStatus.NOT_SUPPORTED  # more than it declared
+            enabled = asked if (asked.tx_tcp_checksum_v6 or asked.rx_tcp_checksum_v6
+                                or asked.large_send) else None
+            self.offload_enabled = enabled
+            set_offload = getattr(self._end, "set_offload", None)
+            if set_offload is not None:
+                set_offload(enabled is not None and enabled.tx_tcp_checksum_v6)
+            return NdisStatus.SUCCESS
         return NdisStatus.NOT_SUPPORTED
 
 
@@ -374,7 +421,7 @@ def parse_ulong(data: bytes) -> int:
 
 # The OIDs a miniport answers, shared by every instance (a table of closures per adapter was
 # 3 KB of a 10,000-adapter storm's memory per adapter).
-_QUERIES: dict[int, Callable[[EmulatedMiniport], bytes]] = {
+_QUERIES: dict[int, Callable[[EmulatedMiniport], bytes | None]] = {
     Oid.GEN_MAXIMUM_SEND_PACKETS: lambda m: ulong(m.config.max_send_packets),
     Oid.E802_3_CURRENT_ADDRESS: lambda m: m.mac,
     Oid.E802_3_PERMANENT_ADDRESS: lambda m: m.mac,
@@ -388,4 +435,6 @@ _QUERIES: dict[int, Callable[[EmulatedMiniport], bytes]] = {
     Oid.GEN_CURRENT_PACKET_FILTER: lambda m: ulong(int(m.packet_filter)),
     Oid.E802_3_MULTICAST_LIST: lambda m: b"".join(m.multicast),
     Oid.E802_3_MAXIMUM_LIST_SIZE: lambda m: ulong(m.config.multicast_list_size),
+    Oid.TCP_TASK_OFFLOAD: lambda m: (None if m.config.offload is None
+                                     else task_offload.pack(m.config.offload)),
 }

@@ -13,6 +13,13 @@ multicast list (all-nodes and solicited-node MACs, RFC 2464 §7), then the packe
   4 Q   OID_GEN_LINK_SPEED             +  Set OID_802_3_MULTICAST_LIST
                                        8 Set OID_GEN_CURRENT_PACKET_FILTER
 
+With `offload` (an extension, off by default: ndisemu/offload.py), two more after row 7: a query
+of OID_TCP_TASK_OFFLOAD (what the miniport declares; NOT_SUPPORTED means nothing) and a set of
+it (what tcpip6 enables: TCP checksums and large sends for IPv6). NDIS 5.1's own TCP/IP
+transport queried and set this OID for IPv4 only (MS ff564239); this tcpip6 doing so is inferred
+from the same documented sequence. The interface's stack then leaves TCP checksums partial and
+sends large segments only when the miniport declared it could take them.
+
 Receive path (how the hang reaches IPv6 traffic, docs/model.md "receive deferral"): frames that
 NDIS indicates to tcpip6 are put on the interface's bounded backlog at DPC level, and tcpip6
 processes the backlog in a work item on `rx_queue` (the critical queue by default; inferred —
@@ -26,10 +33,11 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from ndisemu import offload as task_offload
 from ndisemu.constants import (
     NDIS_STATUS_MEDIA_CONNECT,
     NDIS_STATUS_MEDIA_DISCONNECT,
@@ -39,6 +47,7 @@ from ndisemu.constants import (
     RequestType,
     oid_name,
 )
+from ndisemu.errors import ConfigError as NdisConfigError
 from ndisemu.executive.core import WorkItem
 from ndisemu.miniport import NdisRequest, parse_ulong, ulong
 from ndisemu.ndis import BindContext, Binding, Ndis
@@ -69,6 +78,16 @@ BIND_OIDS: tuple[tuple[Oid, RequestType], ...] = (
     (Oid.E802_3_MULTICAST_LIST, RequestType.SET),
     (Oid.GEN_CURRENT_PACKET_FILTER, RequestType.SET),
 )
+#: With task offload (the extension): asked after row 7, before the stack is built.
+OFFLOAD_OIDS: tuple[tuple[Oid, RequestType], ...] = (
+    (Oid.TCP_TASK_OFFLOAD, RequestType.QUERY),
+    (Oid.TCP_TASK_OFFLOAD, RequestType.SET),
+)
+BIND_OIDS_OFFLOAD: tuple[tuple[Oid, RequestType], ...] = (
+    *BIND_OIDS_HEAD, *OFFLOAD_OIDS, *BIND_OIDS[len(BIND_OIDS_HEAD):],
+)
+#: InformationBufferLength of tcpip6's task-offload query (room for a header and two tasks).
+OFFLOAD_QUERY_LENGTH = 256
 #: Lookahead tcpip6 asks for (inferred: enough for the IPv6 header chain it parses first).
 LOOKAHEAD = 128
 
@@ -127,6 +146,8 @@ class Tcpip6Binding:
     mtu: int = 1500
     link_speed_100bps: int = 0
     media_connected: bool = True
+    offload_declared: task_offload.OffloadCaps | None = None  # the miniport's answer
+    offload: task_offload.OffloadCaps | None = None  # what tcpip6 enabled (the set succeeded)
     stack: Ipv6Host | None = None
     current: Submission | None = None
     timer: Timer | None = None  # the stack's next deadline, as a kernel timer
@@ -155,6 +176,7 @@ class Tcpip6Binder:
         rx_backlog: int = 256,
         on_settled: Callable[[Tcpip6Binding], None] | None = None,
         stack_config: HostConfig | None = None,
+        offload: bool = False,
     ) -> None:
         if completion_via not in COMPLETION_PATHS:
             raise ConfigError(f"completion_via must be one of {', '.join(COMPLETION_PATHS)}, "
@@ -172,6 +194,9 @@ class Tcpip6Binder:
         self.rx_queue = rx_queue
         self.rx_backlog = rx_backlog
         self.stack_config = stack_config
+        # Task offload (extension, module docstring): query and set OID_TCP_TASK_OFFLOAD at bind.
+        self.offload = offload
+        self.bind_oids = BIND_OIDS_OFFLOAD if offload else BIND_OIDS
         # (condition, trio.Event) of tasks outside the emulation waiting on a socket
         self._waiters: list[tuple[Callable[[], bool], Any]] = []
         self.on_settled = on_settled  # called when a bind ends (up or failed)
@@ -274,13 +299,31 @@ class Tcpip6Binder:
 
     # -- bind sequence ------------------------------------------------------------------------
 
+    def _stack_config(self, state: Tcpip6Binding) -> HostConfig | None:
+        """The interface's stack settings: the binder's, plus the offloads enabled at bind."""
+        caps = state.offload
+        if caps is None:
+            return self.stack_config
+        lso = caps.lso_max_size if caps.tx_tcp_checksum_v6 else 0  # LSO needs TX checksums
+        return replace(self.stack_config or HostConfig(),
+                       tx_checksum_offload=caps.tx_tcp_checksum_v6, lso_max_size=lso,
+                       lso_min_segments=caps.lso_min_segments)
+
     def _build_request(self, state: Tcpip6Binding, oid: Oid, rtype: RequestType) -> NdisRequest:
         if rtype is RequestType.QUERY:
+            if oid == Oid.TCP_TASK_OFFLOAD:
+                return NdisRequest(rtype, oid, task_offload.query_header(),
+                                   query_length=OFFLOAD_QUERY_LENGTH)
             return NdisRequest(rtype, oid)
         if oid == Oid.GEN_CURRENT_LOOKAHEAD:
             return NdisRequest(rtype, oid, ulong(LOOKAHEAD))
+        if oid == Oid.TCP_TASK_OFFLOAD:
+            assert state.offload_declared is not None
+            want = task_offload.enable(state.offload_declared)
+            state.offload = want
+            return NdisRequest(rtype, oid, task_offload.pack(want))
         if oid == Oid.E802_3_MULTICAST_LIST:
-            stack = Ipv6Host(state.mac, state.mtu, config=self.stack_config,
+            stack = Ipv6Host(state.mac, state.mtu, config=self._stack_config(state),
                              rng=SplitMix64(f"ipv6:{self.kernel.seed}:{state.adapter}"))
             state.stack = stack
             state.mcast_gen = stack.multicast_generation
@@ -292,10 +335,14 @@ class Tcpip6Binder:
     def _submit_next(self, state: Tcpip6Binding) -> None:
         if state.phase is not BindPhase.BINDING:
             return
-        if state.step >= len(BIND_OIDS):
+        oids = self.bind_oids
+        if (state.step < len(oids) and state.offload_declared is None
+                and oids[state.step] == (Oid.TCP_TASK_OFFLOAD, RequestType.SET)):
+            state.step += 1  # nothing declared: nothing to enable
+        if state.step >= len(oids):
             self._up(state)
             return
-        oid, rtype = BIND_OIDS[state.step]
+        oid, rtype = oids[state.step]
         req = self._build_request(state, oid, rtype)
         sub = state.current = _submission(state, req, self._oid_done)
         self.executor.submit(sub)
@@ -310,13 +357,32 @@ class Tcpip6Binder:
         if self.kernel.tracer.wants("tcpip6.oid.done"):
             self._trace("tcpip6.oid.done", adapter=state.adapter, oid=oid_name(req.oid),
                         status=status.ndis_name)
-        if status is not NdisStatus.SUCCESS:
+        if req.oid == Oid.TCP_TASK_OFFLOAD:
+            self._absorb_offload(state, req, status)
+        elif status is not NdisStatus.SUCCESS:
             self._fail(state, f"{req.label} failed with {status.ndis_name}")
             return
-        if req.type is RequestType.QUERY:
+        elif req.type is RequestType.QUERY:
             self._absorb(state, req)
         state.step += 1
         self._submit_next(state)
+
+    @staticmethod
+    def _absorb_offload(state: Tcpip6Binding, req: NdisRequest, status: NdisStatus) -> None:
+        """Task offload is optional: a miniport without it (NOT_SUPPORTED, or an answer tcpip6
+        cannot read) or a refused set leaves the interface without offloads, never unbound."""
+        if req.type is RequestType.SET:
+            if status is not NdisStatus.SUCCESS:
+                state.offload = None
+            return
+        state.offload_declared = None
+        if status is NdisStatus.SUCCESS:
+            try:
+                caps = task_offload.parse(bytes(req.data))
+            except NdisConfigError:
+                return
+            if caps.tx_tcp_checksum_v6 or caps.rx_tcp_checksum_v6 or caps.large_send:
+                state.offload_declared = caps
 
     @staticmethod
     def _absorb(state: Tcpip6Binding, req: NdisRequest) -> None:

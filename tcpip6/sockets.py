@@ -150,7 +150,10 @@ class _Call:
                 binder.after_stack(state, frames)
             done.set()
 
-        binder.kernel.post(call)
+        # As an interrupt (Kernel.interrupt): run here and now when the dispatcher is asleep
+        # (the coroutine driver), instead of waking its task and then ours — two trio hops
+        # fewer per socket call; otherwise posted as before.
+        binder.kernel.interrupt(call)
         await done.wait()
         if error:
             raise error[0]

@@ -35,13 +35,14 @@ from faults.plan import load_plan
 from ndisemu.backends.netlink import Registry, in_netns
 from ndisemu.backends.topology import preflight
 from ndisemu.executive.core import WorkerState
+from ndisemu.offload import OffloadCaps
 from ndisemu.params import CRITICAL
 from tcpip6.wire.ipv6 import addr_str
 
 from .host import EmulatedHost
 from .params import ModelParams, adapter_ula
 from .peer import PingStats
-from .serve import RealHost, make_real_host, ping_process, run_peerd
+from .serve import RealHost, make_real_host, offload_default, ping_process, run_peerd
 
 PRE_BOUND_AT = 0.5
 BURST_AT = 3.0
@@ -358,7 +359,9 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                                           seed=args.seed, netns=f"{registry.run_id}{executor[0]}",
                                           registry=registry, pcap_dir=args.pcap, name=executor,
                                           plan=plan, udp_echo=services,
-                                          tracer=tracer_for(trace, label))
+                                          tracer=tracer_for(trace, label),
+                                          offload=offload_default(
+                                              "tap", getattr(args, "offload", None)))
                     reals.append(real)
                     pings = {c.name: {6: PingStats(), 4: PingStats()} for c in real.configs}
                     clients = ({c.name: {"http": PingStats(), "echo": PingStats()}
@@ -379,7 +382,9 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                 else:
                     host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap,
                                         name=executor, plan=plan, udp_echo=services,
-                                        tracer=tracer_for(trace, label))
+                                        tracer=tracer_for(trace, label),
+                                        offload=OffloadCaps() if getattr(args, "offload", None)
+                                        else None)
                     side = Side(label, host)
                     await nursery.start(host.kernel.run)
                     _extras(host, nursery, services, applications, None)

@@ -22,6 +22,7 @@ from ndisemu.constants import NdisStatus
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.ndis import Ndis
+from ndisemu.offload import OffloadCaps
 from ndisemu.params import DELAYED
 from ndisemu.pcap import PcapWriter
 from ndisemu.pnp import Pnp
@@ -54,9 +55,14 @@ class EmulatedHost:
         free_running: bool = False,
         workers: str = "tasks",
         udp_echo: bool = True,
+        offload: OffloadCaps | None = None,
     ) -> None:
         self.params = p = params or ModelParams()
         self.seed = seed
+        # Task offload (ndisemu/offload.py, an extension for IPv6): what every miniport
+        # declares through OID_TCP_TASK_OFFLOAD, and tcpip6 asks for it at bind. None: neither
+        # (the default: the memory wire's traces stay those of NDIS 5.1's IPv6).
+        self.offload = offload
         self.name = name
         self.kernel = Kernel(p.executive, seed=seed, schedule=p.schedule, tracer=tracer,
                              name=name, pct_depth=p.pct_depth, free_running=free_running,
@@ -85,7 +91,7 @@ class EmulatedHost:
         self.tcpip6 = Tcpip6Binder(
             self.kernel, self.ndis, self.executor,
             completion_queue=p.completion_queue, completion_via=p.completion_via,
-            rx_queue=p.rx_queue,
+            rx_queue=p.rx_queue, offload=offload is not None,
             stack_config=HostConfig(dad_transmits=p.ipv6_dad_transmits,
                                     startup_delay=p.ipv6_startup_delay,
                                     hop_limit=p.ipv6_hop_limit,
@@ -165,7 +171,8 @@ class EmulatedHost:
         return MiniportConfig(name=name, mac=adapter_mac(i), latency=p.latency,
                               latency_jitter=p.latency_jitter, mtu=p.mtu,
                               multicast_list_size=p.multicast_list_size,
-                              completion_queue=p.miniport_completion_queue, tags={"index": i})
+                              completion_queue=p.miniport_completion_queue, tags={"index": i},
+                              offload=self.offload)
 
     def _wire_for(self, cfg: MiniportConfig) -> MemoryCableEnd:
         index = int(cfg.tags.get("index", len(self.wires)))

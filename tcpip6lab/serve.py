@@ -46,11 +46,13 @@ from ndisemu.backends.netlink import Registry, netns_preexec
 from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
+from ndisemu.offload import OffloadCaps
 from ndisemu.pcap import PcapWriter
 from ndisemu.trace import Tracer
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
 from . import services
+from .errors import UsageError
 from .host import EmulatedHost
 from .params import (
     ModelParams,
@@ -69,7 +71,8 @@ PEERD_START_TIMEOUT = 10.0  # seconds for tcpip6lab.peerd to listen
 
 def site_spec(cfg: MiniportConfig) -> SiteSpec:
     i = int(cfg.tags["index"])
-    return SiteSpec(cfg.name, i, peer_mac(i), peer_ipv4(i), mtu=cfg.mtu, linux_ipv6=peer_ula(i))
+    return SiteSpec(cfg.name, i, peer_mac(i), peer_ipv4(i), mtu=cfg.mtu, linux_ipv6=peer_ula(i),
+                    offload=cfg.offload is not None)
 
 
 @dataclass
@@ -156,13 +159,18 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
                    name: str = "host", first: int = 0,
                    plan: FaultPlan | None = None, workers: str = "tasks",
                    devices: int | None = None, udp_echo: bool = True,
-                   tracer: Tracer | None = None) -> RealHost:
+                   tracer: Tracer | None = None, offload: bool = False) -> RealHost:
     """Build the host, then the devices its miniports will use (call inside trio): one for
     each of the `adapters` present from the start and, up to `devices` in all, for those known
-    to arrive later (a burst, a plan's PnP bursts)."""
+    to arrive later (a burst, a plan's PnP bursts). `offload` (TAP only): task offload, the
+    miniports declaring OffloadCaps() and their devices carrying virtio-net headers."""
+    if offload and backend != "tap":
+        raise UsageError(f"task offload needs TAP devices (virtio-net headers), not "
+                         f"--backend {backend}")
     ports = DevicePorts(pcap_dir, name)
     host = EmulatedHost(params, seed=seed, name=name, wire_factory=ports, plan=plan,
-                        workers=workers, udp_echo=udp_echo, tracer=tracer)
+                        workers=workers, udp_echo=udp_echo, tracer=tracer,
+                        offload=OffloadCaps() if offload else None)
     configs = host.adapter_configs(adapters, first=first)
     extra = host.adapter_configs(max(0, (devices or adapters) - adapters),
                                  first=first + adapters)
@@ -180,14 +188,14 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
 def real_host(params: ModelParams, *, backend: str, adapters: int, seed: int = 0,
               netns: str | None = None, pcap_dir: str | None = None,
               plan: FaultPlan | None = None, name: str = "host",
-              workers: str = "tasks") -> Iterator[RealHost]:
+              workers: str = "tasks", offload: bool = False) -> Iterator[RealHost]:
     """A RealHost whose devices and namespaces are removed on exit, whatever happens."""
     registry = Registry.open()
     real = None
     try:
         real = make_real_host(params, backend=backend, adapters=adapters, seed=seed,
                               netns=netns, registry=registry, pcap_dir=pcap_dir, plan=plan,
-                              name=name, workers=workers)
+                              name=name, workers=workers, offload=offload)
         yield real
     finally:
         if real is not None:
@@ -483,6 +491,9 @@ def print_sites(real: RealHost, out: IO[str], extras: Extras | None = None) -> N
     else:
         out.write(f"namespace {real.topology.netns} (Linux's side; run tools there with "
                   f"`ip netns exec {real.topology.netns} …`)\n")
+    out.write("task offload " + ("on: TCP checksums and large sends through the NIC, super-frames "
+                                 "both ways (--no-offload: plain frames)\n"
+                                 if real.host.offload is not None else "off\n"))
     first = {c.name for c in real.configs}
     for row in real.describe():
         later = "" if row["adapter"] in first else "  (arrives later)"
@@ -528,6 +539,18 @@ def planned_arrivals(plan: FaultPlan | None) -> int:
     return sum(int(f.params["count"]) for f in plan.of_kind("pnp") if f.action == "burst")
 
 
+def offload_default(backend: str, asked: bool | None) -> bool:
+    """--offload/--no-offload, or the backend's default: on for TAP (what Linux's own TAP users,
+    virtio guests, do: super-frames both ways, many times fewer frames per byte), off for the
+    memory wire (its traces stay NDIS 5.1's, exact) and veth (AF_PACKET has no vnet header)."""
+    if asked is None:
+        return backend == "tap"
+    if asked and backend == "veth":
+        raise UsageError("--offload needs --backend tap or memory (an AF_PACKET socket on a "
+                         "veth end carries no virtio-net header)")
+    return asked
+
+
 def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
     """`tcpip6-lab serve` (tcpip6lab.cli.serve parses its options)."""
     from .perfetto_trace import open_trace, tracer_for  # protobuf: only loaded when serving
@@ -538,10 +561,12 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
     check_plan_for(plan, args.backend)
     if args.seed is None:  # as storm: the plan's [run] seed, else 0
         args.seed = plan.seed if plan is not None and plan.seed else 0
+    offload = offload_default(args.backend, getattr(args, "offload", None))
     if args.backend == "memory":
         trace = open_trace(getattr(args, "trace", None))
         host = EmulatedHost(params, seed=args.seed, pcap_dir=args.pcap, plan=plan,
                             udp_echo=extras.services,
+                            offload=OffloadCaps() if offload else None,
                             tracer=tracer_for(trace, "serve host (memory)"))
         configs = host.adapter_configs(args.adapters)
         out.write(f"memory backend: {args.adapters} adapters on virtual wires, the emulated "
@@ -572,7 +597,8 @@ def serve(args: argparse.Namespace, params: ModelParams, out: IO[str]) -> int:
                                       seed=args.seed, netns=args.netns, registry=registry,
                                       pcap_dir=args.pcap, plan=plan, workers=args.workers,
                                       devices=devices, udp_echo=extras.services,
-                                      tracer=tracer_for(trace, f"serve host ({args.backend})"))
+                                      tracer=tracer_for(trace, f"serve host ({args.backend})"),
+                                      offload=offload)
                 print_sites(real, out, extras)
                 await run_real(real, args.interval, out, signals, extras)
 

@@ -23,6 +23,7 @@ import trio
 from faults.plan import FaultPlan
 from faults.replay import ReplayResult
 from ndisemu import invariants
+from ndisemu.offload import OffloadCaps
 from ndisemu.params import CRITICAL
 from ndisemu.trace import JsonlSink, Tracer
 
@@ -227,6 +228,9 @@ class StormConfig:
     #: how the kernel carries worker threads (ndisemu.kernel): the same trace either way, but a
     #: storm has no outside input, so the cheaper coroutine driver is its default
     workers: str = "coroutines"
+    #: task offload (ndisemu/offload.py): what every miniport declares; None (the default, and
+    #: the golden traces') leaves OID_TCP_TASK_OFFLOAD out of the bind
+    offload: OffloadCaps | None = None
 
     def header(self) -> dict[str, Any]:
         """Everything a replay needs to run this storm again."""
@@ -236,7 +240,8 @@ class StormConfig:
                 "ping_interval": self.ping_interval, "params": self.params.as_dict(),
                 "plan": self.plan.text if self.plan is not None and self.plan.text is not None
                 else (self.plan.as_dict() if self.plan is not None else None),
-                "plan_source": self.plan.source if self.plan is not None else None}
+                "plan_source": self.plan.source if self.plan is not None else None,
+                **({"offload": True} if self.offload is not None else {})}
 
     def __post_init__(self) -> None:
         from ndisemu.errors import ConfigError
@@ -266,7 +271,8 @@ async def run_storm_async(cfg: StormConfig,
         tracer.add_sink(extra)
     # Nothing outside the emulation feeds a storm: its kernel runs on its own virtual clock.
     host = EmulatedHost(cfg.params, seed=cfg.seed, tracer=tracer, pcap_dir=cfg.pcap_dir,
-                        plan=cfg.plan, free_running=True, workers=cfg.workers)
+                        plan=cfg.plan, free_running=True, workers=cfg.workers,
+                        offload=cfg.offload)
     if on_host is not None:
         on_host(host)
     end_reason = "horizon"

@@ -4,6 +4,8 @@ One trio task per fd: it waits until the fd is readable, drains up to `batch` fr
 non-blocking reads and hands them to the kernel as one interrupt-like event (`Kernel.post`).
 Transmits are non-blocking writes from the emulation's send path; a full device queue drops the
 frame and counts it (as a NIC whose ring is full would). No threads on the packet path.
+With `vnet` (a TAP device opened with IFF_VNET_HDR) every frame carries a virtio-net header;
+vnet.py encodes and decodes it (task offload).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import trio
+
+from . import vnet as vnethdr
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -31,13 +35,20 @@ class FdPort:
     paced = False  # the device's own queue paces frames
 
     def __init__(self, kernel: Kernel, fd: int, name: str, *, batch: int = 64,
-                 sock: socket.socket | None = None, mtu: int = 1500) -> None:
+                 sock: socket.socket | None = None, mtu: int = 1500,
+                 vnet: bool = False) -> None:
         self.kernel = kernel
         self.fd = fd
         self.name = name
         self.batch = batch
         self.sock = sock  # AF_PACKET: recv skips our own outgoing copies
         self.bufsize = mtu + 18 + 64
+        self.mtu = mtu
+        # task offload (vnet.py): frames carry a virtio-net header; super-frames both ways
+        self.offloads = vnet
+        self.tx_partial = False  # tcpip6 enabled TCP checksum offload: its checksums are partial
+        if vnet:
+            self.bufsize = vnethdr.HDR_LEN + 65_536 + 18  # a super-frame, up to 64 KiB of IP
         self.recorder: Recorder | None = None
         self._receiver: Callable[[bytes], None] | None = None
         self.rx_frames = 0
@@ -59,6 +70,8 @@ class FdPort:
         try:
             if self.sock is not None:
                 self.sock.send(frame)
+            elif self.offloads:
+                os.writev(self.fd, (vnethdr.encode(frame, self.mtu, self.tx_partial), frame))
             else:
                 os.write(self.fd, frame)
         except (BlockingIOError, OSError):
@@ -74,6 +87,11 @@ class FdPort:
             return
         self.carrier(up)
         self.carrier_changes += 1
+
+    def set_offload(self, tx_checksum: bool) -> None:
+        """The miniport's word that tcpip6 enabled TCP checksum offload (and so leaves its TCP
+        checksums partial, large sends included)."""
+        self.tx_partial = tx_checksum and self.offloads
 
     def _deliver(self, frames: list[bytes]) -> None:
         receiver = self._receiver
@@ -91,6 +109,8 @@ class FdPort:
                     data, addr = sock.recvfrom(self.bufsize)
                     if addr[2] == socket.PACKET_OUTGOING:
                         continue
+                elif self.offloads:
+                    data = vnethdr.decode(os.read(self.fd, self.bufsize))
                 else:
                     data = os.read(self.fd, self.bufsize)
             except BlockingIOError:

@@ -28,7 +28,7 @@ from .netlink import (
     require_tun,
     write_sysctl,
 )
-from .tap import open_tap, set_tap_carrier
+from .tap import TAP_OFFLOADS, open_tap, set_tap_carrier
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -51,6 +51,7 @@ class SiteSpec:
     prefixlen: int = 30
     mtu: int = 1500
     linux_ipv6: bytes | None = None  # a routable address for Linux's side (/64), if any
+    offload: bool = False  # TAP: virtio-net headers and TUNSETOFFLOAD (tap.py, vnet.py)
 
 
 @dataclass
@@ -163,8 +164,8 @@ def _add_site(topo: Topology, kernel: Kernel, ipr: Any, ns: Any, spec: SiteSpec)
     dev = f"{PREFIX}{registry.run_id}-{spec.index}"
     registry.claim_link(dev)
     if topo.backend == "tap":
-        fd = open_tap(dev)
-        port = FdPort(kernel, fd, dev, mtu=spec.mtu)
+        fd = open_tap(dev, offload=TAP_OFFLOADS if spec.offload else None)
+        port = FdPort(kernel, fd, dev, mtu=spec.mtu, vnet=spec.offload)
         port.carrier = _tap_carrier(fd)
         emu_dev = None
     else:

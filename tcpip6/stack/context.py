@@ -144,6 +144,13 @@ class HostConfig:
     # with a 13th, whatever their types (measured by the harness; no sysctl).
     max_ext_headers: int = 12
     tcp: TcpConfig = field(default_factory=TcpConfig)
+    # Task offload the interface's NIC took on (tcpip6 enables it at bind; ndisemu/offload.py,
+    # an extension to NDIS 5.1 for IPv6): TCP checksums left partial for the NIC to finish, and
+    # large sends of up to `lso_max_size` payload bytes (0: none) that make at least
+    # `lso_min_segments` segments (NDIS_TASK_TCP_LARGE_SEND's MaxOffLoadSize/MinSegmentCount).
+    tx_checksum_offload: bool = False
+    lso_max_size: int = 0
+    lso_min_segments: int = 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.hop_limit <= 255:

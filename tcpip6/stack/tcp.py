@@ -124,6 +124,7 @@ class TcpStack:
         select_source: Callable[[bytes], bytes | None],
         path_mtu: Callable[[bytes, float], int],
         confirm: Callable[[bytes, float], None],
+        large_output: Output | None = None,
     ) -> None:
         cfg = ctx.config.tcp
         if cfg.congestion_control not in ALGORITHMS:
@@ -137,6 +138,13 @@ class TcpStack:
         self.timers = ctx.timers
         self.rng = ctx.rng
         self._output = output
+        # Task offload (HostConfig.tx_checksum_offload / lso_max_size; ndisemu/offload.py): the
+        # NIC finishes TCP checksums, and takes large sends (`large_output`: not fragmented).
+        hc = ctx.config
+        self.emit = tcp.emit_partial if hc.tx_checksum_offload else tcp.emit
+        self.lso_max = hc.lso_max_size if (hc.tx_checksum_offload and large_output) else 0
+        self.lso_min_segments = hc.lso_min_segments
+        self._large_output = large_output if large_output is not None else output
         self._select_source = select_source
         self._path_mtu = path_mtu
         self._confirm = confirm
@@ -165,6 +173,12 @@ class TcpStack:
     def output(self, conn: TcpConnection, segment: bytes, now: float) -> list[bytes]:
         self.counters["tcp.tx"] += 1
         return self._output(conn.local_addr, conn.remote_addr, NH_TCP, segment, now)
+
+    def output_large(self, conn: TcpConnection, segment: bytes, now: float) -> list[bytes]:
+        """A large send (task offload): one packet beyond the link MTU, for the NIC to cut."""
+        self.counters["tcp.tx"] += 1
+        self.counters["tcp.lso_tx"] += 1
+        return self._large_output(conn.local_addr, conn.remote_addr, NH_TCP, segment, now)
 
     def notify(self, obj: TcpConnection | TcpListener) -> None:
         self._ready[obj] = None
@@ -334,7 +348,7 @@ class TcpStack:
         now: float,
     ) -> list[bytes]:  # fmt: skip
         self.counters["tcp.rst_tx"] += 1
-        seg = tcp.build(src, dst, sport, dport, seq, ack, flags, 0)
+        seg = self.emit(tcp.pseudo_sum(src, dst), sport, dport, seq, ack, flags, 0, b"", b"")
         return self._output(src, dst, NH_TCP, seg, now)
 
     # --- timers and ICMPv6 ----------------------------------------------------------------------

@@ -70,7 +70,7 @@ from tcpip6.errors import ConnectionClosed, ConnectionReset, IllegalTransition, 
 from tcpip6.stack import constants as c
 from tcpip6.stack.tcpcc import CongestionControl
 from tcpip6.wire.drops import DropReason
-from tcpip6.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, emit, options, ts_option
+from tcpip6.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, options, ts_option
 
 if TYPE_CHECKING:
     from tcpip6.stack.tcp import TcpListener, TcpStack
@@ -1078,6 +1078,17 @@ class TcpConnection:
             edge = cwnd_edge
         seg_max = self._seg_max()
         n = edge - nxt
+        stack = self._stack
+        if stack.lso_max and n > seg_max and cap > seg_max and nxt >= self.snd_max \
+                and self._mss_base == stack.link_mss:
+            # Task offload: one large send of whole segments (or the rest of the data), which
+            # the NIC cuts at seg_max — the size it derives from the link MTU and this
+            # segment's headers, so only while our MSS is the link's (ndisemu/offload.py).
+            big = min(n, cap, stack.lso_max)
+            if big < left:
+                big -= big % seg_max
+            if big > seg_max and -(-big // seg_max) >= stack.lso_min_segments:
+                return self._send_large(nxt, big, left, now, out)
         if n > seg_max:
             n = seg_max
         if n > cap:
@@ -1104,6 +1115,21 @@ class TcpConnection:
             self.snd_max = nxt
         else:
             self._stack.counters["tcp.retransmits"] += 1
+        return True
+
+    def _send_large(self, nxt: int, n: int, left: int, now: float, out: list[bytes]) -> bool:
+        """``n`` bytes of new data from SND.NXT as one large send (see :meth:`_send_one`)."""
+        flags = ACK
+        if n == left:
+            flags = ACK | PSH | FIN if self._fin_queued else ACK | PSH
+        start = nxt - self._sbuf_start
+        self._emit(nxt, flags, self._sbuf[start : start + n], now, out, large=True)
+        nxt += n + 1 if flags & FIN else n
+        self.snd_nxt = nxt
+        if self._rtt_seq is None and not self.ts_ok:
+            self._rtt_seq = nxt
+            self._rtt_time = now
+        self.snd_max = nxt
         return True
 
     def _sack_send(self, now: float, out: list[bytes]) -> None:
@@ -1209,7 +1235,7 @@ class TcpConnection:
 
     def _emit(
         self, seq: int, flags: int, payload: bytes | bytearray, now: float, out: list[bytes],
-        opts: bytes | None = None,
+        opts: bytes | None = None, large: bool = False,
     ) -> None:  # fmt: skip
         if opts is None:
             opts = ts_option(self._tsval(now), self.ts_recent) if self.ts_ok else b""
@@ -1224,14 +1250,15 @@ class TcpConnection:
             self._t_ack = None
             self._segs_unacked = 0
             self._ack_now = False
-        seg = emit(self._psum, self.local_port, self.remote_port, seq & MASK, ack, flags,
-                   self._window_field(bool(flags & SYN)), opts, payload)  # fmt: skip
-        out += self._stack.output(self, seg, now)
+        stack = self._stack
+        seg = stack.emit(self._psum, self.local_port, self.remote_port, seq & MASK, ack, flags,
+                         self._window_field(bool(flags & SYN)), opts, payload)  # fmt: skip
+        out += stack.output_large(self, seg, now) if large else stack.output(self, seg, now)
 
     def _emit_rst(self, seq: int, now: float, out: list[bytes]) -> None:
         """<SEQ=seq><CTL=RST> (``seq`` internal or a wire value: only its low 32 bits go)."""
-        seg = emit(self._psum, self.local_port, self.remote_port, seq & MASK, 0, RST, 0, b"",
-                   b"")  # fmt: skip
+        seg = self._stack.emit(self._psum, self.local_port, self.remote_port, seq & MASK, 0,
+                               RST, 0, b"", b"")  # fmt: skip
         self._stack.counters["tcp.rst_tx"] += 1
         out += self._stack.output(self, seg, now)
 

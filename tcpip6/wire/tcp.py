@@ -28,7 +28,7 @@ import struct
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
-from tcpip6.wire.ipv6 import NH_TCP, pseudo_header_checksum
+from tcpip6.wire.ipv6 import NH_TCP, pseudo_header_checksum, reduce_ffff
 
 HEADER_LEN = 20
 MAX_OPTIONS_LEN = 40  # Data Offset is 4 bits of 32-bit words: 60 bytes of header at most
@@ -263,7 +263,30 @@ def emit(
     head = _HDR.pack(src_port, dst_port, seq, ack, offfl, window, 0, urgent) + opts
     plen = len(payload)
     body = _from_bytes(payload, "big")
-    total = psum + hl + plen + _from_bytes(head, "big") + (body << 8 if plen & 1 else body)
+    body = reduce_ffff(body << 8 if plen & 1 else body, plen * 8 + 8)
+    total = psum + hl + plen + _from_bytes(head, "big") + body
     r = total % 0xFFFF
     ck = 0 if (r == 0 and total) else 0xFFFF - r
     return _HDR.pack(src_port, dst_port, seq, ack, offfl, window, ck, urgent) + opts + payload
+
+
+def emit_partial(
+    psum: int,
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    opts: bytes,
+    payload: bytes | bytearray | memoryview,
+    urgent: int = 0,
+) -> bytes:
+    """:func:`emit` for a NIC that finishes TCP checksums (task offload, ndisemu/offload.py):
+    the checksum field holds only the pseudo-header's folded sum (addresses, next header and
+    this segment's TCP length), not complemented — what Linux's CHECKSUM_PARTIAL and a
+    virtio-net NEEDS_CSUM frame carry. The payload is never summed here."""
+    hl = HEADER_LEN + len(opts)
+    r = (psum + hl + len(payload)) % 0xFFFF
+    return (_HDR.pack(src_port, dst_port, seq, ack, (hl << 10) | flags, window,
+                      r if r else 0xFFFF, urgent) + opts + payload)

@@ -31,6 +31,9 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--backend", choices=("memory", "tap"), default="memory",
                    help="memory (default: virtual wires and time) or tap (root: real devices "
                         "in two namespaces, real ping processes, real time)")
+    d.add_argument("--offload", action=argparse.BooleanOptionalAction, default=None,
+                   help="task offload on the TAP devices (as serve's; default: on for --backend "
+                        "tap, off for memory)")
     d.add_argument("--no-services", action="store_true",
                    help="no built-in services (TCP echo 7, discard 9, HTTP 80, the stack's "
                         "UDP echo 7)")

@@ -45,6 +45,10 @@ def add_parser(sub: Any) -> None:
                         "UDP echo 7)")
     v.add_argument("--no-apps", action="store_true",
                    help="no applications (tcp-rr, udp-lookup) and no peer services")
+    v.add_argument("--offload", action=argparse.BooleanOptionalAction, default=None,
+                   help="task offload (OID_TCP_TASK_OFFLOAD: TCP checksums and large sends for "
+                        "IPv6, an extension to NDIS 5.1; TAP: virtio-net super-frames both "
+                        "ways). Default: on for --backend tap, off for memory and veth")
     add_trace_option(v)
     add_workers_option(v, "tasks")
     add_model_options(v, executor_default="critical")

@@ -145,3 +145,17 @@ def test_address_constants() -> None:
     assert addr_str(UNSPECIFIED) == "::"
     assert not is_multicast(UNSPECIFIED)
     assert not is_link_local(parse_addr("fec0::1"))
+
+
+def test_reduce_ffff_keeps_the_class_and_zero() -> None:
+    """The checksum's fast reduction: same residue mod 0xFFFF, zero only for zero."""
+    import random
+
+    from tcpip6.wire.ipv6 import reduce_ffff
+
+    rng = random.Random(11)
+    for size in (0, 1, 2, 3, 127, 128, 129, 1440, 1441, 9000, 65_001):
+        for data in (rng.randbytes(size), bytes(size), b"\xff" * size):
+            n = int.from_bytes(data, "big") << (8 if size & 1 else 0)
+            r = reduce_ffff(n, size * 8 + 8)
+            assert r % 0xFFFF == n % 0xFFFF and (r == 0) == (n == 0) and r.bit_length() <= 1100

@@ -239,3 +239,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     kind = "compiled" if compiled_modules() else "pure Python"
     assert out == (f"tcpip6-lab {version('tcpip6-lab')} (Python {sys.version.split()[0]}, "
                    f"{sys.implementation.cache_tag}; hot modules: {kind})\n")
+
+
+def test_serve_offload_defaults_and_refusal(capsys: pytest.CaptureFixture[str]) -> None:
+    """--offload/--no-offload: on for TAP by default, off for memory and veth; veth cannot."""
+    from tcpip6lab.serve import offload_default
+
+    assert offload_default("tap", None) and not offload_default("tap", False)
+    assert not offload_default("memory", None) and offload_default("memory", True)
+    assert not offload_default("veth", None)
+    assert main(["serve", "--backend", "veth", "--offload"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--offload needs --backend tap or memory" in err

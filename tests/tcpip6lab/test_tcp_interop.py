@@ -43,9 +43,12 @@ def client_socket(netns: str, addr: str, device: str,
     return trio.socket.from_stdlib_socket(raw), (addr, port, 0, scope)
 
 
-async def test_curl_nc_and_100_mb_through_echo() -> None:
+@pytest.mark.parametrize("offload", [False, True])
+async def test_curl_nc_and_100_mb_through_echo(offload: bool) -> None:
+    """With task offload too: super-frames both ways, every byte still checked."""
     require_real_net("curl", "nc")
-    with real_host(ModelParams(executor="dedicated"), backend="tap", adapters=1) as real:
+    with real_host(ModelParams(executor="dedicated"), backend="tap", adapters=1,
+                   offload=offload) as real:
         async with running(real) as nursery:
             host = real.host
             services.enable(host, nursery)
