@@ -381,6 +381,22 @@ def echo_reply(src: bytes, dst: bytes, ident: int, seq: int, data: bytes = b"") 
     return message(src, dst, ECHO_REPLY, 0, _ECHO_BODY.pack(ident, seq) + data)
 
 
+def echo_reply_mirroring(request: Icmpv6Message) -> bytes:
+    """The Echo Reply to a checksum-verified Echo Request whose reply goes back between the
+    same two addresses (a unicast request: RFC 4443 §4.2), without summing the message again.
+
+    Only the first word changes (type 128 -> 129, code -> 0), and swapping source and
+    destination leaves the pseudo-header sum as it was, so the checksum is updated as RFC 1624
+    eqn. 3 does, in the same canonical form as `message` computes (0, never 0xFFFF, for a zero
+    sum): the same bytes as `echo_reply(dst, src, ident, seq, data)`."""
+    body = request.body
+    if len(body) < 4:
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"echo: body {len(body)} < 4 bytes")
+    old = (request.type << 8) | request.code
+    r = (0xFFFF - request.checksum - old + (ECHO_REPLY << 8)) % 0xFFFF
+    return _HDR.pack(ECHO_REPLY, 0, 0xFFFF - r if r else 0) + bytes(body)
+
+
 def lladdr_option(opt_type: int, mac: bytes) -> bytes:
     """Source/Target Link-Layer Address option for Ethernet (RFC 4861 §4.6.1, RFC 2464 §8)."""
     return _LLOPT.pack(opt_type, 1, mac)
