@@ -16,8 +16,12 @@ into the discard service of adapter 0, `ping -f -l 16` on adapter 1, idle pings 
 the idle RTT under that load against its quiet value. Linux gets permanent neighbor entries for
 the responders, so nobody answers ND during a measurement.
 
-    python -m bench.traffic [--count 20000] [--rtt-count 300] [--workers coroutines|tasks]
-                            [--mixed-seconds 5] [--bulk-mbit 200] [--out bench/results]
+    python -m bench.traffic [--count 20000] [--rtt-count 300] [--rounds 3]
+                            [--workers coroutines|tasks] [--mixed-seconds 5] [--bulk-mbit 200]
+                            [--out bench/results]
+
+Each load runs `--rounds` times per responder, interleaved, and the median run counts: the
+machine is shared, and a busy moment then hits all three rather than one.
 
 Needs root (TAP devices, a namespace). Prints the ratios and writes traffic.json.
 """
@@ -135,8 +139,15 @@ def _kernel_stats(real: RealHost) -> dict[str, int]:
             "rx_batches": sum(p.rx_batches for p in ports)}
 
 
-async def responders(count: int, rtt_count: int, workers: str) -> dict[str, Any]:
-    """The three responders under each load, one after the other, in one namespace."""
+def _median(runs: list[dict[str, float]], key: str) -> dict[str, Any]:
+    """The run with the median `key`, with every run's value beside it."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    return {**ordered[len(ordered) // 2], "runs": [r[key] for r in runs]}
+
+
+async def responders(count: int, rtt_count: int, workers: str, rounds: int) -> dict[str, Any]:
+    """The three responders under each load, interleaved `rounds` times, in one namespace;
+    the median run of each."""
     results: dict[str, Any] = {"naive": {}, "emulated": {}, "floor": {}}
     fds: list[int] = []
     with real_host(ModelParams(), backend="tap", adapters=1, workers=workers) as real:
@@ -154,8 +165,13 @@ async def responders(count: int, rtt_count: int, workers: str) -> dict[str, Any]
                 for t in targets.values():  # warm-up
                     await ping(ns, t, ["-c", "200", "-i", "0.002"])
                 for load, argv in LOADS.items():
-                    for who, t in targets.items():
-                        results[who][load] = await ping(ns, t, argv(count, rtt_count))
+                    runs: dict[str, list[dict[str, float]]] = {who: [] for who in targets}
+                    for _ in range(rounds):  # interleaved: a busy moment hits all three
+                        for who, t in targets.items():
+                            runs[who].append(await ping(ns, t, argv(count, rtt_count)))
+                    for who, rs in runs.items():
+                        results[who][load] = _median(rs, "rtt_avg_ms" if load == "idle"
+                                                     else "pps")
                 results["emulated"]["kernel"] = _kernel_stats(real)
                 nursery.cancel_scope.cancel()
                 for fd in fds:
@@ -229,8 +245,8 @@ async def mixed(rtt_count: int, workers: str, seconds: float, bulk_mbit: float
 
 
 async def run(count: int, rtt_count: int, workers: str, mixed_seconds: float,
-              bulk_mbit: float) -> dict[str, Any]:
-    r = await responders(count, rtt_count, workers)
+              bulk_mbit: float, rounds: int = 3) -> dict[str, Any]:
+    r = await responders(count, rtt_count, workers, rounds)
     if mixed_seconds > 0:
         r["mixed"] = await mixed(rtt_count, workers, mixed_seconds, bulk_mbit)
     return r
@@ -252,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                                 description=(__doc__ or "").split("\n")[0])
     p.add_argument("--count", type=int, default=20000, help="flood packets (default 20000)")
     p.add_argument("--rtt-count", type=int, default=300, help="idle pings (default 300)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="each load this many times per responder, interleaved; the median "
+                        "counts (default 3)")
     p.add_argument("--mixed-seconds", type=float, default=5.0,
                    help="length of the mixed load (default 5; 0 skips it)")
     p.add_argument("--bulk-mbit", type=float, default=200.0,
@@ -260,14 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", choices=WORKER_MODES, default="coroutines",
                    help="the emulated kernel's worker driver (default coroutines, as serve)")
     args = p.parse_args(argv)
-    if args.count < 1 or args.rtt_count < 1 or args.mixed_seconds < 0 or args.bulk_mbit <= 0:
-        sys.stderr.write("bench.traffic: error: counts must be positive, --mixed-seconds "
-                         ">= 0, --bulk-mbit > 0\n")
+    if min(args.count, args.rtt_count, args.rounds) < 1 or args.mixed_seconds < 0 \
+            or args.bulk_mbit <= 0:
+        sys.stderr.write("bench.traffic: error: counts and --rounds must be positive, "
+                         "--mixed-seconds >= 0, --bulk-mbit > 0\n")
         return 2
     t0 = time.time()
     try:
         r = trio.run(run, args.count, args.rtt_count, args.workers, args.mixed_seconds,
-                     args.bulk_mbit)
+                     args.bulk_mbit, args.rounds)
     except Exception as exc:  # one line for the user
         sys.stderr.write(f"bench.traffic: error: {exc}\n")
         return 2
@@ -276,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release(),
                           "loadavg": os.getloadavg()},
-              "count": args.count, "rtt_count": args.rtt_count, "workers": args.workers,
+              "count": args.count, "rtt_count": args.rtt_count, "rounds": args.rounds,
+              "workers": args.workers,
               "mixed_seconds": args.mixed_seconds, "bulk_mbit": args.bulk_mbit,
               "modules": describe_modules(), **r, "ratios": rt, "targets": TARGETS}
     print(f"emulated host: serve's defaults, {args.workers} driver, {report['modules']}")

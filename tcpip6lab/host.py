@@ -52,7 +52,7 @@ class EmulatedHost:
         wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
         plan: FaultPlan | None = None,
         free_running: bool = False,
-        workers: str = "tasks",
+        workers: str = "coroutines",
         udp_echo: bool = True,
     ) -> None:
         self.params = p = params or ModelParams()

@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--no-apps", action="store_true",
                    help="no applications (tcp-rr, udp-lookup) and no peer services")
     add_trace_option(v)
-    add_workers_option(v, "tasks")
+    add_workers_option(v, "coroutines")
     add_model_options(v, executor_default="critical")
 
 
