@@ -101,9 +101,10 @@ _U32 = struct.Struct("!I")
 _from_bytes = int.from_bytes
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)  # not frozen: one per received message (see Ipv6Header)
 class Icmpv6Message:
-    """A checksum-verified ICMPv6 message; ``body`` is everything after the checksum."""
+    """A checksum-verified ICMPv6 message; ``body`` is everything after the checksum.
+    Immutable by convention."""
 
     type: int
     code: int
