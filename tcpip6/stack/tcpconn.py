@@ -533,7 +533,7 @@ class TcpConnection:
         return out
 
     def _drop(self, reason: DropReason) -> None:
-        self._stack.counters["drop." + reason] += 1
+        self._stack.counters["drop." + reason.value] += 1
 
     def _rx_syn_sent(self, seg: TcpSegment, now: float, out: list[bytes]) -> None:
         """RFC 9293 §3.10.7.3."""
