@@ -258,13 +258,17 @@ def traffic_blocks(res: dict[str, Any] | None, skipped: str) -> list[Block]:
     if res is None:
         b.append(("p", f"Skipped: {skipped}. Run `sudo .venv/bin/python -m bench.traffic`."))
         return b
-    r, f, e = res["ratios"], res["floor"], res["emulated"]
-    b.append(("table", (["measure", "emulated vs raw TAP floor", "target"], [
-        ["ICMPv6 flood rate", f"{r['flood_pps']:.2f}×", res["targets"]["flood_pps"]],
-        ["idle RTT", f"{r['idle_rtt']:.2f}×", res["targets"]["idle_rtt"]],
-    ])))
-    b.append(("p", f"Floor {f['flood']['pps']:.0f} pps / {f['idle']['rtt_avg_ms']:.3f} ms; "
-                   f"emulated {e['flood']['pps']:.0f} pps / {e['idle']['rtt_avg_ms']:.3f} ms "
+    r, n, e, t = res["ratios"], res["naive"], res["emulated"], res["targets"]
+    rows = [["ping -f (one in flight)", f"{r['flood1_pps']:.2f}×", t["flood1_pps"]],
+            ["ping -f -l 16", f"{r['flood16_pps']:.2f}×", t["flood16_pps"]],
+            ["idle RTT", f"{r['idle_rtt']:.2f}×", t["idle_rtt"]]]
+    if "mixed_idle_rtt" in r:
+        rows.append(["mixed load: idle RTT vs quiet", f"{r['mixed_idle_rtt']:.2f}×",
+                     t["mixed_idle_rtt"]])
+    b.append(("table", (["measure", "emulated (serve) vs naive responder", "target"], rows)))
+    b.append(("p", f"Naive {n['flood1']['pps']:.0f} / {n['flood16']['pps']:.0f} pps / "
+                   f"{n['idle']['rtt_avg_ms']:.3f} ms; emulated {e['flood1']['pps']:.0f} / "
+                   f"{e['flood16']['pps']:.0f} pps / {e['idle']['rtt_avg_ms']:.3f} ms "
                    f"({res['count']} flood pings, {res['rtt_count']} idle)."))
     return b
 

@@ -1,7 +1,7 @@
 """TCP benchmark over TAP: the emulated host's TCP beside the Linux kernel's, in the same run.
 
 Same client code (Linux kernel sockets in a namespace), three servers: the emulated host's echo
-and discard services as `serve` runs them (critical executor, tasks driver, one TAP adapter;
+and discard services as `serve` runs them (critical executor, coroutine driver, one TAP adapter;
 through NDIS, tcpip6's receive work items on the critical queue and the sans-IO TCP), once with
 task offload (serve's TAP default: super-frames both ways, ndisemu/offload.py) and once without
 (`--no-offload`: every frame link-sized); and Linux's own TCP serving the same two protocols
@@ -143,8 +143,8 @@ async def linux_baseline(registry: Registry, mb: int, rr: int, mtu: int) -> dict
 
 
 async def emulated(mb: int, rr: int, mtu: int, offload: bool = True,
-                   workers: str = "tasks") -> dict[str, float]:
-    """serve's defaults: ModelParams() (the critical executor), the tasks driver."""
+                   workers: str = "coroutines") -> dict[str, float]:
+    """serve's defaults: ModelParams() (the critical executor), the coroutine driver."""
     with real_host(ModelParams(mtu=mtu), backend="tap", adapters=1, offload=offload,
                    workers=workers) as real:
         async with running(real) as nursery:
@@ -166,7 +166,7 @@ async def emulated(mb: int, rr: int, mtu: int, offload: bool = True,
 TARGETS = {"upload_mbit_s": 1000.0, "upload_mbit_s_no_offload": 600.0, "rr_ratio": 0.3}
 
 
-async def run(mb: int, rr: int, mtu: int, workers: str = "tasks") -> dict[str, Any]:
+async def run(mb: int, rr: int, mtu: int, workers: str = "coroutines") -> dict[str, Any]:
     registry = Registry.open()
     try:
         linux = await linux_baseline(registry, mb, rr, mtu)
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="MTU of both paths: the emulated adapter and its TAP device, and the "
                         "Linux baseline's veth (e.g. 9000 for the large-MTU case)")
     p.add_argument("--out", default="bench/results")
-    p.add_argument("--workers", choices=("tasks", "coroutines"), default="tasks",
-                   help="the emulated kernel's driver (default tasks, as serve runs)")
+    p.add_argument("--workers", choices=("tasks", "coroutines"), default="coroutines",
+                   help="the emulated kernel's driver (default coroutines, as serve runs)")
     args = p.parse_args(argv)
     try:
         r = trio.run(run, args.mb, args.rr, args.mtu, args.workers)

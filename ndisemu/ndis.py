@@ -48,6 +48,13 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 BROADCAST = b"\xff" * 6
+# The packet filter's bits as plain ints: `Binding.accepts` runs for every received frame, and
+# an IntFlag operation is a Python-level enum call even in compiled code.
+_F_DIRECTED = int(PacketFilter.DIRECTED)
+_F_MULTICAST = int(PacketFilter.MULTICAST)
+_F_ALL_MULTICAST = int(PacketFilter.ALL_MULTICAST)
+_F_BROADCAST = int(PacketFilter.BROADCAST)
+_F_PROMISCUOUS = int(PacketFilter.PROMISCUOUS)
 
 
 class ProtocolDriver(Protocol):
@@ -95,25 +102,30 @@ class Binding:
     rx_filtered: int = 0
     tx_frames: int = 0
     context: Any = None  # the protocol's per-binding state
+    filter_bits: int = 0  # int(packet_filter), kept by set_packet_filter
 
     @property
     def adapter(self) -> str:
         return self.block.name
 
+    def set_packet_filter(self, f: PacketFilter) -> None:
+        self.packet_filter = f
+        self.filter_bits = int(f)
+
     def accepts(self, dst: bytes) -> bool:
-        f = self.packet_filter
+        f = self.filter_bits
         if not f:
             return False
-        if f & PacketFilter.PROMISCUOUS:
+        if f & _F_PROMISCUOUS:
             return True
         if dst == self.block.mac:
-            return bool(f & PacketFilter.DIRECTED)
+            return bool(f & _F_DIRECTED)
         if dst == BROADCAST:
-            return bool(f & PacketFilter.BROADCAST)
+            return bool(f & _F_BROADCAST)
         if dst[0] & 1:
-            if f & PacketFilter.ALL_MULTICAST:
+            if f & _F_ALL_MULTICAST:
                 return True
-            return bool(f & PacketFilter.MULTICAST) and dst in self.multicast
+            return bool(f & _F_MULTICAST) and dst in self.multicast
         return False
 
 
@@ -249,7 +261,7 @@ class Ndis:
     def close_adapter(self, binding: Binding) -> None:
         """NdisCloseAdapter: the binding stops receiving at once."""
         binding.open = False
-        binding.packet_filter = PacketFilter.NONE
+        binding.set_packet_filter(PacketFilter.NONE)
         if binding in binding.block.bindings:
             binding.block.bindings.remove(binding)
 
@@ -320,7 +332,7 @@ class Ndis:
         binding: Binding = req.binding
         if status is NdisStatus.SUCCESS and req.type is RequestType.SET:
             if req.oid == Oid.GEN_CURRENT_PACKET_FILTER:
-                binding.packet_filter = PacketFilter(parse_ulong(req.data))
+                binding.set_packet_filter(PacketFilter(parse_ulong(req.data)))
             elif req.oid == Oid.E802_3_MULTICAST_LIST:
                 binding.multicast = frozenset(
                     req.data[i:i + 6] for i in range(0, len(req.data), 6))

@@ -422,15 +422,20 @@ class Tcpip6Binder:
 
     def _rx_routine(self, state: Tcpip6Binding) -> Callable[[WorkItem], Any]:
         async def receive(_item: WorkItem) -> None:
-            state.rx_item_queued = False
+            # The item drains the whole backlog: a frame indicated while it is queued (or
+            # running) joins the backlog and costs no work item, no hop of its own. The
+            # replies go out after the batch, in the order of the frames that caused them.
             stack = state.stack
             backlog = state.backlog
             now = self.kernel.now
             out: list[bytes] = []
-            while backlog:
-                frame = backlog.popleft()
-                if stack is not None:
-                    out += stack.handle_frame(frame, now)
+            try:
+                while backlog:
+                    frame = backlog.popleft()
+                    if stack is not None:
+                        out += stack.handle_frame(frame, now)
+            finally:
+                state.rx_item_queued = False
             if stack is not None and state.phase is BindPhase.UP:
                 self._after_stack(state, out)
 

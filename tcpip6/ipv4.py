@@ -21,6 +21,10 @@ from ndisemu.ndis import BindContext, Binding, Ndis
 
 from .binder import BIND_OIDS_HEAD, LOOKAHEAD, BindPhase
 from .stack.ipv4responder import Ipv4Responder
+from .wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
+
+#: EtherTypes IPv4 accepts from NDIS (IPv4 itself, ARP), as the frame carries them
+_IPV4_TYPES = (ETHERTYPE_IPV4.to_bytes(2, "big"), ETHERTYPE_ARP.to_bytes(2, "big"))
 
 if TYPE_CHECKING:
     from ndisemu.kernel import Kernel
@@ -55,6 +59,7 @@ class Ipv4Binder:
         self.addresses = addresses
         self.interfaces: dict[str, Ipv4Binding] = {}
         self._events: dict[int, WaitObject] = {}
+        self.not_accepted = 0  # frames of other EtherTypes (IPv6) NDIS indicated to IPv4
 
     def bind_adapter(self, ctx: BindContext) -> NdisStatus:
         address = self.addresses.get(ctx.adapter)
@@ -113,6 +118,11 @@ class Ipv4Binder:
     def receive(self, binding: Binding, frame: bytes) -> None:
         state: Ipv4Binding | None = binding.context
         if state is None or state.stack is None:
+            return
+        # ProtocolReceive looks at the EtherType in the lookahead first: an IPv6 frame (every
+        # frame of an ICMPv6 flood) is not IPv4's, and costs it nothing more
+        if frame[12:14] not in _IPV4_TYPES:
+            self.not_accepted += 1
             return
         for reply in state.stack.handle_frame(frame, self.kernel.now):
             self.ndis.send(binding, reply)

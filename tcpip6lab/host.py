@@ -53,7 +53,7 @@ class EmulatedHost:
         wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
         plan: FaultPlan | None = None,
         free_running: bool = False,
-        workers: str = "tasks",
+        workers: str = "coroutines",
         udp_echo: bool = True,
         offload: OffloadCaps | None = None,
     ) -> None:

@@ -157,7 +157,7 @@ class DevicePorts:
 def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: int,
                    netns: str | None, registry: Registry, pcap_dir: str | None = None,
                    name: str = "host", first: int = 0,
-                   plan: FaultPlan | None = None, workers: str = "tasks",
+                   plan: FaultPlan | None = None, workers: str = "coroutines",
                    devices: int | None = None, udp_echo: bool = True,
                    tracer: Tracer | None = None, offload: bool = False) -> RealHost:
     """Build the host, then the devices its miniports will use (call inside trio): one for
@@ -188,7 +188,7 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
 def real_host(params: ModelParams, *, backend: str, adapters: int, seed: int = 0,
               netns: str | None = None, pcap_dir: str | None = None,
               plan: FaultPlan | None = None, name: str = "host",
-              workers: str = "tasks", offload: bool = False) -> Iterator[RealHost]:
+              workers: str = "coroutines", offload: bool = False) -> Iterator[RealHost]:
     """A RealHost whose devices and namespaces are removed on exit, whatever happens."""
     registry = Registry.open()
     real = None

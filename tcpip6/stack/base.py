@@ -24,12 +24,12 @@ class FrameHandler:
         try:
             out = self._rx(frame, now)
         except MalformedFrame as exc:
-            counters["drop." + exc.reason.value] += 1
+            counters["drop." + exc.reason] += 1
             return []
         if out:
             counters["tx"] += len(out)
         return out
 
     def _drop(self, reason: DropReason) -> list[bytes]:
-        self.counters["drop." + reason.value] += 1
+        self.counters["drop." + reason] += 1
         return []

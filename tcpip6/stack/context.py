@@ -230,5 +230,5 @@ class StackContext:
             del events[0]
 
     def drop(self, reason: DropReason, n: int = 1) -> list[bytes]:
-        self.counters["drop." + reason.value] += n
+        self.counters["drop." + reason] += n
         return []

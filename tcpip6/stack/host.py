@@ -632,12 +632,18 @@ class Ipv6Host(FrameHandler):
         self, eth_src: bytes, ip: Ipv6Header, msg: Icmpv6Message, pkt: memoryview,
         l3mc: bool, now: float,
     ) -> list[bytes]:  # fmt: skip
+        if not l3mc:  # the common case: the reply mirrors the request (RFC 1624 update)
+            reply = icmpv6.echo_reply_mirroring(msg)
+            if ip.src == UNSPECIFIED:  # nobody to answer
+                return self._ctx.drop(DropReason.BAD_SOURCE)
+            self.counters["echo_replies"] += 1
+            # RFC 4443 §4.2: from the address the request went to
+            return self._output(ip.dst, ip.src, NH_ICMPV6, reply, now)
         echo = icmpv6.parse_echo(msg)
         if ip.src == UNSPECIFIED:  # nobody to answer
             return self._ctx.drop(DropReason.BAD_SOURCE)
-        # RFC 4443 §4.2: from the address the request went to, or for a multicast request a
-        # unicast address of this interface
-        src = self.addrconf.select_source(ip.src) if l3mc else ip.dst
+        # RFC 4443 §4.2: for a multicast request, a unicast address of this interface
+        src = self.addrconf.select_source(ip.src)
         if src is None:
             return self._ctx.drop(DropReason.NO_SOURCE)
         reply = icmpv6.echo_reply(src, ip.src, echo.ident, echo.seq, echo.data)

@@ -186,7 +186,7 @@ class PeerPort:
             return entry
         if len(entry.queue) >= QUEUE_LIMIT:
             entry.queue.popleft()
-            self.counters["drop." + DropReason.QUEUE_FULL.value] += 1
+            self.counters["drop." + DropReason.QUEUE_FULL] += 1
         entry.queue.append(pkt)
         if now - entry.last_solicit >= RETRANS_TIMER:
             entry.last_solicit = now
@@ -256,5 +256,5 @@ class PeerPort:
         return []
 
     def _drop(self, reason: DropReason) -> list[bytes]:
-        self.counters["drop." + reason.value] += 1
+        self.counters["drop." + reason] += 1
         return []

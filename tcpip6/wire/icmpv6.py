@@ -101,9 +101,10 @@ _U32 = struct.Struct("!I")
 _from_bytes = int.from_bytes
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)  # not frozen: one per received message (see Ipv6Header)
 class Icmpv6Message:
-    """A checksum-verified ICMPv6 message; ``body`` is everything after the checksum."""
+    """A checksum-verified ICMPv6 message; ``body`` is everything after the checksum.
+    Immutable by convention."""
 
     type: int
     code: int
@@ -379,6 +380,22 @@ def echo_request(src: bytes, dst: bytes, ident: int, seq: int, data: bytes = b""
 def echo_reply(src: bytes, dst: bytes, ident: int, seq: int, data: bytes = b"") -> bytes:
     """Echo Reply (RFC 4443 §4.2): the request's identifier, sequence number and data."""
     return message(src, dst, ECHO_REPLY, 0, _ECHO_BODY.pack(ident, seq) + data)
+
+
+def echo_reply_mirroring(request: Icmpv6Message) -> bytes:
+    """The Echo Reply to a checksum-verified Echo Request whose reply goes back between the
+    same two addresses (a unicast request: RFC 4443 §4.2), without summing the message again.
+
+    Only the first word changes (type 128 -> 129, code -> 0), and swapping source and
+    destination leaves the pseudo-header sum as it was, so the checksum is updated as RFC 1624
+    eqn. 3 does, in the same canonical form as `message` computes (0, never 0xFFFF, for a zero
+    sum): the same bytes as `echo_reply(dst, src, ident, seq, data)`."""
+    body = request.body
+    if len(body) < 4:
+        raise MalformedFrame(DropReason.BAD_LENGTH, f"echo: body {len(body)} < 4 bytes")
+    old = (request.type << 8) | request.code
+    r = (0xFFFF - request.checksum - old + (ECHO_REPLY << 8)) % 0xFFFF
+    return _HDR.pack(ECHO_REPLY, 0, 0xFFFF - r if r else 0) + bytes(body)
 
 
 def lladdr_option(opt_type: int, mac: bytes) -> bytes:

@@ -50,7 +50,7 @@ def add_parser(sub: Any) -> None:
                         "IPv6, an extension to NDIS 5.1; TAP: virtio-net super-frames both "
                         "ways). Default: on for --backend tap, off for memory and veth")
     add_trace_option(v)
-    add_workers_option(v, "tasks")
+    add_workers_option(v, "coroutines")
     add_model_options(v, executor_default="critical")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
@@ -202,3 +204,25 @@ def test_short_ns_rejected() -> None:
     raw = bytes(IPv6(src="fe80::1", dst="fe80::2", hlim=255) / ICMPv6ND_RS())
     _, msg = split(raw)
     assert msg.type == icmpv6.RS
+
+
+@given(src=st.binary(min_size=16, max_size=16), dst=st.binary(min_size=16, max_size=16),
+       ident=st.integers(0, 0xFFFF), seq=st.integers(0, 0xFFFF), code=st.integers(0, 255),
+       data=st.binary(max_size=300))
+@settings(max_examples=400, deadline=None)
+def test_echo_reply_mirroring_is_the_reply_built_from_scratch(
+        src: bytes, dst: bytes, ident: int, seq: int, code: int, data: bytes) -> None:
+    """RFC 1624's incremental update gives the bytes a full checksum would (odd lengths, any
+    code in the request, the 0/0xFFFF corner included), and the reply verifies."""
+    body = ident.to_bytes(2, "big") + seq.to_bytes(2, "big") + data
+    request = icmpv6.parse(src, dst, icmpv6.message(src, dst, icmpv6.ECHO_REQUEST, code, body))
+    reply = icmpv6.echo_reply_mirroring(request)
+    assert reply == icmpv6.echo_reply(dst, src, ident, seq, data)
+    assert icmpv6.parse(dst, src, reply).type == icmpv6.ECHO_REPLY
+
+
+def test_echo_reply_mirroring_refuses_a_short_body() -> None:
+    request = icmpv6.parse(A, B, icmpv6.message(A, B, icmpv6.ECHO_REQUEST, 0, b"\x00\x01"))
+    with pytest.raises(MalformedFrame) as exc:
+        icmpv6.echo_reply_mirroring(request)
+    assert exc.value.reason is DropReason.BAD_LENGTH

@@ -86,7 +86,9 @@ async def test_linux_ping_reaches_each_adapter(backend: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("executor", ["critical", "dedicated"])
 async def test_burst_of_24_stops_ipv6_only_with_the_unpatched_binder(executor: str) -> None:
     require_real_net("ping")
-    with real_host(ModelParams(executor=executor), backend="tap", adapters=25, seed=3) as real:
+    # serve's worker driver (coroutines): the fast path, frames batched into one backlog
+    with real_host(ModelParams(executor=executor), backend="tap", adapters=25, seed=3,
+                   workers="coroutines") as real:
         host = real.host
         first, burst = real.configs[0], real.configs[1:]
         async with running(real):
