@@ -13,6 +13,8 @@ a SYN beyond it is dropped and counted ``drop.BACKLOG_FULL``, the peer retransmi
 connections that completed the handshake but were not accepted yet (the ``backlog`` argument of
 :meth:`listen`; the handshake's last ACK is dropped while it is full, as Linux does, and a new SYN
 is refused the same way). Connections move to the accept queue when they reach ESTABLISHED.
+The table itself is bounded (``TcpConfig.max_connections``, every state counted): at the bound a
+SYN is dropped (``drop.BACKLOG_FULL`` and ``tcp.conn_table_full``) and an active open fails.
 
 Initial sequence numbers follow RFC 6528 §3: ISN = M + F(4-tuple, secret) with M a 4 µs clock
 taken from ``now`` and F the first 32 bits of SHA-256 over a 128-bit secret drawn once from the
@@ -256,6 +258,9 @@ class TcpStack:
         else:
             local_port = self._ephemeral(src, dst, port)
             key = (src, local_port, dst, port)
+        if len(self.conns) >= self.cfg.max_connections:
+            self.counters["tcp.conn_table_full"] += 1
+            raise SocketError(f"{len(self.conns)} connections, the bound (ENOBUFS)")
         conn = TcpConnection(self, (src, local_port), (dst, port), self.isn(key, now), now)
         self.conns[key] = conn
         self.counters["tcp.active_opens"] += 1
@@ -308,6 +313,10 @@ class TcpStack:
             return []
         if len(lst.embryonic) >= self.cfg.syn_backlog or len(lst.accept_queue) >= lst.backlog:
             counters["drop." + DropReason.BACKLOG_FULL.value] += 1
+            return []
+        if len(self.conns) >= self.cfg.max_connections:
+            counters["drop." + DropReason.BACKLOG_FULL.value] += 1
+            counters["tcp.conn_table_full"] += 1
             return []
         key = (dst, lst.port, src, seg.src_port)
         conn = TcpConnection(self, (dst, lst.port), (src, seg.src_port), self.isn(key, now), now,
