@@ -111,10 +111,12 @@ class Applications:
         return st
 
     async def run_interface(self, adapter: str) -> None:
-        await self._address_ready(adapter)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.tcp_rr, adapter)
-            nursery.start_soon(self.udp_lookup, adapter)
+        """Both applications on `adapter` while its interface is up."""
+        with self.host.while_up(adapter):
+            await self._address_ready(adapter)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.tcp_rr, adapter)
+                nursery.start_soon(self.udp_lookup, adapter)
 
     async def _address_ready(self, adapter: str) -> None:
         """Start once the interface's link-local address has passed DAD (like a service that
@@ -131,7 +133,11 @@ class Applications:
         while not ready():
             event = trio.Event()
             binder.wake_when(ready, event)
-            await event.wait()
+            try:
+                await event.wait()
+            finally:
+                if not event.is_set():
+                    binder.forget_waiter(event)
 
     # -- the applications -----------------------------------------------------------------------
 

@@ -259,7 +259,7 @@ async def run_memory(host: EmulatedHost, configs: list[MiniportConfig], interval
             host.start()
             host.pnp.schedule(configs, start=host.kernel.now + 0.5, interval=interval)
             if extras.burst:
-                first = len(host.pnp.arrivals)
+                first = host.pnp.arrived
                 host.pnp.schedule(host.adapter_configs(extras.burst, first=first),
                                   start=extras.burst_at)
             host.start_pinging(1.0, start=host.kernel.now + 0.5)
@@ -296,7 +296,7 @@ async def run_real(real: RealHost, interval: float, out: IO[str],
         _extras(host, nursery, extras, real.peer_address if extras.applications else None)
         host.pnp.schedule(real.configs, start=host.kernel.now + 0.2, interval=interval)
         if extras.burst:
-            first = len(host.pnp.arrivals)
+            first = host.pnp.arrived
             host.pnp.schedule(host.adapter_configs(extras.burst, first=first),
                               start=extras.burst_at)
         pings = Pings(real, nursery) if extras.applications and shutil.which("ping") else None
@@ -376,18 +376,19 @@ def _apps() -> Any:
 async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
                         pings: Pings | None = None) -> None:
     """Announce adapters as they arrive (with their device), and remove a departed adapter's
-    device at once (it is forgotten in the state file too)."""
+    device at once (it is forgotten in the state file too). An adapter that arrives again after
+    its removal gets a new device and is announced again."""
     host = real.host
-    announced: set[str] = set()
+    announced: dict[str, int] = {}  # adapter -> the seq of its latest arrival announced
     removed = 0
     while True:
         await trio.sleep(period)
         new = []
         for arrival in host.pnp.arrivals:
             name = arrival.config.name
-            if arrival.block is None or name in announced:
+            if arrival.block is None or arrival.seq <= announced.get(name, 0):
                 continue
-            announced.add(name)
+            announced[name] = arrival.seq
             site = real.topology.sites.get(name)
             if site is not None:
                 new.append(site)
@@ -403,9 +404,11 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
                           f"{site.device}  http://[{addr_str(adapter_ula(site.spec.index))}]/"
                           "\n")
         out.flush()
-        while removed < len(host.pnp.removed):
-            name = host.pnp.removed[removed]
-            removed += 1
+        pnp = host.pnp
+        # the removals since the last look (pnp.removed keeps the latest; pnp.removals counts)
+        fresh = list(pnp.removed)[max(0, len(pnp.removed) - (pnp.removals - removed)):]
+        removed = pnp.removals
+        for name in fresh:
             gone = real.topology.remove(name)
             out.write(f"t={host.kernel.now:7.1f}s  {name} departed; removed "
                       f"{', '.join(gone) or 'nothing'}\n")
