@@ -40,6 +40,7 @@ from ndisemu.backends.netlink import Registry, netns_preexec
 from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
+from ndisemu.params import HISTORY_KEPT
 from ndisemu.pcap import PcapWriter
 from ndisemu.trace import Tracer
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
@@ -149,13 +150,13 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
                    name: str = "host", first: int = 0,
                    plan: FaultPlan | None = None, workers: str = "tasks",
                    devices: int | None = None, udp_echo: bool = True,
-                   tracer: Tracer | None = None) -> RealHost:
+                   tracer: Tracer | None = None, history: int = HISTORY_KEPT) -> RealHost:
     """Build the host, then the devices its miniports will use (call inside trio): one for
     each of the `adapters` present from the start and, up to `devices` in all, for those known
     to arrive later (a burst, a plan's PnP bursts)."""
     ports = DevicePorts(pcap_dir, name)
     host = EmulatedHost(params, seed=seed, name=name, wire_factory=ports, plan=plan,
-                        workers=workers, udp_echo=udp_echo, tracer=tracer)
+                        workers=workers, udp_echo=udp_echo, tracer=tracer, history=history)
     configs = host.adapter_configs(adapters, first=first)
     extra = host.adapter_configs(max(0, (devices or adapters) - adapters),
                                  first=first + adapters)
