@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ndisemu.backends.memory import MemoryCable
-from ndisemu.constants import NdisStatus, oid_name
+from ndisemu.constants import (
+    NDIS_STATUS_MEDIA_CONNECT,
+    NDIS_STATUS_MEDIA_DISCONNECT,
+    NdisStatus,
+    oid_name,
+)
 from ndisemu.executive.core import WaitObject, WorkItem
 from ndisemu.miniport import EmulatedMiniport, MiniportConfig, NdisRequest, RequestFault
 from ndisemu.ndis import Ndis
@@ -56,6 +61,7 @@ class FaultInjector:
     _hung: list[EmulatedMiniport] = field(default_factory=list)
     _down: list[EmulatedMiniport] = field(default_factory=list)
     _heal_hooks: list[Callable[[], None]] = field(default_factory=list)
+    _busy_until: dict[tuple[str, str, str], float] = field(default_factory=dict)  # rate
 
     def __post_init__(self) -> None:
         for f in self.plan.faults:
@@ -148,17 +154,30 @@ class FaultInjector:
             self._hung.append(miniport)
         elif f.action == "reset" and self.ndis is not None:
             k.queue_dpc(self.ndis.reset_miniport, miniport.name)
+            duration = f.params.get("duration")
+            if duration:
+                miniport.stall(float(duration))
         elif f.action == "surprise-removal" and self.pnp is not None:
             k.queue_dpc(self.pnp.surprise_remove, miniport.name)
         elif f.action == "link-flap":
-            miniport.media_connected = False
+            self._set_media(miniport, False)
             self._down.append(miniport)
             k.call_later(float(f.params["duration"]), self._link_up, miniport)
 
+    def _set_media(self, miniport: EmulatedMiniport, connected: bool) -> None:
+        """The cable out or back (on a real device Linux sees the carrier go), indicated to
+        the protocols as the miniport would: NdisMIndicateStatus(MEDIA_DISCONNECT/CONNECT)."""
+        if miniport.media_connected == connected:
+            return
+        miniport.set_media(connected)
+        if self.ndis is not None:
+            self.ndis.indicate_status(miniport.name, NDIS_STATUS_MEDIA_CONNECT if connected
+                                      else NDIS_STATUS_MEDIA_DISCONNECT)
+
     def _link_up(self, miniport: EmulatedMiniport) -> None:
-        miniport.media_connected = True
         if miniport in self._down:
             self._down.remove(miniport)
+            self._set_media(miniport, True)
 
     # -- wire faults (WireFaultHook) -------------------------------------------------------
 
@@ -181,9 +200,31 @@ class FaultInjector:
             elif f.action == "corrupt":
                 out = [(d, _flip(fr, rng)) for d, fr in base]
             else:  # latency, reorder: this frame is late, so later ones overtake it
-                extra = f.params["delay"].draw(rng) if "delay" in f.params else 0.001
+                extra = self._lateness(f, rng, wire.name, direction, len(frame))
                 out = [(d + extra, fr) for d, fr in base]
         return out
+
+    def _lateness(self, f: Fault, rng: random.Random, wire: str, direction: str,
+                  length: int) -> float:
+        """How late a latency/reorder fault makes one frame: its delay, ± its jitter (uniform,
+        clamped at 0: netem's default jitter), plus, with a `rate`, the time it waits behind
+        the frames this fault already let through on this wire and direction and its own
+        serialization time (netem's rate). No draw without jitter: the plans that existed
+        before jitter replay bit for bit."""
+        p = f.params
+        extra = p["delay"].draw(rng) if "delay" in p else (0.0 if "rate" in p else 0.001)
+        jitter = p.get("jitter")
+        if jitter:
+            extra = max(0.0, extra + rng.uniform(-jitter, jitter))
+        rate = p.get("rate")
+        if rate:
+            now = self.kernel.now
+            key = (f.id, wire, direction)
+            start = max(now, self._busy_until.get(key, 0.0))
+            done = start + length * 8.0 / float(rate)
+            self._busy_until[key] = done
+            extra += done - now
+        return extra
 
     # -- executive faults -----------------------------------------------------------------------
 
@@ -270,9 +311,9 @@ class FaultInjector:
         for m in self._hung:
             m.unhang()
         self._hung.clear()
-        for m in self._down:
-            m.media_connected = True
-        self._down.clear()
+        down, self._down = self._down, []
+        for m in down:
+            self._set_media(m, True)
         held, self._held = self._held, []
         for release in held:
             release()

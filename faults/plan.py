@@ -11,7 +11,14 @@
     probability = 1.0
 
     [[miniport]]   action = hang | reset | surprise-removal | link-flap
+                   (link-flap: `duration` without the cable, indicated to the protocols as
+                   NDIS_STATUS_MEDIA_DISCONNECT/CONNECT; reset: an optional `duration` for which
+                   the adapter's frames stall)
     [[wire]]       action = loss | duplicate | reorder | corrupt | latency
+                   (latency and reorder: `delay`, `jitter` (± seconds, uniform); latency also
+                   `rate` (bits per second: each frame waits its serialization time behind the
+                   frames before it); on TAP and veth the wire faults become Linux netem qdiscs
+                   — faults.netem — and what netem cannot express is refused)
     [[queue]]      action = hold | alloc-fail
                    (hold: `workers` items on `queue` block for `duration`; with `waker_queue`
                    each is woken by an item queued on that queue when its time is up — another
@@ -315,14 +322,14 @@ _PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("oid", "fail"): ("oid", "status"),
     ("oid", "double-complete"): ("oid",),
     ("miniport", "hang"): (),
-    ("miniport", "reset"): (),
+    ("miniport", "reset"): ("duration",),
     ("miniport", "surprise-removal"): (),
     ("miniport", "link-flap"): ("duration",),
     ("wire", "loss"): ("direction",),
     ("wire", "duplicate"): ("direction",),
-    ("wire", "reorder"): ("direction", "delay"),
+    ("wire", "reorder"): ("direction", "delay", "jitter"),
     ("wire", "corrupt"): ("direction",),
-    ("wire", "latency"): ("direction", "delay"),
+    ("wire", "latency"): ("direction", "delay", "jitter", "rate"),
     ("queue", "hold"): ("queue", "workers", "at", "duration", "waker_queue"),
     ("queue", "alloc-fail"): ("queue",),
     ("pnp", "burst"): ("count", "at", "interval"),
@@ -430,12 +437,16 @@ def _params(kind: str, action: str, entry: dict[str, Any], ctx: _Ctx) -> dict[st
             out[key] = value
         elif key in ("workers", "count"):
             out[key] = _integer(value, ctx, key, minimum=1)
-        else:  # at, duration, interval
+        elif key == "rate":
+            out["rate"] = _number(value, ctx, "rate", minimum=1.0)
+        else:  # at, duration, interval, jitter
             out[key] = _number(value, ctx, key, minimum=0.0)
     required = {("oid", "fail"): ("status",), ("oid", "delay"): ("delay",),
                 ("wire", "latency"): ("delay",), ("queue", "hold"): ("workers", "duration"),
                 ("pnp", "burst"): ("count",), ("miniport", "link-flap"): ("duration",)}
     for key in required.get((kind, action), ()):
+        if key == "delay" and "rate" in out:
+            continue  # a latency that is only a rate limit
         if key not in out:
             ctx.fail(("action",), f"{key}: missing in {ctx.tag}; action {_show(action)} "
                      "requires it")

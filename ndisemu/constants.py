@@ -86,6 +86,15 @@ class NdisStatus(IntEnum):
         return cls[name.strip().upper().removeprefix("NDIS_STATUS_")]
 
 
+#: Status indications (NdisMIndicateStatus), not request results (ndis.h: NDIS_STATUS_MEDIA_
+#: CONNECT / NDIS_STATUS_MEDIA_DISCONNECT); kept out of NdisStatus, which plans draw failures
+#: from.
+NDIS_STATUS_MEDIA_CONNECT = 0x4001000B
+NDIS_STATUS_MEDIA_DISCONNECT = 0x4001000C
+MEDIA_STATUS_NAMES = {NDIS_STATUS_MEDIA_CONNECT: "NDIS_STATUS_MEDIA_CONNECT",
+                      NDIS_STATUS_MEDIA_DISCONNECT: "NDIS_STATUS_MEDIA_DISCONNECT"}
+
+
 class RequestType(IntEnum):
     """NDIS_REQUEST_TYPE."""
 

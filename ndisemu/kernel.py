@@ -173,6 +173,11 @@ class Kernel:
         if self._sleeping and self._running:
             self.now = max(self.now, trio.current_time() - self._epoch)
 
+    def trio_time(self, when: float) -> float:
+        """The reading of trio's clock at which this kernel's time is `when` (once running):
+        for drivers that act on the kernel's timeline from trio tasks (serve's netem windows)."""
+        return self._epoch + when
+
     def call_at(self, when: float, fn: Callable[..., None], *args: Any) -> Timer:
         """Run `fn(*args)` at DPC level at virtual time `when` (a KTIMER + KDPC)."""
         if self._sleeping:

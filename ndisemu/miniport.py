@@ -146,6 +146,8 @@ class EmulatedMiniport:
         self._end: WireEnd | None = None
         self.fault_hook: MiniportFaultHook | None = None
         self.hung = False
+        self.stalled_until = 0.0  # a reset in progress: no frame moves before this time
+        self.stall_dropped = 0
         self.held: list[Callable[[], None]] = []  # completions kept back by a hang
         self._receive: Callable[[bytes], None] | None = None
         # NDIS's hook for a completion work item: requests NDIS holds behind this one wait on
@@ -164,7 +166,24 @@ class EmulatedMiniport:
 
     def _on_frame(self, frame: bytes) -> None:
         if self._receive is not None and self.media_connected:
+            if self.stalled_until and self.kernel.now < self.stalled_until:
+                self.stall_dropped += 1
+                return
             self._receive(frame)
+
+    def set_media(self, connected: bool) -> None:
+        """The cable is pulled or plugged back: sends fail and receives stop while it is out,
+        and a wire end with a carrier (a real device) shows it to Linux. NDIS hears of it from
+        whoever pulled the cable (Ndis.indicate_status), as from a miniport's
+        NdisMIndicateStatus."""
+        self.media_connected = connected
+        carrier = getattr(self._end, "set_carrier", None)
+        if carrier is not None:
+            carrier(connected)
+
+    def stall(self, duration: float) -> None:
+        """A reset in progress for `duration` seconds: frames neither leave nor arrive."""
+        self.stalled_until = max(self.stalled_until, self.kernel.now + duration)
 
     def tx_time(self, frame: bytes) -> float:
         """Seconds on the medium: frame + FCS, preamble and inter-frame gap (24 bytes)."""
@@ -179,6 +198,9 @@ class EmulatedMiniport:
         link speed; `on_complete` (NdisMSendComplete) runs when it has left."""
         if self._end is None or not self.media_connected:
             return NdisStatus.FAILURE
+        if self.stalled_until and self.kernel.now < self.stalled_until:
+            self.stall_dropped += 1
+            return NdisStatus.RESET_IN_PROGRESS
         if not self._end.paced:
             # A real device: its driver queue paces the frames; the send is complete for us.
             self.tx_frames += 1

@@ -31,7 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .constants import NdisStatus, Oid, PacketFilter, RequestType, oid_name
+from .constants import (
+    MEDIA_STATUS_NAMES,
+    NdisStatus,
+    Oid,
+    PacketFilter,
+    RequestType,
+    oid_name,
+)
 from .errors import NdisEmuError
 from .miniport import EmulatedMiniport, NdisRequest, parse_ulong, ulong
 from .params import DELAYED
@@ -194,6 +201,21 @@ class Ndis:
         block.completion_item = item
         for queued in block.queued:
             self._declare_dispatch(item, queued)
+
+    def indicate_status(self, name: str, status: int) -> None:
+        """NdisMIndicateStatus then NdisMIndicateStatusComplete: every open binding's protocol
+        that has a ProtocolStatus handler (`status`) hears of it, in binding order, at the
+        caller's IRQL (a miniport indicates at DPC level)."""
+        block = self.miniports.get(name)
+        if block is None or block.removed:
+            return
+        if self.trace.enabled:
+            self.trace.emit("ndis.status", adapter=name,
+                            status=MEDIA_STATUS_NAMES.get(status, f"0x{status:08X}"))
+        for binding in list(block.bindings):
+            handler = getattr(binding.protocol, "status", None)
+            if binding.open and handler is not None:
+                handler(binding, status)
 
     def remove_miniport(self, name: str) -> None:
         """The miniport is gone: queued requests and the one in progress fail with

@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from ndisemu.constants import NdisStatus, Oid, PacketFilter, RequestType, oid_name
+from ndisemu.constants import (
+    NDIS_STATUS_MEDIA_CONNECT,
+    NDIS_STATUS_MEDIA_DISCONNECT,
+    NdisStatus,
+    Oid,
+    PacketFilter,
+    RequestType,
+    oid_name,
+)
 from ndisemu.executive.core import WorkItem
 from ndisemu.miniport import NdisRequest, parse_ulong, ulong
 from ndisemu.ndis import BindContext, Binding, Ndis
@@ -237,6 +245,24 @@ class Tcpip6Binder:
             self.executor.completed(sub)
 
         sub.completion_item = self.executor.queue_completion(sub, oid_complete)
+
+    def status(self, binding: Binding, status: int) -> None:
+        """ProtocolStatus: the adapter's media went away or came back (NdisMIndicateStatus).
+        The interface keeps its addresses (Windows keeps a disconnected interface's
+        configuration for a while; tcpip6 only counts the events here — inferred, the sources
+        are silent on what tcpip6 does beyond that)."""
+        state: Tcpip6Binding | None = binding.context
+        if state is None or state.phase is BindPhase.UNBOUND:
+            return
+        if status == NDIS_STATUS_MEDIA_DISCONNECT:
+            state.media_connected = False
+            state.counters["media_disconnect"] += 1
+        elif status == NDIS_STATUS_MEDIA_CONNECT:
+            state.media_connected = True
+            state.counters["media_connect"] += 1
+        else:
+            return
+        self._trace("tcpip6.media", adapter=state.adapter, connected=state.media_connected)
 
     def receive(self, binding: Binding, frame: bytes) -> None:
         """ProtocolReceive at DPC level: backlog the frame, defer processing to a work item."""

@@ -29,6 +29,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from faults.netem import check_real_plan
 from faults.plan import load_plan
 from ndisemu.backends.netlink import Registry, in_netns
 from ndisemu.backends.topology import preflight
@@ -365,6 +366,8 @@ async def _demo(args: argparse.Namespace, build: Callable[[argparse.Namespace, s
                     await nursery.start(real.host.kernel.run)
                     for port in real.topology.ports():
                         nursery.start_soon(port.run)
+                    if real.wire_faults is not None:  # the plan's [[wire]] faults: netem
+                        nursery.start_soon(real.wire_faults.run)
                     if applications:
                         problem = await nursery.start(run_peerd, real.topology.netns)
                         if problem is not None:
@@ -427,8 +430,8 @@ def run_demo(args: argparse.Namespace,
         raise UsageError(f"--speed must be > 0 (got {args.speed})")
     if args.duration <= BURST_AT:
         raise UsageError(f"--duration must be > {BURST_AT}s (the burst happens then)")
-    if args.faults:
-        load_plan(args.faults)  # a bad plan is refused before anything starts
+    if args.faults:  # a bad plan, or one netem cannot carry out, is refused before anything
+        check_real_plan(load_plan(args.faults), args.backend)
     console = Console(highlight=False)
     live_view = console.is_terminal and not args.plain
     if args.backend == "tap":

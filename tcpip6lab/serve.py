@@ -16,6 +16,11 @@ devices too. Creating one takes milliseconds, and the knot needs arrivals closer
 the devices of every arrival known in advance are created before the first adapter arrives; the
 arrivals themselves come at their planned times. An arrival nobody knew of gets its device when
 it comes. Each is announced on stdout; a departed adapter's device is removed at once.
+
+On real devices a plan's `[[wire]]` faults are netem qdiscs changed at their windows' edges
+(tcpip6lab.wirefaults; what netem cannot express is refused before set-up), and its
+`[[miniport]]` faults act on the devices: a link-flap pulls the carrier (printed with the media
+indication tcpip6 gets), a surprise removal deletes the device.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import IO, Any
 
 import trio
 
+from faults.netem import check_real_plan
 from faults.plan import FaultPlan, load_plan
 from ndisemu.backends.netlink import Registry, netns_preexec
 from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
@@ -46,7 +52,6 @@ from ndisemu.trace import Tracer
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 
 from . import services
-from .errors import UsageError
 from .host import EmulatedHost
 from .params import (
     ModelParams,
@@ -58,6 +63,7 @@ from .params import (
     peer_ula,
 )
 from .peer import PingStats
+from .wirefaults import WireFaults
 
 PEERD_START_TIMEOUT = 10.0  # seconds for tcpip6lab.peerd to listen
 
@@ -76,6 +82,7 @@ class RealHost:
     configs: list[MiniportConfig]  # the adapters present from the start
     pcaps: list[PcapWriter]
     ports: DevicePorts | None = None
+    wire_faults: WireFaults | None = None  # the plan's [[wire]] faults as netem qdiscs
 
     def close(self) -> list[str]:
         for w in self.pcaps:
@@ -163,7 +170,11 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
     specs = [site_spec(c) for c in configs + extra]
     ports.kernel = host.kernel
     ports.topology = build(host.kernel, backend, specs, netns=netns, registry=registry)
-    return RealHost(host, ports.topology, configs, ports.pcaps, ports)
+    real = RealHost(host, ports.topology, configs, ports.pcaps, ports)
+    if plan is not None and plan.of_kind("wire"):
+        real.wire_faults = WireFaults(ports.topology, host.kernel, plan)
+        real.wire_faults.prepare()  # no netem in this kernel: one line, and all is removed
+    return real
 
 
 @contextlib.contextmanager
@@ -197,6 +208,8 @@ async def running(real: RealHost) -> AsyncIterator[trio.Nursery]:
             nursery.start_soon(port.run)
         if real.ports is not None:
             real.ports.nursery = nursery
+        if real.wire_faults is not None:
+            nursery.start_soon(real.wire_faults.run)
         host.start()
         yield nursery
         nursery.cancel_scope.cancel()
@@ -285,6 +298,8 @@ async def run_real(real: RealHost, interval: float, out: IO[str],
                    signals: AsyncIterator[int], extras: Extras | None = None) -> None:
     extras = extras or Extras()
     host = real.host
+    if real.wire_faults is not None:
+        real.wire_faults.out = out
     async with running(real) as nursery:
         if extras.applications:
             problem = await nursery.start(run_peerd, real.topology.netns)
@@ -382,8 +397,18 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
     host = real.host
     announced: dict[str, int] = {}  # adapter -> the seq of its latest arrival announced
     removed = 0
+    media: dict[str, int] = {}  # adapter -> media indications tcpip6 has had
     while True:
         await trio.sleep(period)
+        for name, iface in host.tcpip6.interfaces.items():
+            seen = iface.counters["media_disconnect"] + iface.counters["media_connect"]
+            if seen != media.get(name, 0):
+                media[name] = seen
+                up = iface.media_connected
+                out.write(f"t={host.kernel.now:7.1f}s  {name} media "
+                          f"{'connected' if up else 'disconnected'} (tcpip6 was indicated "
+                          f"NDIS_STATUS_MEDIA_{'CONNECT' if up else 'DISCONNECT'})\n")
+                out.flush()
         new = []
         for arrival in host.pnp.arrivals:
             name = arrival.config.name
@@ -494,20 +519,10 @@ def print_listen_points(out: IO[str], extras: Extras,
     out.flush()
 
 
-#: the plan kinds a real-device host cannot carry out (their hooks are the memory cable's)
-REAL_UNSUPPORTED = {"wire": "[[wire]] faults act on memory cables only (use --backend memory)"}
-
-
 def check_plan_for(plan: FaultPlan | None, backend: str) -> None:
-    """Refuse, in one line and before anything is set up, what this backend cannot honour."""
-    if plan is None or backend == "memory":
-        return
-    for kind, why in REAL_UNSUPPORTED.items():
-        faults = plan.of_kind(kind)
-        if faults:
-            where = f"{plan.source}:{faults[0].line}" if faults[0].line else str(plan.source)
-            raise UsageError(f"{where}: serve --backend {backend} cannot honour this plan: "
-                             f"{why}")
+    """Refuse, in one line and before anything is set up, what this backend cannot honour:
+    on TAP and veth, the `[[wire]]` faults netem cannot express (faults.netem)."""
+    check_real_plan(plan, backend)
 
 
 def planned_arrivals(plan: FaultPlan | None) -> int:

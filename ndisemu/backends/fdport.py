@@ -45,6 +45,10 @@ class FdPort:
         self.tx_dropped = 0
         self.rx_batches = 0
         self.closed = False
+        # The device's carrier, as Linux sees it (TAP: TUNSETCARRIER; veth: our end down/up);
+        # set by backends.topology. None: the medium has no carrier to show.
+        self.carrier: Callable[[bool], None] | None = None
+        self.carrier_changes = 0
 
     def attach(self, receiver: Callable[[bytes], None]) -> None:
         self._receiver = receiver
@@ -63,6 +67,13 @@ class FdPort:
         self.tx_frames += 1
         if self.recorder is not None:
             self.recorder.write(frame, time.time())
+
+    def set_carrier(self, up: bool) -> None:
+        """The emulated cable is plugged in or pulled: show it on the device (a link-flap)."""
+        if self.carrier is None or self.closed:
+            return
+        self.carrier(up)
+        self.carrier_changes += 1
 
     def _deliver(self, frames: list[bytes]) -> None:
         receiver = self._receiver

@@ -11,6 +11,7 @@ import os
 import struct
 
 TUNSETIFF = 0x400454CA
+TUNSETCARRIER = 0x400454E2  # _IOW('T', 226, int), linux/if_tun.h (Linux 4.19+)
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 
@@ -24,3 +25,8 @@ def open_tap(name: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def set_tap_carrier(fd: int, up: bool) -> None:
+    """Carrier on or off on the TAP netdev: Linux sees LOWER_UP come and go (a cable)."""
+    fcntl.ioctl(fd, TUNSETCARRIER, struct.pack("i", 1 if up else 0))

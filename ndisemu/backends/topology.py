@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from .netlink import (
     require_tun,
     write_sysctl,
 )
-from .tap import open_tap
+from .tap import open_tap, set_tap_carrier
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -59,6 +60,7 @@ class Site:
     netns: str
     port: FdPort
     emu_device: str | None = None  # veth: our end
+    ifb: str | None = None  # TAP with "out" wire faults: the IFB its received frames cross
 
 
 @dataclass
@@ -91,9 +93,10 @@ class Topology:
         if site is None:
             return []
         site.port.close()  # a TAP device goes with its last fd
-        names = [n for n in (site.device, site.emu_device) if n is not None]
+        names = [n for n in (site.device, site.emu_device, site.ifb) if n is not None]
         removed: list[str] = []
-        for name, ns in ((site.device, self.netns), (site.emu_device, self.emu_netns)):
+        for name, ns in ((site.device, self.netns), (site.emu_device, self.emu_netns),
+                         (site.ifb, self.netns)):
             if name is None or ns is None:
                 continue
             if _delete_link(name, ns):
@@ -162,6 +165,7 @@ def _add_site(topo: Topology, kernel: Kernel, ipr: Any, ns: Any, spec: SiteSpec)
     if topo.backend == "tap":
         fd = open_tap(dev)
         port = FdPort(kernel, fd, dev, mtu=spec.mtu)
+        port.carrier = _tap_carrier(fd)
         emu_dev = None
     else:
         emu_dev = dev + "e"
@@ -170,6 +174,7 @@ def _add_site(topo: Topology, kernel: Kernel, ipr: Any, ns: Any, spec: SiteSpec)
         idx = ipr.link_lookup(ifname=emu_dev)[0]
         ipr.link("set", index=idx, net_ns_fd=topo.emu_netns)
         port = _packet_port(kernel, topo.emu_netns or "", emu_dev, spec)
+        port.carrier = _veth_carrier(topo.emu_netns or "", emu_dev)
     idx = ipr.link_lookup(ifname=dev)[0]
     if current:
         # In the current namespace the defaults are the user's: set ours per device.
@@ -196,6 +201,28 @@ def _add_site(topo: Topology, kernel: Kernel, ipr: Any, ns: Any, spec: SiteSpec)
                 address=socket.inet_ntop(socket.AF_INET6, spec.linux_ipv6), prefixlen=64)
     site = topo.sites[spec.adapter] = Site(spec, dev, ns_name, port, emu_dev)
     return site
+
+
+def _tap_carrier(fd: int) -> Callable[[bool], None]:
+    def carrier(up: bool) -> None:
+        try:
+            set_tap_carrier(fd, up)
+        except OSError as exc:
+            raise BackendError(f"cannot set the carrier of a TAP device: {exc.strerror}") \
+                from None
+    return carrier
+
+
+def _veth_carrier(emu_ns: str, emu_dev: str) -> Callable[[bool], None]:
+    """A veth's carrier is its peer being up: our end down is a pulled cable for Linux."""
+    def carrier(up: bool) -> None:
+        from pyroute2 import NetNS
+
+        with NetNS(emu_ns) as ns:
+            idx = ns.link_lookup(ifname=emu_dev)
+            if idx:
+                ns.link("set", index=idx[0], state="up" if up else "down")
+    return carrier
 
 
 SIOCETHTOOL = 0x8946

@@ -209,3 +209,41 @@ def test_wire_faults_reach_the_traffic(action: str, check: Any) -> None:
     else:
         assert not late  # nothing answered once every incoming frame is lost or mangled
     assert check(side.v6) or action != "duplicate"
+
+
+def test_a_link_flap_is_indicated_to_tcpip6_as_media_disconnect_then_connect() -> None:
+    hosts: list[EmulatedHost] = []
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def main() -> dict[str, Any]:
+        plan = plan_from_dict({"miniport": [{"action": "link-flap", "nth": 2, "duration": 0.5,
+                                             "adapters": "nic000"}]})
+        return await run_storm_async(
+            StormConfig(adapters=2, params=ModelParams(executor="dedicated"), plan=plan,
+                        traffic=True),
+            on_host=lambda h: (hosts.append(h),
+                               h.kernel.tracer.add_sink(lambda r: events.append((r["event"], r)))))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    iface = hosts[0].tcpip6.interfaces["nic000"]
+    assert iface.counters["media_disconnect"] == 1 and iface.counters["media_connect"] == 1
+    assert iface.media_connected and hosts[0].tcpip6.interfaces["nic001"].counters[
+        "media_disconnect"] == 0
+    order = [(f["status"] if e == "ndis.status" else f["connected"]) for e, f in events
+             if e in ("ndis.status", "tcpip6.media") and f.get("adapter") == "nic000"]
+    assert order == ["NDIS_STATUS_MEDIA_DISCONNECT", False, "NDIS_STATUS_MEDIA_CONNECT", True]
+
+
+def test_a_reset_with_a_duration_stalls_the_adapters_frames_for_it() -> None:
+    hosts: list[EmulatedHost] = []
+
+    async def main() -> dict[str, Any]:
+        plan = plan_from_dict({"miniport": [{"action": "reset", "nth": 8, "duration": 3.0,
+                                             "adapters": "nic000"}]})
+        return await run_storm_async(
+            StormConfig(adapters=1, params=ModelParams(executor="dedicated"), plan=plan,
+                        traffic=True), on_host=hosts.append)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    m = hosts[0].ndis.miniports["nic000"].miniport
+    assert m.stalled_until >= 3.0 and m.stall_dropped > 0

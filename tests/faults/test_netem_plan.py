@@ -1,0 +1,145 @@
+"""Wire faults' new keys on the memory wire (jitter, rate) and their netem form (faults.netem)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from faults.errors import PlanError
+from faults.injector import FaultInjector
+from faults.netem import check_real_plan, edges, spec_at
+from faults.plan import parse_plan, plan_from_dict
+from ndisemu.backends.memory import MemoryCable
+from ndisemu.backends.netem import NetemSpec
+from ndisemu.kernel import Kernel
+
+
+def lateness(plan: dict[str, Any], frames: list[tuple[float, int]]) -> list[float]:
+    """The extra delay of each (time, length) frame put on a memory wire under `plan`."""
+    kernel = Kernel()
+    inj = FaultInjector(plan_from_dict(plan), kernel, seed=3)
+    wire = MemoryCable(kernel, "nic000")
+    out = []
+    for t, length in frames:
+        kernel.now = t
+        got = inj.on_frame(wire, "out", bytes(length))
+        assert got is not None and len(got) == 1
+        out.append(got[0][0])
+    return out
+
+
+def test_jitter_spreads_the_delay_uniformly_around_it() -> None:
+    late = lateness({"wire": [{"action": "latency", "delay": 0.010, "jitter": 0.004}]},
+                    [(i * 0.1, 100) for i in range(400)])
+    assert min(late) >= 0.006 - 1e-12 and max(late) <= 0.014 + 1e-12
+    assert min(late) < 0.0065 and max(late) > 0.0135  # the whole ±4 ms is used
+    assert abs(sum(late) / len(late) - 0.010) < 0.0005
+
+
+def test_rate_queues_frames_behind_each_other_at_the_rate() -> None:
+    # 1 Mbit/s: a 1250-byte frame takes 10 ms; three at once leave 10, 20, 30 ms late; one
+    # sent after the queue drained is only its own 10 ms late.
+    late = lateness({"wire": [{"action": "latency", "rate": 1_000_000}]},
+                    [(0.0, 1250), (0.0, 1250), (0.0, 1250), (1.0, 1250)])
+    assert late == pytest.approx([0.010, 0.020, 0.030, 0.010])
+
+
+def test_a_latency_needs_a_delay_or_a_rate() -> None:
+    with pytest.raises(PlanError, match=r'^<p>:2: delay: missing in \[\[wire\]\]; action '
+                                        r'"latency" requires it$'):
+        parse_plan('[[wire]]\naction = "latency"\n', source="<p>")
+    with pytest.raises(PlanError, match=r"^<p>:3: rate = 0: must be a number >= 1$"):
+        parse_plan('[[wire]]\naction = "latency"\nrate = 0\n', source="<p>")
+    with pytest.raises(PlanError, match=r"^<p>:3: rate: not a key of action \"loss\""):
+        parse_plan('[[wire]]\naction = "loss"\nrate = 10\n', source="<p>")
+
+
+PLAN = """
+[run]
+heal_at = 30.0
+
+[[wire]]
+action = "loss"
+probability = 0.5
+direction = "in"
+after = 2.0
+until = 4.0
+
+[[wire]]
+action = "loss"
+probability = 0.5
+after = 3.0
+
+[[wire]]
+id = "slow"
+action = "reorder"
+probability = 0.25
+delay = 0.02
+jitter = 0.005
+adapters = ["nic001"]
+
+[[wire]]
+action = "duplicate"
+probability = 0.1
+direction = "out"
+until = 10.0
+"""
+
+
+def test_the_faults_in_force_make_one_netem_spec_per_adapter_and_direction() -> None:
+    plan = parse_plan(PLAN)
+    assert edges(plan) == [0.0, 2.0, 3.0, 4.0, 10.0, 30.0]
+    assert spec_at(plan, 1.0, "nic000", "in") is None
+    assert spec_at(plan, 1.0, "nic000", "out") == NetemSpec(duplicate=pytest.approx(10.0))
+    assert spec_at(plan, 2.5, "nic000", "in") == NetemSpec(loss=50.0)
+    # two losses at once: 1 - 0.5 * 0.5
+    assert spec_at(plan, 3.5, "nic000", "in") == NetemSpec(loss=75.0)
+    assert spec_at(plan, 5.0, "nic000", "in") == NetemSpec(loss=50.0)
+    # the memory wire's reorder delays a share p of the frames; netem sends 1-p at once
+    slow = spec_at(plan, 12.0, "nic001", "out")
+    assert slow == NetemSpec(delay=0.02, jitter=0.005, reorder=75.0, loss=50.0)
+    assert spec_at(plan, 30.0, "nic001", "out") is None  # healed
+    assert NetemSpec(delay=0.02, jitter=0.005, reorder=75.0, loss=50.0).tc_args() == {
+        "delay": 20000, "jitter": 5000, "loss": 50.0, "duplicate": 0.0, "prob_corrupt": 0.0,
+        "limit": 10000, "prob_reorder": 75.0}
+    assert NetemSpec(rate=1e6, delay=0.001).describe() == "netem delay 1ms rate 1e+06bit"
+
+
+@pytest.mark.parametrize("entry,line", [
+    ('action = "loss"\nnth = 3',
+     "p.toml:1: [[wire]] wire0: nth = 3: netem cannot express it on --backend tap (it draws "
+     "every frame on its own: use probability and after/until)"),
+    ('action = "duplicate"\ncount = 2',
+     "p.toml:1: [[wire]] wire0: count = 2: netem cannot express it on --backend tap (it draws "
+     "every frame on its own: use probability and after/until)"),
+    ('action = "latency"\ndelay = { distribution = "normal", mean = 0.01, stddev = 0.002 }',
+     'p.toml:1: [[wire]] wire0: delay.distribution = "normal": netem cannot express it on '
+     "--backend tap (use a fixed delay with jitter, or a uniform distribution)"),
+    ('action = "latency"\ndelay = { distribution = "uniform", low = 0.0, high = 0.1 }\n'
+     "jitter = 0.01",
+     "p.toml:1: [[wire]] wire0: jitter beside a uniform delay: netem cannot express it on "
+     "--backend tap (a uniform delay is already delay ± jitter)"),
+    ('action = "latency"\nrate = 1000000\nprobability = 0.5',
+     "p.toml:1: [[wire]] wire0: rate with probability = 0.5: netem cannot express it on "
+     "--backend tap (netem limits every frame's rate)"),
+    ('action = "latency"\ndelay = 0.01\n\n[[wire]]\naction = "reorder"\nafter = 5.0',
+     "p.toml:5: [[wire]] wire1: in force together with [[wire]] wire0 on the same adapter and "
+     "direction: netem cannot express it on --backend tap (one netem qdisc has one delay; give "
+     "them disjoint after/until windows, directions or adapters)"),
+])
+def test_what_netem_cannot_express_is_refused_in_one_line(entry: str, line: str) -> None:
+    plan = parse_plan(f"[[wire]]\n{entry}\n", source="p.toml")
+    check_real_plan(plan, "memory")  # the memory wire does all of it
+    with pytest.raises(PlanError) as exc:
+        check_real_plan(plan, "tap")
+    assert str(exc.value) == line
+
+
+def test_delaying_faults_apart_in_time_direction_or_adapter_are_accepted() -> None:
+    for second in ('after = 5.0\ndirection = "in"', 'direction = "out"',
+                   'adapters = ["nic001"]'):
+        plan = parse_plan('[[wire]]\naction = "latency"\ndelay = 0.01\ndirection = "in"\n'
+                          'adapters = ["nic000"]\nuntil = 5.0\n\n'
+                          f'[[wire]]\naction = "reorder"\n{second}\n', source="p.toml")
+        check_real_plan(plan, "veth")

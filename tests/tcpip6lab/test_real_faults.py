@@ -1,0 +1,294 @@
+"""Fault plans on real devices (root, real namespaces, Linux's own view of the devices):
+
+* a `[[miniport]] link-flap` pulls the carrier: Linux's netlink reports the device without, then
+  with IFF_LOWER_UP (pyroute2 monitor, `ip monitor link`'s equivalent), tcpip6 is indicated
+  NDIS_STATUS_MEDIA_DISCONNECT then CONNECT, and ping -6 answers again afterwards (TAP, veth);
+* a `surprise-removal` deletes the adapter's device (and forgets it in the state file);
+* the IFB a TAP device's received frames cross on their way to a netem qdisc carries them, is in
+  the state file, and `tcpip6-lab cleanup` removes it after a SIGKILL;
+* `[[wire]]` netem faults: loss 100 % in a window stops Linux's pings exactly in it; duplicate and
+  reorder show in the pcap. These need a kernel with netem (CONFIG_NET_SCH_NETEM) and are skipped,
+  with that reason, on one without it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import leftovers, require_real_net
+from tests.tcpip6lab.test_serve_host import Serve, in_ns, namespace, ours, sites
+
+IFF_LOWER_UP = 0x10000
+RTMGRP_LINK = 1
+RTM_NEWLINK = 16
+IFLA_IFNAME = 3
+
+
+@pytest.fixture
+def nothing_left() -> Any:
+    runs: list[Serve] = []
+    yield runs
+    for s in runs:
+        assert ours(s) == []
+
+
+class LinkMonitor:
+    """RTM_NEWLINK messages of one namespace, as `ip monitor link` shows them: (device, lower
+    up?) in order. A plain rtnetlink socket subscribed to RTMGRP_LINK (pyroute2 0.9's `get()`
+    on a bound IPRoute delivered only the first batch here); `lower_up` asks pyroute2."""
+
+    def __init__(self, netns: str) -> None:
+        from ndisemu.backends.netlink import in_netns
+
+        self.netns = netns
+        with in_netns(netns):  # the socket stays in the namespace it was made in
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+        self.sock.bind((0, RTMGRP_LINK))
+        self.sock.setblocking(False)
+        self.seen: list[tuple[str, bool]] = []
+
+    def poll(self) -> None:
+        while select.select([self.sock], [], [], 0.02)[0]:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, off)
+                if kind == RTM_NEWLINK:
+                    flags = struct.unpack_from("=I", data, off + 16 + 8)[0]
+                    self.seen.append((_ifname(data[off + 32:off + length]),
+                                      bool(flags & IFF_LOWER_UP)))
+                off += (length + 3) & ~3 if length else len(data)
+
+    def states(self, device: str) -> list[bool]:
+        self.poll()
+        out: list[bool] = []
+        for name, up in self.seen:
+            if name == device and (not out or out[-1] != up):
+                out.append(up)
+        return out
+
+    def lower_up(self, device: str) -> bool:
+        from pyroute2 import NetNS
+
+        with NetNS(self.netns) as ns:
+            links = ns.get_links(ifname=device)
+        return bool(links) and bool(links[0]["flags"] & IFF_LOWER_UP)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _ifname(attrs: bytes) -> str:
+    """IFLA_IFNAME among an ifinfomsg's attributes."""
+    off = 0
+    while off + 4 <= len(attrs):
+        length, kind = struct.unpack_from("=HH", attrs, off)
+        if length < 4:
+            break
+        if kind == IFLA_IFNAME:
+            return attrs[off + 4:off + length].split(b"\0")[0].decode()
+        off += (length + 3) & ~3
+    return ""
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_a_link_flap_is_seen_by_linux_and_indicated_to_tcpip6(
+        backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
+    require_real_net("ip", "ping", tun=backend == "tap")
+    plan = tmp_path / "flap.toml"
+    # the 7th request of nic000's bind pulls its cable for 3 s
+    plan.write_text('[[miniport]]\naction = "link-flap"\nnth = 7\nduration = 3.0\n'
+                    'adapters = ["nic000"]\n')
+    s = Serve("--backend", backend, "--adapters", "2", "--no-apps", "--faults", str(plan))
+    nothing_left.append(s)
+    monitor = None
+    try:
+        ns = namespace(s)
+        dev = s.wait_for(r"nic000  device (\S+)")[1]
+        while not Path(f"/run/netns/{ns}").exists():
+            time.sleep(0.01)
+        monitor = LinkMonitor(ns)
+        monitor.poll()
+        s.wait_for(r"nic000 media disconnected \(tcpip6 was indicated "
+                   r"NDIS_STATUS_MEDIA_DISCONNECT\)", timeout=15)
+        s.wait_for(r"nic000 media connected \(tcpip6 was indicated NDIS_STATUS_MEDIA_CONNECT\)",
+                   timeout=15)
+        states = monitor.states(dev)
+        assert False in states, monitor.seen  # Linux saw the carrier go
+        deadline = time.monotonic() + 5
+        while not monitor.lower_up(dev) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert monitor.lower_up(dev), monitor.seen  # and come back
+        other = sites(s)["nic001"]["device"]
+        assert False not in monitor.states(other), monitor.seen  # only nic000 flapped
+        assert "nic001 media" not in s.text
+        ll = sites(s)["nic000"]["link_local"]
+        ping = in_ns(ns, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", f"{ll}%{dev}",
+                     timeout=20)
+        assert ping.returncode == 0, ping.stdout + ping.stderr  # the cable is back for real
+    finally:
+        if monitor is not None:
+            monitor.close()
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_a_surprise_removal_deletes_the_device(backend: str, tmp_path: Path,
+                                               nothing_left: list[Serve]) -> None:
+    require_real_net("ip", tun=backend == "tap")
+    plan = tmp_path / "gone.toml"
+    plan.write_text('[[miniport]]\naction = "surprise-removal"\nnth = 7\n'
+                    'adapters = ["nic001"]\n')
+    s = Serve("--backend", backend, "--adapters", "2", "--no-apps", "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        dev = s.wait_for(r"nic001  device (\S+)")[1]
+        gone = s.wait_for(r"nic001 departed; removed link (\S+)", timeout=15)
+        assert gone[1] == dev
+        links = in_ns(ns, "ip", "-o", "link").stdout
+        assert dev not in links and sites(s)["nic000"]["device"] in links
+        state = json.loads(next(Path("/run/tcpip6-lab").glob("*.json")).read_text())
+        assert dev not in state["links"]
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+
+
+def test_a_taps_received_frames_cross_its_ifb_and_cleanup_removes_it_after_sigkill() -> None:
+    require_real_net("ip")
+    script = r"""
+import os, sys, time
+from ndisemu.backends import netem
+from ndisemu.backends.netlink import Registry
+from ndisemu.backends.tap import open_tap
+from pyroute2 import IPRoute
+reg = Registry.open()
+dev, ifb = f"t6l-{reg.run_id}-0", f"t6l-{reg.run_id}-0i"
+reg.claim_link(dev)
+fd = open_tap(dev)
+with IPRoute() as ipr:
+    ipr.link("set", index=ipr.link_lookup(ifname=dev)[0], state="up")
+reg.claim_link(ifb)
+netem.add_ifb(".", dev, ifb)
+frame = bytes.fromhex("ffffffffffff" "020000000001" "0800") + bytes(46)
+for _ in range(5):
+    os.write(fd, frame)  # what the emulated host sends: the TAP netdev receives it
+time.sleep(0.2)
+with IPRoute() as ipr:
+    stats = ipr.get_links(ifname=ifb)[0].get_attr("IFLA_STATS64")
+print(dev, ifb, stats["rx_packets"], " ".join(netem.qdiscs(".", dev)), flush=True)
+time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert len(line) >= 4, (line, proc.stderr.read() if proc.stderr else "")
+        dev, ifb, crossed, kinds = line[0], line[1], int(line[2]), line[3:]
+        assert crossed >= 5 and "ingress" in kinds
+        state = [json.loads(p.read_text()) for p in Path("/run/tcpip6-lab").glob("*.json")]
+        assert any(ifb in st["links"] for st in state)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert os.path.exists(f"/sys/class/net/{ifb}")  # SIGKILL: nothing removed it
+    r = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "cleanup"], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert f"removed link {ifb}" in r.stdout and f"removed link {dev}" in r.stdout, r.stdout
+    assert not [x for x in leftovers() if dev in x or ifb in x]
+
+
+def _require_netem() -> None:
+    """Skip (with the reason) on a kernel without netem: the qdisc cannot be had there."""
+    try:
+        r = subprocess.run(["unshare", "--net", sys.executable, "-c",
+                            "from ndisemu.backends import netem; netem.probe_netem('.', 'lo')"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        pytest.skip("needs unshare to probe for netem")
+    if r.returncode != 0:
+        pytest.skip("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): "
+                    + (r.stderr.strip().splitlines() or ["?"])[-1])
+
+
+PING = re.compile(r"^\[(\d+\.\d+)\] .*icmp_seq=(\d+)")  # ping -D
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_netem_loss_in_a_window_stops_pings_exactly_in_it(
+        backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
+    require_real_net("ip", "ping", tun=backend == "tap")
+    _require_netem()
+    plan = tmp_path / "loss.toml"
+    plan.write_text('[[wire]]\naction = "loss"\nafter = 4.0\nuntil = 7.0\n')
+    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)  # about t=1s: before the window
+        # 9 s of pings every 50 ms, timestamped by Linux (-D), misses reported (-O)
+        ping = in_ns(ns, "ping", "-6", "-D", "-O", "-n", "-i", "0.05", "-c", "180", "-W", "1",
+                     f"{ll}%{dev}", timeout=30)
+        replies = [float(m[1]) for m in map(PING.match, ping.stdout.splitlines())
+                   if m and "bytes from" in m[0]]
+        gaps = [b - a for a, b in itertools.pairwise(replies)]
+        assert 2.8 <= max(gaps) <= 3.4, (max(gaps), ping.stdout)  # the 3 s window, no more
+        assert sorted(gaps)[-2] < 0.5, ping.stdout  # and nothing lost outside it
+        start = s.wait_for(r"t=\s*([\d.]+)s  nic000 in \(\S+\): netem loss 100%")
+        end = s.wait_for(r"t=\s*([\d.]+)s  nic000 in \(\S+\): removed")
+        assert 3.9 <= float(start[1]) <= 4.3 and 6.9 <= float(end[1]) <= 7.3
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    assert "netem loss 100%" in out
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_netem_duplicate_and_reorder_show_in_the_hosts_pcap(
+        backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
+    require_real_net("ip", "ping", tun=backend == "tap")
+    _require_netem()
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+    from scapy.utils import rdpcap
+
+    plan = tmp_path / "mess.toml"
+    # what Linux sends: every frame twice, half of them 100 ms late (the others overtake them)
+    plan.write_text('[[wire]]\naction = "duplicate"\ndirection = "in"\n\n'
+                    '[[wire]]\naction = "reorder"\nprobability = 0.5\ndelay = 0.1\n'
+                    'direction = "in"\n')
+    pcaps = tmp_path / "pcap"
+    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
+              "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)
+        in_ns(ns, "ping", "-6", "-n", "-i", "0.01", "-c", "60", "-W", "1", f"{ll}%{dev}",
+              timeout=30)
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    seqs = [int(p[ICMPv6EchoRequest].seq) for f in pcaps.glob("*.pcap")
+            for p in rdpcap(str(f)) if p.haslayer(ICMPv6EchoRequest)]
+    assert len(seqs) >= 100, seqs  # 60 requests, each twice (a few may be late at the end)
+    assert all(seqs.count(q) == 2 for q in set(seqs[:40])), seqs  # duplicated
+    assert any(b < a for a, b in itertools.pairwise(seqs)), seqs  # and out of order
