@@ -11,9 +11,10 @@ nic000…nic002 stay and take the load, nic003 comes and goes. From the namespac
 requests and a TCP bulk stream paced at --bulk-kbps per adapter (the applications keep their
 share of the two cores). The run is a series of cycles; each (a fraction of --cycle) has
 
-    0.00  link flap of nic000 (media disconnected for 3 s)
-    0.20  reset of nic001
-    0.35  netem loss and reordering on nic002 (when this tree has netem; else left out, said)
+    0.00  link flap of nic000: carrier down for 3 s, NDIS_STATUS_MEDIA_DISCONNECT/CONNECT
+    0.20  reset of nic001: its requests aborted, its frames stalled for 1 s
+    0.35  netem on nic002 for 0.2 of the cycle, both directions: 20 % loss, a quarter of the
+          frames 20 ms late (reordered) — a fault plan's [[wire]] windows (--no-netem: none)
     0.40  nic003 surprise-removed (its device deleted); back at 0.55 (a new device)
     quiet the last --quiet seconds: no fault, the load paused, nothing in flight — the quiet
           point (2 s before the cycle ends) samples descriptors and tasks
@@ -44,11 +45,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import trio
 
+from faults.netem import check_real_plan
+from faults.plan import FaultPlan, parse_plan
+from ndisemu.backends import netem
 from ndisemu.backends.netlink import Registry, netns_preexec
+from ndisemu.constants import NDIS_STATUS_MEDIA_CONNECT, NDIS_STATUS_MEDIA_DISCONNECT
 from ndisemu.errors import BackendError
 from ndisemu.params import HISTORY_KEPT
 from tcpip6.stack.host import ECHO_REPLIES_KEPT
@@ -56,11 +61,15 @@ from tcpip6.wire.ipv6 import addr_str
 from tcpip6lab import apps
 from tcpip6lab.params import ModelParams, adapter_ula
 from tcpip6lab.serve import RealHost, make_real_host, run_peerd, running, watch_devices
+from tcpip6lab.wirefaults import WireFaults
 
 from .errors import BenchUsageError
 
 ADAPTERS = 4  # nic000..nic002 stay, the last comes and goes
 HOTPLUG = "nic003"
+START = 10.0  # kernel time of the soak's t = 0 (the host is up well before)
+RESET_STALL = 1.0  # seconds a reset stalls the miniport's frames
+NETEM_AT, NETEM_FOR = 0.35, 0.2  # each cycle's netem window, as fractions of its active part
 RSS_TARGET_MB_PER_10MIN = 1.0  # the issue's target (--rss-target)
 SLACK = 1.0  # seconds: a failure seen up to this long after window end + its timeout is late
 #: the host's applications' own timeouts (a failure is seen within this of its cause)
@@ -83,7 +92,7 @@ class SoakConfig:
     flap: float = 3.0  # seconds of a link flap
     away: float = 0.15  # fraction of a cycle nic003 is gone
     out: Path = Path("bench/results/soak")
-    netem: bool = True  # use netem when this tree has it
+    netem: bool = True  # netem loss and reordering windows (the plan's [[wire]] faults)
     rss_target: float = RSS_TARGET_MB_PER_10MIN  # MB per 10 minutes
 
     def check(self) -> None:
@@ -130,9 +139,47 @@ class Soak:
     t0: float = 0.0  # trio clock of t = 0
     wall0: float = 0.0  # wall clock of t = 0
     ended_at: float = 0.0
+    last: dict[str, Any] | None = None  # the latest sample (progress)
+    failed: int = 0
+    #: while it runs, samples and failures go to JSONL files, not to memory: the soak's own
+    #: records must not be the growth it measures (read back by `load_records`)
+    _files: dict[str, IO[str]] = field(default_factory=dict)
 
     def now(self) -> float:
         return trio.current_time() - self.t0
+
+    def open_records(self) -> None:
+        self.cfg.out.mkdir(parents=True, exist_ok=True)
+        for name in ("samples", "failures"):
+            self._files[name] = (self.cfg.out / f"{name}.jsonl").open("w", encoding="utf-8")
+
+    def _write(self, name: str, rec: dict[str, Any]) -> None:
+        f = self._files.get(name)
+        if f is not None:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+
+    def add_sample(self, rec: dict[str, Any]) -> None:
+        self.last = rec
+        self._write("samples", rec)
+
+    def add_failure(self, f: Failure) -> None:
+        self.failed += 1
+        self._write("failures", asdict(f))
+
+    def load_records(self) -> None:
+        """Close the record files and read them back (for the verdict and the plot)."""
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        out = self.cfg.out
+        if (out / "samples.jsonl").exists():
+            self.samples = [json.loads(line) for line in
+                            (out / "samples.jsonl").read_text().splitlines()]
+            self.failures = [Failure(**json.loads(line)) for line in
+                             (out / "failures.jsonl").read_text().splitlines()]
+            (out / "samples.jsonl").unlink()
+            (out / "failures.jsonl").unlink()
 
 
 # -- measurements ----------------------------------------------------------------------------
@@ -200,49 +247,82 @@ def host_lists(real: RealHost, history: int) -> dict[str, tuple[int, int | None]
     }
 
 
+def counters(real: RealHost) -> dict[str, int]:
+    """Drops and retransmissions so far (for reading a failure's cause in soak.json)."""
+    c: dict[str, int] = {}
+
+    def add(key: str, n: int) -> None:
+        if n:
+            c[key] = c.get(key, 0) + n
+
+    for site in real.topology.sites.values():
+        add("device_tx_dropped", site.port.tx_dropped)
+    for state in real.host.tcpip6.interfaces.values():
+        if state.stack is not None:
+            for key, n in state.stack.counters.items():
+                if key.startswith(("drop.", "tcp.retrans", "tcp.conn_table", "tcp.rto")):
+                    add(key, n)
+    for key, n in real.host.tcpip6.counters.items():
+        add("tcpip6." + key, n)
+    for state in real.host.tcpip6.interfaces.values():
+        for key, n in state.counters.items():
+            add("tcpip6." + key, n)
+    for block in real.host.ndis.miniports.values():
+        add("stall_dropped", block.miniport.stall_dropped)
+    return c
+
+
 # -- faults ----------------------------------------------------------------------------------
 
 
 class Faults:
-    """The fault cycle, acting on the host as NDIS would indicate it (and on the devices)."""
+    """The fault cycle, acting on the host as a miniport would indicate it to NDIS (and on
+    the devices, so Linux sees it too): link flaps pull the carrier and indicate
+    NDIS_STATUS_MEDIA_DISCONNECT/CONNECT; a reset aborts the miniport's requests and stalls its
+    frames for RESET_STALL seconds; nic003's surprise removal deletes its device. The netem
+    windows are the plan's (`netem_plan`): the host's WireFaults change the qdiscs."""
 
     def __init__(self, soak: Soak, real: RealHost) -> None:
         self.soak = soak
         self.real = real
-        self.netem = _netem_available() if soak.cfg.netem else None
 
     def _open(self, kind: str, adapter: str) -> Window:
         w = Window(kind, adapter, self.soak.now())
         self.soak.windows.append(w)
         return w
 
+    def _media(self, adapter: str, connected: bool) -> None:
+        """At DPC level, as the miniport's NdisMIndicateStatus."""
+        host = self.real.host
+        block = host.ndis.miniports.get(adapter)
+        if block is None or block.miniport.media_connected == connected:
+            return
+        block.miniport.set_media(connected)
+        host.ndis.indicate_status(adapter, NDIS_STATUS_MEDIA_CONNECT if connected
+                                  else NDIS_STATUS_MEDIA_DISCONNECT)
+
     async def link_flap(self, adapter: str, duration: float) -> None:
-        block = self.real.host.ndis.miniports.get(adapter)
-        if block is None:
+        k = self.real.host.kernel
+        if adapter not in self.real.host.ndis.miniports:
             return
         w = self._open("link-flap", adapter)
-        block.miniport.media_connected = False
+        k.queue_dpc(self._media, adapter, False)
         try:
             await trio.sleep(duration)
         finally:
-            block.miniport.media_connected = True
+            k.queue_dpc(self._media, adapter, True)
             w.end = self.soak.now()
 
     async def reset(self, adapter: str) -> None:
         host = self.real.host
+        block = host.ndis.miniports.get(adapter)
+        if block is None:
+            return
         w = self._open("reset", adapter)
         host.kernel.queue_dpc(host.ndis.reset_miniport, adapter)
-        await trio.sleep(0.5)
+        block.miniport.stall(RESET_STALL)
+        await trio.sleep(RESET_STALL)
         w.end = self.soak.now()
-
-    async def netem_window(self, adapter: str, duration: float) -> None:
-        if self.netem is None:
-            return
-        w = self._open("netem", adapter)
-        try:
-            await self.netem(self.real, adapter, duration)
-        finally:
-            w.end = self.soak.now()
 
     async def depart_and_return(self, away: float) -> None:
         host = self.real.host
@@ -262,14 +342,24 @@ class Faults:
             w.end = self.soak.now()
 
 
-def _netem_available() -> Callable[..., Any] | None:
-    """The netem hook of this tree (issue 21's other half), or None when it has none."""
-    try:
-        from ndisemu.backends import netem  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    hook = getattr(netem, "soak_window", None)
-    return hook if callable(hook) else None
+def netem_plan(cfg: SoakConfig) -> tuple[FaultPlan, list[Window]]:
+    """Every cycle's netem window on nic002, both directions: 20 % loss, and a quarter of the
+    frames 20 ms late (so later ones overtake them), as a fault plan on the kernel's timeline
+    (t = 0 is kernel time START), and the windows it makes."""
+    active = cfg.cycle - cfg.quiet
+    cycles = int(cfg.minutes * 60 // cfg.cycle) + 1
+    text = ["[run]", f"seed = {cfg.seed}"]
+    windows = []
+    for n in range(cycles):
+        a = n * cfg.cycle + NETEM_AT * active
+        b = a + NETEM_FOR * active
+        windows.append(Window("netem", "nic002", a, b))
+        for action, extra in (("loss", "probability = 0.2"),
+                              ("reorder", "probability = 0.25\ndelay = 0.02")):
+            text += ["[[wire]]", f'id = "{action}{n}"', f'action = "{action}"', extra,
+                     'direction = "both"', 'adapters = ["nic002"]',
+                     f"after = {START + a:.3f}", f"until = {START + b:.3f}"]
+    return parse_plan("\n".join(text) + "\n", source="<soak netem plan>"), windows
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -313,8 +403,8 @@ async def run_load(soak: Soak, real: RealHost, *, task_status: trio.TaskStatus[N
                     started = True
                     task_status.started()
                 elif rec["kind"] == "fail":
-                    soak.failures.append(Failure("load", rec["request"], rec["target"],
-                                                 rec["t"], rec["timeout"], rec["error"]))
+                    soak.add_failure(Failure("load", rec["request"], rec["target"],
+                                             rec["t"], rec["timeout"], rec["error"]))
                 elif rec["kind"] == "counts":
                     soak.counts.update({f"load_{k}": v for k, v in rec["counts"].items()})
     finally:
@@ -333,7 +423,6 @@ async def fault_cycles(soak: Soak, faults: Faults) -> None:
         async with trio.open_nursery() as nursery:  # one cycle's faults
             for at, job in ((0.0, lambda: faults.link_flap("nic000", cfg.flap)),
                             (0.20, lambda: faults.reset("nic001")),
-                            (0.35, lambda: faults.netem_window("nic002", 0.2 * active)),
                             (0.40, lambda: faults.depart_and_return(cfg.away * cfg.cycle))):
                 async def fire(at: float = at, job: Callable[[], Any] = job,
                                base: float = base) -> None:
@@ -351,11 +440,12 @@ async def sampler(soak: Soak, real: RealHost) -> None:
     while True:
         n += 1
         await trio.sleep_until(soak.t0 + n * cfg.sample)
-        soak.samples.append({
+        soak.add_sample({
             "t": round(soak.now(), 3), "rss_kb": rss_kb(), "fds": open_fds(),
             "tasks": trio_tasks(),
             "tables": {k: list(v) for k, v in tables(real).items()},
-            "lists": {k: list(v) for k, v in host_lists(real, cfg.history).items()}})
+            "lists": {k: list(v) for k, v in host_lists(real, cfg.history).items()},
+            "counters": counters(real)})
 
 
 async def quiet_points(soak: Soak, real: RealHost) -> None:
@@ -383,9 +473,9 @@ async def progress(soak: Soak, stop_at: float) -> None:
         last_line = 0.0
         while True:
             await trio.sleep(1.0)
-            s = soak.samples[-1] if soak.samples else None
+            s = soak.last
             status = (f"RSS {s['rss_kb'] / 1024:.1f} MB  fds {s['fds']}  tasks {s['tasks']}  "
-                      f"failures {len(soak.failures)}" if s else "starting")
+                      f"failed requests {soak.failed}" if s else "starting")
             bar.update(task, completed=min(soak.now(), stop_at), status=status)
             if not console.is_terminal and soak.now() - last_line >= 60:
                 last_line = soak.now()
@@ -395,10 +485,24 @@ async def progress(soak: Soak, stop_at: float) -> None:
 async def soak_main(cfg: SoakConfig, registry: Registry, holder: list[RealHost],
                     signals: Any) -> Soak:
     soak = Soak(cfg)
+    soak.open_records()
     params = ModelParams()
     real = make_real_host(params, backend="tap", adapters=ADAPTERS, seed=cfg.seed,
                           netns=None, registry=registry, history=cfg.history)
     holder.append(real)
+    netem_windows: list[Window] = []
+    if cfg.netem:
+        plan, windows = netem_plan(cfg)
+        check_real_plan(plan, "tap")
+        site = real.topology.sites["nic002"]
+        try:
+            netem.probe_netem(site.netns, site.device)
+        except BackendError as exc:
+            soak.notes.append(f"netem loss and reordering left out: {exc}")
+        else:
+            real.wire_faults = WireFaults(real.topology, real.host.kernel, plan)
+            real.wire_faults.prepare()
+            netem_windows = windows
     host = real.host
     async with running(real) as nursery:
         problem = await nursery.start(run_peerd, real.topology.netns)
@@ -416,7 +520,7 @@ async def soak_main(cfg: SoakConfig, registry: Registry, holder: list[RealHost],
                 soak.counts["app_failures_before_start"] = \
                     soak.counts.get("app_failures_before_start", 0) + 1
                 return
-            soak.failures.append(Failure("app", st.app, st.adapter, t,
+            soak.add_failure(Failure("app", st.app, st.adapter, t,
                                          APP_TIMEOUTS[st.app], st.last_error or repr(exc)))
 
         applications.on_failure.append(app_failed)
@@ -425,13 +529,17 @@ async def soak_main(cfg: SoakConfig, registry: Registry, holder: list[RealHost],
         with trio.fail_after(30):
             while host.ipv6_ready() < ADAPTERS:  # noqa: ASYNC110 - nothing to await on
                 await trio.sleep(0.05)
-        await trio.sleep(1.0)  # the applications' first rounds
+        if host.kernel.now > START - 1.0:
+            raise BackendError(f"the host took {host.kernel.now:.1f}s to come up (the soak "
+                               f"starts at {START:g}s)")
+        await trio.sleep_until(host.kernel.trio_time(START))
         soak.t0 = trio.current_time()
         soak.wall0 = time.time()
         epoch[0] = host.kernel.now
         faults = Faults(soak, real)
-        if faults.netem is None:
-            soak.notes.append("netem loss and reordering: not in this tree (left out)")
+        soak.windows.extend(netem_windows)
+        if not cfg.netem:
+            soak.notes.append("netem loss and reordering left out (--no-netem)")
         await nursery.start(run_load, soak, real)
         stop_at = cfg.minutes * 60
         with trio.move_on_after(stop_at):
@@ -669,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed {len(removed)} devices/namespaces", file=sys.stderr)
     if soak is None:
         return 1
+    soak.load_records()
     result = verdict(soak)
     js, png = write_results(soak, result)
     print(report(soak, result, js, png))

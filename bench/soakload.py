@@ -70,27 +70,44 @@ class Load:
     # -- the requests -------------------------------------------------------------------------
 
     async def ping(self, target: str) -> None:
+        """`ping -6 -O`: it says "no answer yet" for a request one interval old; the request
+        failed if no reply follows within PING_TIMEOUT of its sending."""
         interval = float(self.spec["ping_interval"])
         argv = ["ping", "-6", "-D", "-O", "-n", "-i", f"{interval:g}", "-W",
                 f"{PING_TIMEOUT:g}", target]
+        pending: dict[int, float] = {}  # seq -> wall time it was sent
+
+        async def expire() -> None:
+            while True:
+                await trio.sleep(0.25)
+                now = time.time()
+                for seq, sent in list(pending.items()):
+                    if now - sent > PING_TIMEOUT:
+                        del pending[seq]
+                        self.fail("ping", target, PING_TIMEOUT, f"no answer for icmp_seq={seq}",
+                                  at=sent + PING_TIMEOUT)
+
         proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE,
                                                 stderr=subprocess.DEVNULL,
                                                 stdin=subprocess.DEVNULL)
         try:
             assert proc.stdout is not None
-            buf = b""
-            async for chunk in proc.stdout:
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    m = _NO_ANSWER.match(line)
-                    if m:
-                        # seen one interval after the request went out; its own timeout is -W
-                        self.fail("ping", target, PING_TIMEOUT + interval,
-                                  f"no answer for icmp_seq={int(m.group(2))}",
-                                  at=float(m.group(1)))
-                    elif _REPLY.search(line):
-                        self.ok("ping")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(expire)
+                buf = b""
+                async for chunk in proc.stdout:
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        m = _NO_ANSWER.match(line)
+                        if m:
+                            pending[int(m.group(2))] = float(m.group(1)) - interval
+                            continue
+                        r = _REPLY.search(line)
+                        if r:
+                            pending.pop(int(r.group(1)), None)
+                            self.ok("ping")
+                nursery.cancel_scope.cancel()
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

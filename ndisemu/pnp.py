@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 class Arrival:
     config: MiniportConfig
     at: float
-    block: MiniportBlock | None = None
+    block: MiniportBlock | None = None  # None until it arrives, and again once removed
     binds: list[BindContext] = field(default_factory=list)
     seq: int = 0  # its place among every arrival of this PnP manager (Pnp.arrived), from 1
 
@@ -124,6 +124,16 @@ class Pnp:
             if status is not NdisStatus.PENDING:
                 self.ndis.complete_bind_adapter(ctx, status)
 
+    def _forget(self, name: str, block: MiniportBlock) -> None:
+        """A removal is remembered by name; its arrival lets go of the miniport and its binds
+        (block None again), so the history of a host whose adapters come and go stays small."""
+        self.removed.append(name)
+        self.removals += 1
+        for arrival in self.arrivals:
+            if arrival.block is block:
+                arrival.block = None
+                arrival.binds = []
+
     def surprise_remove(self, name: str) -> None:
         """The hardware vanishes: its requests fail at once (NDIS_STATUS_ADAPTER_REMOVED),
         then each protocol is unbound (NDIS 5.1 surprise removal)."""
@@ -137,8 +147,7 @@ class Pnp:
         for binding in bindings:
             binding.protocol.unbind_adapter(binding)
             self.ndis.close_adapter(binding)
-        self.removed.append(name)
-        self.removals += 1
+        self._forget(name, block)
 
     def remove(self, name: str) -> None:
         """Surprise-free removal: unbind every protocol, then drop the miniport."""
@@ -151,5 +160,4 @@ class Pnp:
             binding.protocol.unbind_adapter(binding)
             self.ndis.close_adapter(binding)
         self.ndis.remove_miniport(name)
-        self.removed.append(name)
-        self.removals += 1
+        self._forget(name, block)
