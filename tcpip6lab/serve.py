@@ -130,8 +130,9 @@ class DevicePorts:
         self.topology: Topology | None = None
         self.kernel: Kernel | None = None
         self.nursery: trio.Nursery | None = None
-        self.pcaps: list[PcapWriter] = []
-        self.created_late: list[str] = []
+        self.pcaps: list[PcapWriter] = []  # one per adapter name (a return appends to it)
+        self._pcap_of: dict[str, PcapWriter] = {}
+        self.created_late = 0  # devices made on arrival (not in advance)
 
     def __call__(self, cfg: MiniportConfig) -> WireEnd:
         if self.topology is None or self.kernel is None:
@@ -139,14 +140,17 @@ class DevicePorts:
         site = self.topology.sites.get(cfg.name)
         if site is None:
             site = self.topology.add(self.kernel, site_spec(cfg))
-            self.created_late.append(cfg.name)
+            self.created_late += 1
             if self.nursery is not None:
                 self.nursery.start_soon(site.port.run)
         port = site.port
         if self.pcap_dir is not None:
-            os.makedirs(self.pcap_dir, exist_ok=True)
-            w = PcapWriter(os.path.join(self.pcap_dir, f"{self.name}-{cfg.name}.pcap"))
-            self.pcaps.append(w)
+            w = self._pcap_of.get(cfg.name)
+            if w is None:  # an adapter that comes back goes on in its own capture
+                os.makedirs(self.pcap_dir, exist_ok=True)
+                w = PcapWriter(os.path.join(self.pcap_dir, f"{self.name}-{cfg.name}.pcap"))
+                self.pcaps.append(w)
+                self._pcap_of[cfg.name] = w
             port.recorder = w
         end: WireEnd = port
         return end
@@ -368,14 +372,29 @@ class Pings:
         self.nursery = nursery
         self.clock_start = trio.current_time()
         self.stats: dict[str, dict[int, PingStats]] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
 
     def watch(self, adapter: str) -> None:
         if adapter in self.stats:
             return
         self.stats[adapter] = {6: PingStats(), 4: PingStats()}
-        for family, st in self.stats[adapter].items():
-            self.nursery.start_soon(ping_process, self.real, adapter, family, st,
-                                    self.clock_start)
+        scope = self._scopes[adapter] = trio.CancelScope()
+
+        async def both() -> None:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    for family, st in self.stats[adapter].items():
+                        nursery.start_soon(ping_process, self.real, adapter, family, st,
+                                           self.clock_start)
+
+        self.nursery.start_soon(both)
+
+    def forget(self, adapter: str) -> None:
+        """The adapter departed: its pings stop (watched again if it comes back)."""
+        scope = self._scopes.pop(adapter, None)
+        if scope is not None:
+            scope.cancel()
+        self.stats.pop(adapter, None)
 
     def answering(self, family: int) -> tuple[int, int]:
         now = trio.current_time() - self.clock_start
@@ -435,6 +454,8 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
         fresh = list(pnp.removed)[max(0, len(pnp.removed) - (pnp.removals - removed)):]
         removed = pnp.removals
         for name in fresh:
+            if pings is not None:
+                pings.forget(name)
             gone = real.topology.remove(name)
             out.write(f"t={host.kernel.now:7.1f}s  {name} departed; removed "
                       f"{', '.join(gone) or 'nothing'}\n")
