@@ -25,6 +25,7 @@ readable text (`render`) and Graphviz DOT (`to_dot`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from ndisemu.executive.core import (
     WorkerState,
     WorkItem,
 )
+from ndisemu.params import HISTORY_KEPT
 
 if TYPE_CHECKING:
     from ndisemu.kernel import Kernel
@@ -325,11 +327,13 @@ class HangDetector:
 
     def __init__(self, kernel: Kernel,
                  on_deadlock: Callable[[Deadlock], None] | None = None,
-                 stall_periods: float = 2.0) -> None:
+                 stall_periods: float = 2.0, keep: int = HISTORY_KEPT) -> None:
         self.kernel = kernel
         self.on_deadlock = on_deadlock
         self.deadlocks: dict[str, Deadlock] = {}
-        self.stalls: list[Stall] = []  # every stall episode, ended or not
+        #: the latest `keep` stall episodes, ended or not (`stall_count` counts every one)
+        self.stalls: deque[Stall] = deque(maxlen=keep)
+        self.stall_count = 0
         self.active_stalls: dict[str, Stall] = {}
         self.stall_threshold = stall_periods * kernel.params.balance_period
         self.checks = 0
@@ -372,6 +376,7 @@ class HangDetector:
             return  # the same episode, already reported
         self.active_stalls[name] = stall
         self.stalls.append(stall)
+        self.stall_count += 1
         if tracer.enabled:
             tracer.emit("detector.stall", queue=name, pending=stall.pending,
                         faults=stall.faults)

@@ -289,7 +289,7 @@ class FaultInjector:
         self.firings[f.id] += 1
         if f.action == "burst" and self.make_config is not None:
             count = int(f.params["count"])
-            first = len(self.pnp.arrivals)
+            first = self.pnp.arrived
             configs = [self.make_config(first + i) for i in range(count)]
             self._fired(f, "pnp", count=count)
             self.pnp.schedule(configs, start=self.kernel.now,

@@ -19,6 +19,10 @@ CRITICAL: Final = "critical"
 DELAYED: Final = "delayed"
 HYPERCRITICAL: Final = "hypercritical"
 SYSTEM_QUEUES = (CRITICAL, DELAYED, HYPERCRITICAL)
+#: How many of the latest entries each history of a host keeps (heartbeat beats, PnP arrivals
+#: and removals, ping round trips, stall episodes); older ones are only counted. Our choice, not
+#: an NT number: a long-running host needs bounded memory (issue 21's soak checks it).
+HISTORY_KEPT: Final = 1024
 #: ExecutiveParams.insert_growth: the balance manager's wake-ups (WRK) or the old inline growth
 INSERT_GROWTH = ("manager", "inline")
 

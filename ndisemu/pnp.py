@@ -18,6 +18,9 @@ in the order given. Where the binds run (`bind_queue`):
   worker preempts the priority-12 delayed worker on NT: `Kernel.preemption_point`).
 * None (this class's default, for rigs that bind synchronously): the model's old shortcut,
   every protocol bound inside the DPC-level arrival.
+
+`arrivals` and `removed` are rings of the latest `keep` (HISTORY_KEPT by default); `arrived`
+and `removals` count them all, so adapters that come and go for days cost bounded memory.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING
 from .constants import NdisStatus
 from .miniport import EmulatedMiniport, MiniportConfig, WireEnd
 from .ndis import BindContext, MiniportBlock, Ndis
+from .params import HISTORY_KEPT
 
 if TYPE_CHECKING:
     from .executive.core import WorkItem
@@ -40,22 +44,25 @@ if TYPE_CHECKING:
 class Arrival:
     config: MiniportConfig
     at: float
-    block: MiniportBlock | None = None
+    block: MiniportBlock | None = None  # None until it arrives, and again once removed
     binds: list[BindContext] = field(default_factory=list)
+    seq: int = 0  # its place among every arrival of this PnP manager (Pnp.arrived), from 1
 
 
 class Pnp:
     def __init__(self, kernel: Kernel, ndis: Ndis,
                  wire_factory: Callable[[MiniportConfig], WireEnd] | None = None,
-                 *, bind_queue: str | None = None) -> None:
+                 *, bind_queue: str | None = None, keep: int = HISTORY_KEPT) -> None:
         self.kernel = kernel
         self.ndis = ndis
         self.wire_factory = wire_factory
         self.bind_queue = bind_queue
         self._actions: deque[Arrival] = deque()  # device actions not taken yet
         self._action_item: WorkItem | None = None  # the device-action item, queued or running
-        self.arrivals: list[Arrival] = []
-        self.removed: list[str] = []
+        self.arrivals: deque[Arrival] = deque(maxlen=keep)  # the latest arrivals
+        self.arrived = 0  # every arrival scheduled or come
+        self.removed: deque[str] = deque(maxlen=keep)  # the latest removals, by adapter
+        self.removals = 0
         #: called with each new miniport before it is bound (fault injectors hook in here)
         self.on_miniport: list[Callable[[EmulatedMiniport], None]] = []
 
@@ -64,7 +71,8 @@ class Pnp:
         """Adapters arrive from `start`, `interval` apart (0 = a burst at one instant)."""
         out = []
         for i, cfg in enumerate(configs):
-            arrival = Arrival(cfg, start + i * interval)
+            self.arrived += 1
+            arrival = Arrival(cfg, start + i * interval, seq=self.arrived)
             self.arrivals.append(arrival)
             self.kernel.call_at(arrival.at, self._arrive, arrival)
             out.append(arrival)
@@ -72,7 +80,8 @@ class Pnp:
 
     def arrive(self, config: MiniportConfig) -> Arrival:
         """An adapter arrives now."""
-        arrival = Arrival(config, self.kernel.now)
+        self.arrived += 1
+        arrival = Arrival(config, self.kernel.now, seq=self.arrived)
         self.arrivals.append(arrival)
         self._arrive(arrival)
         return arrival
@@ -115,6 +124,16 @@ class Pnp:
             if status is not NdisStatus.PENDING:
                 self.ndis.complete_bind_adapter(ctx, status)
 
+    def _forget(self, name: str, block: MiniportBlock) -> None:
+        """A removal is remembered by name; its arrival lets go of the miniport and its binds
+        (block None again), so the history of a host whose adapters come and go stays small."""
+        self.removed.append(name)
+        self.removals += 1
+        for arrival in self.arrivals:
+            if arrival.block is block:
+                arrival.block = None
+                arrival.binds = []
+
     def surprise_remove(self, name: str) -> None:
         """The hardware vanishes: its requests fail at once (NDIS_STATUS_ADAPTER_REMOVED),
         then each protocol is unbound (NDIS 5.1 surprise removal)."""
@@ -128,7 +147,7 @@ class Pnp:
         for binding in bindings:
             binding.protocol.unbind_adapter(binding)
             self.ndis.close_adapter(binding)
-        self.removed.append(name)
+        self._forget(name, block)
 
     def remove(self, name: str) -> None:
         """Surprise-free removal: unbind every protocol, then drop the miniport."""
@@ -141,4 +160,4 @@ class Pnp:
             binding.protocol.unbind_adapter(binding)
             self.ndis.close_adapter(binding)
         self.ndis.remove_miniport(name)
-        self.removed.append(name)
+        self._forget(name, block)

@@ -5,6 +5,10 @@ WORK_QUEUE_ITEM can be queued only once until it has run). Each run records a be
 critical queue is stuck, beats stop — the emulated equivalent of "the computer may stop
 responding" (KB968597; nt-model §7: every other critical-queue user starves).
 
+The beats are a ring: the last `keep` beat times (HISTORY_KEPT by default, ModelParams'
+`history_kept` in an emulated host), with `count` counting every one, so a host that runs for
+days keeps bounded memory.
+
 Foreign holders. Other kernel components that, like tcpip6, block a critical worker on a request
 whose completion reaches them through a critical work item (nt-model §6 step 4, K: "critical
 threads already blocked by other components"). Each holder loops: its item issues a request
@@ -16,11 +20,12 @@ queue is stuck its follow-up item waits behind the others — it becomes part of
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .executive.core import ItemState, WaitObject, WorkItem
-from .params import CRITICAL
+from .params import CRITICAL, HISTORY_KEPT
 
 if TYPE_CHECKING:
     from .kernel import Kernel, Timer
@@ -31,11 +36,16 @@ class Heartbeat:
     kernel: Kernel
     interval: float = 0.25
     queue: str = CRITICAL
-    beats: list[float] = field(default_factory=list)
+    keep: int = HISTORY_KEPT  # beat times kept (the latest); `count` counts them all
+    beats: deque[float] = field(init=False)
+    count: int = 0
     queued: int = 0
     _item: WorkItem | None = None
     _timer: Timer | None = None
     started_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.beats = deque(maxlen=self.keep)
 
     def start(self, at: float | None = None) -> None:
         self.started_at = self.kernel.now if at is None else at
@@ -62,6 +72,7 @@ class Heartbeat:
 
     async def _beat(self, _item: WorkItem) -> None:
         self.beats.append(self.kernel.now)
+        self.count += 1
 
     @property
     def last_beat(self) -> float | None:

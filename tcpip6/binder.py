@@ -201,6 +201,9 @@ class Tcpip6Binder:
         self._waiters: list[tuple[Callable[[], bool], Any]] = []
         self.on_settled = on_settled  # called when a bind ends (up or failed)
         self.on_up: list[Callable[[str], None]] = []  # called with each adapter that comes up
+        #: called with each adapter whose interface ends (its adapter removed): the services
+        #: and applications on it stop
+        self.on_down: list[Callable[[str], None]] = []
         self.interfaces: dict[str, Tcpip6Binding] = {}
         self.counters: Counter[str] = Counter()
         self.bound = 0  # interfaces up
@@ -245,6 +248,10 @@ class Tcpip6Binder:
         state.stack = None
         state.backlog.clear()
         self._trace("tcpip6.unbind", adapter=state.adapter)
+        for down in list(self.on_down):
+            down(state.adapter)
+        if self._waiters:
+            self._wake_waiters()  # a task waiting on the interface's sockets sees it gone
 
     def request_complete(self, binding: Binding, request: NdisRequest,
                          status: NdisStatus) -> None:
@@ -473,6 +480,16 @@ class Tcpip6Binder:
         checked after every call into the stack."""
         self._waiters.append((condition, event))
         self._wake_waiters()
+
+    def forget_waiter(self, event: Any) -> None:
+        """Drop `event`'s wait (its task was cancelled before the condition held), so waits
+        abandoned on a departed interface do not pile up."""
+        self._waiters = [(c, e) for c, e in self._waiters if e is not event]
+
+    @property
+    def waiters(self) -> int:
+        """Tasks outside the emulation waiting on a condition of the stack."""
+        return len(self._waiters)
 
     def wake_on_data(self, sock: Any, event: Any) -> None:
         """Set `event` when the datagram socket `sock` has data (or is closed)."""

@@ -72,8 +72,13 @@ class TrioUdpSocket:
                 data, (addr, port) = got
                 return data, (str(ipaddress.IPv6Address(addr)), port)
             event = trio.Event()
-            self._sockets.binder.wake_on_data(self._sock, event)
-            await event.wait()
+            binder = self._sockets.binder
+            binder.wake_on_data(self._sock, event)
+            try:
+                await event.wait()
+            finally:
+                if not event.is_set():
+                    binder.forget_waiter(event)
 
     def close(self) -> None:
         if not self._closed:
@@ -161,10 +166,15 @@ class _Call:
 
 
 async def _wait_until(binder: Tcpip6Binder, condition: Callable[[], bool]) -> None:
+    """Until `condition()` holds; a cancelled wait is forgotten by the binder."""
     while not condition():
         event = trio.Event()
         binder.wake_when(condition, event)
-        await event.wait()
+        try:
+            await event.wait()
+        finally:
+            if not event.is_set():
+                binder.forget_waiter(event)
 
 
 def _send(conn: TcpConnection, chunk: bytes, now: float) -> tuple[None, list[bytes]]:

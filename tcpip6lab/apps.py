@@ -96,6 +96,15 @@ class Applications:
         self.peer_address = peer_address  # adapter name -> the peer service's IPv6 address
         self.only = only  # run on the interfaces it accepts (default: every one)
         self.stats: dict[tuple[str, str], AppStats] = {}
+        #: called with (stats, when, exception) at each failed exchange (bench.soak checks
+        #: every one against its fault windows)
+        self.on_failure: list[Callable[[AppStats, float, BaseException], None]] = []
+
+    def _failed(self, st: AppStats, exc: BaseException) -> None:
+        now = self.host.kernel.now
+        st.failed(now, exc)
+        for hook in self.on_failure:
+            hook(st, now, exc)
 
     def enable(self, nursery: trio.Nursery) -> None:
         def up(adapter: str) -> None:
@@ -111,10 +120,12 @@ class Applications:
         return st
 
     async def run_interface(self, adapter: str) -> None:
-        await self._address_ready(adapter)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.tcp_rr, adapter)
-            nursery.start_soon(self.udp_lookup, adapter)
+        """Both applications on `adapter` while its interface is up."""
+        with self.host.while_up(adapter):
+            await self._address_ready(adapter)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.tcp_rr, adapter)
+                nursery.start_soon(self.udp_lookup, adapter)
 
     async def _address_ready(self, adapter: str) -> None:
         """Start once the interface's link-local address has passed DAD (like a service that
@@ -131,7 +142,11 @@ class Applications:
         while not ready():
             event = trio.Event()
             binder.wake_when(ready, event)
-            await event.wait()
+            try:
+                await event.wait()
+            finally:
+                if not event.is_set():
+                    binder.forget_waiter(event)
 
     # -- the applications -----------------------------------------------------------------------
 
@@ -160,7 +175,7 @@ class Applications:
                             raise ReplyMismatch(f"echo returned {got[:40]!r}")
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
                     Tcpip6Error, ApplicationError) as exc:
-                st.failed(self.host.kernel.now, exc)
+                self._failed(st, exc)
             else:
                 st.succeeded(self.host.kernel.now)
             await trio.sleep_until(start + TCP_PERIOD if trio.current_time() < start + TCP_PERIOD
@@ -197,7 +212,7 @@ class Applications:
                         sock = await self.host.sockets.udp_socket(adapter)
                     await self.lookup(sock, peer, qid, f"{adapter}.peer.lab", st)
                 except (LookupFailed, Tcpip6Error) as exc:
-                    st.failed(self.host.kernel.now, exc)
+                    self._failed(st, exc)
                 else:
                     st.succeeded(self.host.kernel.now)
                 await trio.sleep_until(max(start + LOOKUP_PERIOD, trio.current_time()))

@@ -213,7 +213,7 @@ def render(sides: list[Side], now: float, total: int, speed: float) -> Group:
 
     def hb(s: Side) -> Text:
         if not s.heartbeat_stopped():
-            beats = len(s.host.heartbeat.beats)
+            beats = s.host.heartbeat.count
             return Text(f"beating ({beats})" if beats else "starting", style="green")
         return Text(f"STOPPED {s.heartbeat_age():.1f}s ago", style="bold red")
 

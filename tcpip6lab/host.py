@@ -9,8 +9,9 @@ and the address plan are tcpip6lab.params'.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import trio
 
@@ -19,11 +20,12 @@ from faults.injector import FaultInjector
 from faults.plan import FaultPlan
 from ndisemu.backends.memory import MemoryCable, MemoryCableEnd
 from ndisemu.constants import NdisStatus
+from ndisemu.errors import ConfigError
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.ndis import Ndis
 from ndisemu.offload import OffloadCaps
-from ndisemu.params import DELAYED
+from ndisemu.params import DELAYED, HISTORY_KEPT
 from ndisemu.pcap import PcapWriter
 from ndisemu.pnp import Pnp
 from ndisemu.system import ForeignHolder, Heartbeat
@@ -56,7 +58,14 @@ class EmulatedHost:
         workers: str = "coroutines",
         udp_echo: bool = True,
         offload: OffloadCaps | None = None,
+        history: int = HISTORY_KEPT,
     ) -> None:
+        """`history`: entries each of the host's histories keeps, the latest (heartbeat
+        beats, PnP arrivals and removals, the peer's ping round trips, stall episodes); older
+        ones are only counted, so a host serving for hours keeps bounded memory (bench.soak)."""
+        if history < 1:
+            raise ConfigError(f"history must be >= 1 (got {history})")
+        self.history = history
         self.params = p = params or ModelParams()
         self.seed = seed
         # Task offload (ndisemu/offload.py, an extension for IPv6): what every miniport
@@ -67,7 +76,7 @@ class EmulatedHost:
         self.kernel = Kernel(p.executive, seed=seed, schedule=p.schedule, tracer=tracer,
                              name=name, pct_depth=p.pct_depth, free_running=free_running,
                              workers=workers)
-        self.peer = EmulatedPeer(self.kernel, ipv4=p.ipv4)
+        self.peer = EmulatedPeer(self.kernel, ipv4=p.ipv4, keep=history)
         self.ndis = Ndis(
             self.kernel,
             dispatch_queue=p.ndis_dispatch_queue,
@@ -78,7 +87,8 @@ class EmulatedHost:
         self.wires: dict[str, MemoryCable] = {}
         self.ipv4_addresses: dict[str, bytes] = {}
         self.pnp = Pnp(self.kernel, self.ndis, wire_factory=wire_factory or self._wire_for,
-                       bind_queue=DELAYED if p.pnp_binds == "passive" else None)
+                       bind_queue=DELAYED if p.pnp_binds == "passive" else None,
+                       keep=history)
         if p.ipv4:
             self.ipv4: Ipv4Binder | None = Ipv4Binder(self.kernel, self.ndis,
                                                       self.ipv4_addresses)
@@ -99,10 +109,13 @@ class EmulatedHost:
         )
         self.ndis.register_protocol(self.tcpip6)
         self.sockets = HostSockets(self.tcpip6)  # the trio socket API of its services
-        self.heartbeat = Heartbeat(self.kernel, p.heartbeat_interval)
+        #: the cancel scopes of the tasks living on each interface (while_up)
+        self._up_scopes: dict[str, set[trio.CancelScope]] = {}
+        self.tcpip6.on_down.append(self._interface_down)
+        self.heartbeat = Heartbeat(self.kernel, p.heartbeat_interval, keep=history)
         self.holders = [ForeignHolder(self.kernel, i, p.foreign_hold)
                         for i in range(p.foreign_holders)]
-        self.detector = HangDetector(self.kernel)
+        self.detector = HangDetector(self.kernel, keep=history)
         #: the applications relying on TCP/IPv6 (tcpip6lab.apps), once run_applications ran
         self.applications: Applications | None = None
         self.plan = plan
@@ -160,6 +173,29 @@ class EmulatedHost:
         self.applications = Applications(self, peer_address, only)
         self.applications.enable(nursery)
         return self.applications
+
+    @contextlib.contextmanager
+    def while_up(self, adapter: str) -> Iterator[trio.CancelScope]:
+        """A cancel scope that ends when `adapter`'s interface does (its adapter removed):
+        the services and applications of an interface run in one, so that adapters coming and
+        going leave no task behind."""
+        scope = trio.CancelScope()
+        scopes = self._up_scopes.setdefault(adapter, set())
+        scopes.add(scope)
+        state = self.tcpip6.interfaces.get(adapter)
+        if state is None or state.phase is not BindPhase.UP:
+            scope.cancel()  # it went down before the task started
+        try:
+            with scope:
+                yield scope
+        finally:
+            scopes.discard(scope)
+            if not scopes:
+                self._up_scopes.pop(adapter, None)
+
+    def _interface_down(self, adapter: str) -> None:
+        for scope in self._up_scopes.get(adapter, ()):
+            scope.cancel()
 
     def adapter_configs(self, count: int, *, first: int = 0) -> list[MiniportConfig]:
         return [self._config(i) for i in range(first, first + count)]

@@ -8,10 +8,12 @@ and the traffic tests read to see IPv6 stop answering while IPv4 goes on.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from ndisemu.backends.memory import MemoryCableEnd
 from ndisemu.kernel import Kernel, Timer
+from ndisemu.params import HISTORY_KEPT
 from tcpip6.errors import Tcpip6Error, WouldBlock
 from tcpip6.stack.peer import PeerPort
 from tcpip6.stack.tcpconn import TcpConnection
@@ -31,7 +33,8 @@ class PingStats:
     answered: int = 0
     last_sent: float | None = None
     last_answered: float | None = None
-    rtts: list[float] = field(default_factory=list)
+    #: the latest round trips (ModelParams.history_kept of them); `answered` counts them all
+    rtts: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))
 
     def ok_since(self, t: float) -> bool:
         return self.last_answered is not None and self.last_answered >= t
@@ -56,8 +59,9 @@ class PeerSide:
 class EmulatedPeer:
     """The peer host: a port on each adapter's cable, pinging in rounds."""
 
-    def __init__(self, kernel: Kernel, *, ipv4: bool = True) -> None:
+    def __init__(self, kernel: Kernel, *, ipv4: bool = True, keep: int = HISTORY_KEPT) -> None:
         self.kernel = kernel
+        self.keep = keep  # round trips kept per adapter and family
         self.ipv4 = ipv4  # whether the emulated host has an IPv4 binder to answer pings
         self.sides: dict[str, PeerSide] = {}
         self._seq = 0
@@ -75,7 +79,8 @@ class EmulatedPeer:
         """Put the peer's port for adapter `index` on `end` of its cable."""
         port = PeerPort(peer_mac(index), peer_ipv4(index))
         side = PeerSide(index, adapter, port, end, link_local_from_mac(adapter_mac),
-                        adapter_ipv4(index))
+                        adapter_ipv4(index), PingStats(rtts=deque(maxlen=self.keep)),
+                        PingStats(rtts=deque(maxlen=self.keep)))
         self.sides[adapter] = side
         end.attach(lambda frame: self._receive(side, frame))
         if self.services:

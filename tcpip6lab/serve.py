@@ -47,6 +47,7 @@ from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, prefli
 from ndisemu.kernel import Kernel
 from ndisemu.miniport import MiniportConfig, WireEnd
 from ndisemu.offload import OffloadCaps
+from ndisemu.params import HISTORY_KEPT
 from ndisemu.pcap import PcapWriter
 from ndisemu.trace import Tracer
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
@@ -132,8 +133,9 @@ class DevicePorts:
         self.topology: Topology | None = None
         self.kernel: Kernel | None = None
         self.nursery: trio.Nursery | None = None
-        self.pcaps: list[PcapWriter] = []
-        self.created_late: list[str] = []
+        self.pcaps: list[PcapWriter] = []  # one per adapter name (a return appends to it)
+        self._pcap_of: dict[str, PcapWriter] = {}
+        self.created_late = 0  # devices made on arrival (not in advance)
 
     def __call__(self, cfg: MiniportConfig) -> WireEnd:
         if self.topology is None or self.kernel is None:
@@ -141,14 +143,17 @@ class DevicePorts:
         site = self.topology.sites.get(cfg.name)
         if site is None:
             site = self.topology.add(self.kernel, site_spec(cfg))
-            self.created_late.append(cfg.name)
+            self.created_late += 1
             if self.nursery is not None:
                 self.nursery.start_soon(site.port.run)
         port = site.port
         if self.pcap_dir is not None:
-            os.makedirs(self.pcap_dir, exist_ok=True)
-            w = PcapWriter(os.path.join(self.pcap_dir, f"{self.name}-{cfg.name}.pcap"))
-            self.pcaps.append(w)
+            w = self._pcap_of.get(cfg.name)
+            if w is None:  # an adapter that comes back goes on in its own capture
+                os.makedirs(self.pcap_dir, exist_ok=True)
+                w = PcapWriter(os.path.join(self.pcap_dir, f"{self.name}-{cfg.name}.pcap"))
+                self.pcaps.append(w)
+                self._pcap_of[cfg.name] = w
             port.recorder = w
         end: WireEnd = port
         return end
@@ -159,7 +164,8 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
                    name: str = "host", first: int = 0,
                    plan: FaultPlan | None = None, workers: str = "coroutines",
                    devices: int | None = None, udp_echo: bool = True,
-                   tracer: Tracer | None = None, offload: bool = False) -> RealHost:
+                   tracer: Tracer | None = None, offload: bool = False,
+                   history: int = HISTORY_KEPT) -> RealHost:
     """Build the host, then the devices its miniports will use (call inside trio): one for
     each of the `adapters` present from the start and, up to `devices` in all, for those known
     to arrive later (a burst, a plan's PnP bursts). `offload` (TAP only): task offload, the
@@ -169,7 +175,7 @@ def make_real_host(params: ModelParams, *, backend: str, adapters: int, seed: in
                          f"--backend {backend}")
     ports = DevicePorts(pcap_dir, name)
     host = EmulatedHost(params, seed=seed, name=name, wire_factory=ports, plan=plan,
-                        workers=workers, udp_echo=udp_echo, tracer=tracer,
+                        workers=workers, udp_echo=udp_echo, tracer=tracer, history=history,
                         offload=OffloadCaps() if offload else None)
     configs = host.adapter_configs(adapters, first=first)
     extra = host.adapter_configs(max(0, (devices or adapters) - adapters),
@@ -280,7 +286,7 @@ async def run_memory(host: EmulatedHost, configs: list[MiniportConfig], interval
             host.start()
             host.pnp.schedule(configs, start=host.kernel.now + 0.5, interval=interval)
             if extras.burst:
-                first = len(host.pnp.arrivals)
+                first = host.pnp.arrived
                 host.pnp.schedule(host.adapter_configs(extras.burst, first=first),
                                   start=extras.burst_at)
             host.start_pinging(1.0, start=host.kernel.now + 0.5)
@@ -319,7 +325,7 @@ async def run_real(real: RealHost, interval: float, out: IO[str],
         _extras(host, nursery, extras, real.peer_address if extras.applications else None)
         host.pnp.schedule(real.configs, start=host.kernel.now + 0.2, interval=interval)
         if extras.burst:
-            first = len(host.pnp.arrivals)
+            first = host.pnp.arrived
             host.pnp.schedule(host.adapter_configs(extras.burst, first=first),
                               start=extras.burst_at)
         pings = Pings(real, nursery) if extras.applications and shutil.which("ping") else None
@@ -375,14 +381,29 @@ class Pings:
         self.nursery = nursery
         self.clock_start = trio.current_time()
         self.stats: dict[str, dict[int, PingStats]] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
 
     def watch(self, adapter: str) -> None:
         if adapter in self.stats:
             return
         self.stats[adapter] = {6: PingStats(), 4: PingStats()}
-        for family, st in self.stats[adapter].items():
-            self.nursery.start_soon(ping_process, self.real, adapter, family, st,
-                                    self.clock_start)
+        scope = self._scopes[adapter] = trio.CancelScope()
+
+        async def both() -> None:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    for family, st in self.stats[adapter].items():
+                        nursery.start_soon(ping_process, self.real, adapter, family, st,
+                                           self.clock_start)
+
+        self.nursery.start_soon(both)
+
+    def forget(self, adapter: str) -> None:
+        """The adapter departed: its pings stop (watched again if it comes back)."""
+        scope = self._scopes.pop(adapter, None)
+        if scope is not None:
+            scope.cancel()
+        self.stats.pop(adapter, None)
 
     def answering(self, family: int) -> tuple[int, int]:
         now = trio.current_time() - self.clock_start
@@ -399,9 +420,10 @@ def _apps() -> Any:
 async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
                         pings: Pings | None = None) -> None:
     """Announce adapters as they arrive (with their device), and remove a departed adapter's
-    device at once (it is forgotten in the state file too)."""
+    device at once (it is forgotten in the state file too). An adapter that arrives again after
+    its removal gets a new device and is announced again."""
     host = real.host
-    announced: set[str] = set()
+    announced: dict[str, int] = {}  # adapter -> the seq of its latest arrival announced
     removed = 0
     media: dict[str, int] = {}  # adapter -> media indications tcpip6 has had
     while True:
@@ -418,9 +440,9 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
         new = []
         for arrival in host.pnp.arrivals:
             name = arrival.config.name
-            if arrival.block is None or name in announced:
+            if arrival.block is None or arrival.seq <= announced.get(name, 0):
                 continue
-            announced.add(name)
+            announced[name] = arrival.seq
             site = real.topology.sites.get(name)
             if site is not None:
                 new.append(site)
@@ -436,9 +458,13 @@ async def watch_devices(real: RealHost, out: IO[str], period: float = 0.1,
                           f"{site.device}  http://[{addr_str(adapter_ula(site.spec.index))}]/"
                           "\n")
         out.flush()
-        while removed < len(host.pnp.removed):
-            name = host.pnp.removed[removed]
-            removed += 1
+        pnp = host.pnp
+        # the removals since the last look (pnp.removed keeps the latest; pnp.removals counts)
+        fresh = list(pnp.removed)[max(0, len(pnp.removed) - (pnp.removals - removed)):]
+        removed = pnp.removals
+        for name in fresh:
+            if pings is not None:
+                pings.forget(name)
             gone = real.topology.remove(name)
             out.write(f"t={host.kernel.now:7.1f}s  {name} departed; removed "
                       f"{', '.join(gone) or 'nothing'}\n")

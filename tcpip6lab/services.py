@@ -72,7 +72,7 @@ def status(host: EmulatedHost) -> ServeStatus:
                    "interfaces": len(host.tcpip6.interfaces),
                    "oids_pending": host.tcpip6_oids_pending()},
         "ipv4_bound": host.ipv4_bound(),
-        "heartbeat": {"beats": len(host.heartbeat.beats), "last": host.heartbeat.last_beat,
+        "heartbeat": {"beats": host.heartbeat.count, "last": host.heartbeat.last_beat,
                       "stopped": host.heartbeat.stopped(k.now, 2 * k.params.balance_period)},
         "applications": host.applications.as_dict() if host.applications is not None else None,
         "counters": dict(host.tcpip6.counters),
@@ -218,22 +218,23 @@ def respond(host: EmulatedHost, request: h11.Request) -> tuple[int, bytes, bytes
 
 
 async def serve_interface(host: EmulatedHost, adapter: str) -> None:
-    """Run the services of one interface until cancelled."""
+    """Run the services of one interface until cancelled or the interface ends."""
     sockets = host.sockets
     handlers = {ECHO: echo, DISCARD: discard}
 
-    async with trio.open_nursery() as nursery:
-        async def accept_loop(port: int) -> None:
-            listener = await sockets.open_tcp_listener(adapter, port, backlog=64)
-            while True:
-                stream = await listener.accept()
-                if port == HTTP:
-                    nursery.start_soon(_guard, http(stream, host))
-                else:
-                    nursery.start_soon(_guard, handlers[port](stream))
+    with host.while_up(adapter):
+        async with trio.open_nursery() as nursery:
+            async def accept_loop(port: int) -> None:
+                listener = await sockets.open_tcp_listener(adapter, port, backlog=64)
+                while True:
+                    stream = await listener.accept()
+                    if port == HTTP:
+                        nursery.start_soon(_guard, http(stream, host))
+                    else:
+                        nursery.start_soon(_guard, handlers[port](stream))
 
-        for port in (ECHO, DISCARD, HTTP):
-            nursery.start_soon(accept_loop, port)
+            for port in (ECHO, DISCARD, HTTP):
+                nursery.start_soon(accept_loop, port)
 
 
 async def _guard(coro: Any) -> None:

@@ -397,7 +397,7 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
                                           for b in host.ndis.miniports.values()),
         ),
         heartbeat=HeartbeatSummary(
-            beats=len(host.heartbeat.beats),
+            beats=host.heartbeat.count,
             last_beat=(round(host.heartbeat.last_beat - first, 9)
                        if host.heartbeat.last_beat is not None else None),
         ),
@@ -406,7 +406,7 @@ def summarize(host: EmulatedHost, cfg: StormConfig, *, now: float, first: float,
         deadlock_text=(deadlock.render(time_origin=first, limit=6)
                        if deadlock is not None else None),
         stalls=[st.as_dict(time_origin=first) for st in detector.stalls],
-        stalls_text=[st.render(time_origin=first) for st in detector.stalls[-3:]],
+        stalls_text=[st.render(time_origin=first) for st in list(detector.stalls)[-3:]],
         faults=faults,
         failures=[BindFailure(r, n) for r, n in failures.most_common()],
         dot=dot,

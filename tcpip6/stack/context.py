@@ -72,6 +72,10 @@ class TcpConfig:
     time_wait: float = 2 * c.TCP_MSL  # 2*MSL (RFC 9293 §3.4.2)
     fin_wait_2_timeout: float = 60.0  # an orphaned FIN-WAIT-2 (closed by the app) ends after
     syn_backlog: int = 128  # embryonic (SYN-RECEIVED) connections per listener
+    # Connections of one interface in every state, TIME-WAIT included (our choice; Linux bounds
+    # TIME-WAIT alone, tcp_max_tw_buckets). At the bound a SYN is dropped (counted) and an
+    # active open fails (ENOBUFS), so a flood of connections costs bounded memory.
+    max_connections: int = 4096
     ooo_max_segments: int = 256  # out-of-order queue bound (merged blocks)
     congestion_control: str = "newreno"  # a name in tcpip6.stack.tcpcc.ALGORITHMS ("cubic")
     initial_window: int = 0  # segments; 0 = RFC 5681 §3.1's rule (3 or 4 segments)
@@ -85,7 +89,7 @@ class TcpConfig:
             if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
                 raise ConfigError(f"tcp.{f.name} must not be negative")
         for name in ("send_buffer", "recv_buffer", "syn_backlog", "ooo_max_segments",
-                     "dup_thresh", "challenge_ack_limit"):  # fmt: skip
+                     "dup_thresh", "challenge_ack_limit", "max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"tcp.{name} must be >= 1")
         if self.recv_buffer > 0x3FFFFFFF or self.send_buffer > 0x3FFFFFFF:

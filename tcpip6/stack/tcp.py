@@ -13,17 +13,10 @@ a SYN beyond it is dropped and counted ``drop.BACKLOG_FULL``, the peer retransmi
 connections that completed the handshake but were not accepted yet (the ``backlog`` argument of
 :meth:`listen`; the handshake's last ACK is dropped while it is full, as Linux does, and a new SYN
 is refused the same way). Connections move to the accept queue when they reach ESTABLISHED.
-
-Initial sequence numbers follow RFC 6528 §3: ISN = M + F(4-tuple, secret) with M a 4 µs clock
-taken from ``now`` and F the first 32 bits of SHA-256 over a 128-bit secret drawn once from the
-host's injected generator; ephemeral ports are RFC 6056 algorithm 1 (random draws from the
-same generator, retried on collision). RFC 5961 §7's challenge-ACK limit is a token bucket shared
-by the interface. Upper-layer reachability confirmation (RFC 4861 §7.3.1) is given at most once a
-second per peer when an ACK acknowledges new data.
-
-A trio driver needs three things from here (through :class:`~tcpip6.stack.host.Ipv6Host`): the
-frames every call returns, ``next_deadline``/``handle_timer`` (each connection keeps one timer),
-and :meth:`pop_ready` — the connections and listeners that queued events since the last call.
+A SYN to a 4-tuple still in TIME-WAIT here opens a new connection when it is newer (its
+timestamp, else its sequence number: RFC 6191), as Linux does. The table itself is bounded
+(``TcpConfig.max_connections``, every state counted): at the bound a SYN is dropped
+(``drop.BACKLOG_FULL`` and ``tcp.conn_table_full``) and an active open fails.
 """
 
 from __future__ import annotations
@@ -270,6 +263,9 @@ class TcpStack:
         else:
             local_port = self._ephemeral(src, dst, port)
             key = (src, local_port, dst, port)
+        if len(self.conns) >= self.cfg.max_connections:
+            self.counters["tcp.conn_table_full"] += 1
+            raise SocketError(f"{len(self.conns)} connections, the bound (ENOBUFS)")
         conn = TcpConnection(self, (src, local_port), (dst, port), self.isn(key, now), now)
         self.conns[key] = conn
         self.counters["tcp.active_opens"] += 1
@@ -299,6 +295,12 @@ class TcpStack:
         self.counters["tcp.rx"] += 1
         conn = self.conns.get((dst, seg.dst_port, src, seg.src_port))
         if conn is not None:
+            lst = self.listeners.get(seg.dst_port)
+            if (lst is not None and seg.flags & (SYN | ACK | RST | FIN) == SYN
+                    and conn.reusable_by(seg)):
+                self.counters["tcp.time_wait_reused"] += 1
+                conn.end_time_wait(now)
+                return self._listen_rx(lst, src, dst, seg, now)
             return conn.on_segment(seg, now)
         lst = self.listeners.get(seg.dst_port)
         if lst is not None:
@@ -322,6 +324,10 @@ class TcpStack:
             return []
         if len(lst.embryonic) >= self.cfg.syn_backlog or len(lst.accept_queue) >= lst.backlog:
             counters["drop." + DropReason.BACKLOG_FULL.value] += 1
+            return []
+        if len(self.conns) >= self.cfg.max_connections:
+            counters["drop." + DropReason.BACKLOG_FULL.value] += 1
+            counters["tcp.conn_table_full"] += 1
             return []
         key = (dst, lst.port, src, seg.src_port)
         conn = TcpConnection(self, (dst, lst.port), (src, seg.src_port), self.isn(key, now), now,

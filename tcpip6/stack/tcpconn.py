@@ -1393,6 +1393,24 @@ class TcpConnection:
 
     # --- state changes --------------------------------------------------------------------------
 
+    def reusable_by(self, seg: TcpSegment) -> bool:
+        """A SYN to this TIME-WAIT connection's 4-tuple opens a new incarnation (RFC 9293
+        §3.6.1's allowance, RFC 6191), as Linux decides it (tcp_timewait_state_process): not
+        older than TS.Recent (PAWS), and either its sequence number is above RCV.NXT or its
+        timestamp is newer. A challenge ACK instead would leave the peer's connect retrying
+        until 2*MSL ends."""
+        if self.state is not _S.TIME_WAIT:
+            return False
+        ts = seg.tsval if self.ts_ok else None
+        if ts is not None and 0 < (self.ts_recent - ts) & MASK < HALF:
+            return False  # PAWS: older than what this incarnation saw
+        return (0 < (seg.seq - self.rcv_nxt) & MASK < HALF
+                or (ts is not None and 0 < (ts - self.ts_recent) & MASK < HALF))
+
+    def end_time_wait(self, now: float) -> None:
+        """Leave TIME-WAIT at once for a new incarnation (`reusable_by`)."""
+        self._go(_I.ABORT, now)
+
     def _go(self, inp: TcpInput, now: float) -> None:
         try:
             nxt = TRANSITIONS[self.state][inp]
