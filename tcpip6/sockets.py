@@ -134,7 +134,10 @@ class _Call:
 
     @staticmethod
     async def run(binder: Tcpip6Binder, state: Tcpip6Binding,
-                  fn: Callable[[float], tuple[T, list[bytes]]]) -> T:
+                  fn: Callable[[float], tuple[T, list[bytes]]], *,
+                  checkpoint: bool = True) -> T:
+        """`checkpoint=False`: a call that ran at once (inline) returns without a trio
+        schedule point — for callers that have had theirs (a wait for data, a lock)."""
         done = trio.Event()
         value: list[T] = []
         error: list[BaseException] = []
@@ -154,17 +157,25 @@ class _Call:
         # (the coroutine driver), instead of waking its task and then ours — two trio hops
         # fewer per socket call; otherwise posted as before.
         binder.kernel.interrupt(call)
-        await done.wait()
+        if not done.is_set():
+            await done.wait()
+        elif checkpoint:  # ran inline: the schedule point a trio call owes, no cancel after it
+            await trio.lowlevel.cancel_shielded_checkpoint()
         if error:
             raise error[0]
         return value[0]
 
 
-async def _wait_until(binder: Tcpip6Binder, condition: Callable[[], bool]) -> None:
+async def _wait_until(binder: Tcpip6Binder, condition: Callable[[], bool]) -> bool:
+    """Wait until `condition()` holds (checked after every call into the stack); whether it
+    had to wait (a trio schedule point) or held at once (none)."""
+    waited = False
     while not condition():
         event = trio.Event()
         binder.wake_when(condition, event)
         await event.wait()
+        waited = True
+    return waited
 
 
 def _send(conn: TcpConnection, chunk: bytes, now: float) -> tuple[None, list[bytes]]:
@@ -182,8 +193,10 @@ class TcpStream(trio.abc.HalfCloseableStream):
         self._closed = False
 
     async def _do(self, fn: Callable[[float], tuple[T, list[bytes]]]) -> T:
+        """A socket call for a caller that has had its schedule point (the send lock, or
+        receive_some's wait): one trio hop per call fewer when it runs inline."""
         try:
-            return await _Call.run(self._binder, self._state, fn)
+            return await _Call.run(self._binder, self._state, fn, checkpoint=False)
         except ConnectionReset as exc:
             raise trio.BrokenResourceError(f"connection {exc}") from exc
         except ConnectionClosed as exc:
@@ -213,7 +226,8 @@ class TcpStream(trio.abc.HalfCloseableStream):
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
         conn = self.conn
-        await _wait_until(self._binder, lambda: conn.readable)
+        if not await _wait_until(self._binder, lambda: conn.readable):
+            await trio.lowlevel.checkpoint()  # data was there: the schedule point, before taking it
 
         def recv(_now: float) -> tuple[bytes, list[bytes]]:
             try:
