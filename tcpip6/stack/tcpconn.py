@@ -55,8 +55,9 @@ second segment (RFC 9293 §3.8.6.3 / RFC 5681 §4.2), for out-of-order data and 
 fills a gap (RFC 5681 §4.2), and for a FIN. In-order segments that arrive in one receive batch
 (`TcpStack.begin_batch`: the frames one tcpip6 receive item drains) are acknowledged once, at
 the batch's end — what Linux's GRO does with the segments of one NAPI poll (a stretch ACK,
-which RFC 5681 §4.2 and RFC 9293 §3.8.6.3 leave to the receiver's judgement: "SHOULD"); a
-batch of one frame acknowledges as above. SACK blocks (RFC 2018 §4: the block holding the
+which RFC 5681 §4.2 and RFC 9293 §3.8.6.3 leave to the receiver's judgement: "SHOULD") — or
+as soon as half the receive buffer is unacknowledged; a batch of one frame acknowledges as
+above. SACK blocks (RFC 2018 §4: the block holding the
 newest segment first, then the most recently reported ones) go on every ACK while out-of-order
 data is held. The offered window never shrinks and grows only by min(buffer/2, MSS) steps
 (receiver SWS avoidance, §3.8.6.2.2); a window update is sent when reading frees two segments
@@ -927,7 +928,10 @@ class TcpConnection:
                     self._segs_unacked += 1
                     delay = self._stack.cfg.delayed_ack
                     if self._segs_unacked >= 2 or not delay:  # RFC 9293 §3.8.6.3 MUST-58
-                        if self._stack.batching:  # one ACK at the batch's end (see there)
+                        # In a receive batch one ACK at its end (see there), unless half
+                        # the buffer is unacknowledged: the sender must not run dry.
+                        if self._stack.batching and \
+                                self.rcv_nxt - self.last_ack_sent < self.recv_buffer >> 1:
                             self._stack.ack_at_batch_end(self)
                         else:
                             self._ack_now = True

@@ -375,3 +375,18 @@ def test_a_batch_still_acknowledges_out_of_order_data_at_once() -> None:
     assert p.b.counters["tcp.batch_acks"] == 0  # the first dup ACK carried the in-order data
     segs = _fed(True, frames[2:3], p.b, p.now)  # the gap filled: acknowledged at once
     assert [seg.ack for seg in segs] == [(start + 6 * c.smss) & 0xFFFFFFFF]
+
+
+def test_a_stretch_ack_never_covers_more_than_half_the_receive_buffer() -> None:
+    """The sender must not run dry: within a batch, an ACK goes as soon as half the receive
+    buffer is unacknowledged; the rest of the batch is acknowledged at its end."""
+    p = Pair(delay=0.002, tcp_a=lan(initial_window=10), tcp_b=lan(recv_buffer=8192))
+    c, s, _ = p.connect()
+    start = s.rcv_nxt
+    frames = c.send(bytes(20_000), p.now)
+    assert len(frames) >= 5
+    segs = _fed(True, frames, p.b, p.now)
+    acked = [(seg.ack - start) & 0xFFFFFFFF for seg in segs]
+    assert len(acked) == 2
+    assert 4096 <= acked[0] < 4096 + c.smss  # the first to pass half of 8192
+    assert acked[1] == (s.rcv_nxt - start) & 0xFFFFFFFF  # the batch's end: everything
