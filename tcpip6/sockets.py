@@ -205,18 +205,33 @@ class TcpStream(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
-        async with self._send_lock:
+        # As trio's own sockets do: a cancellation point first, the data handed over, and the
+        # schedule point after it (unless it waited), so a reply leaves before the yield.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        waited = False
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+            waited = True
+        try:
             view = memoryview(data)
             conn = self.conn
             while view:
-                await _wait_until(self._binder,
-                                  lambda: conn.send_space > 0 or conn.error is not None)
+                if await _wait_until(self._binder,
+                                     lambda: conn.send_space > 0 or conn.error is not None):
+                    waited = True
                 if conn.error is not None:
                     raise trio.BrokenResourceError(f"connection {conn.error}")
                 n = min(len(view), conn.send_space)
                 chunk = bytes(view[:n])
                 await self._do(partial(_send, conn, chunk))
                 view = view[n:]
+        finally:
+            lock.release()
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await _wait_until(self._binder,
@@ -227,7 +242,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("stream is closed")
         conn = self.conn
         if not await _wait_until(self._binder, lambda: conn.readable):
-            await trio.lowlevel.checkpoint()  # data was there: the schedule point, before taking it
+            await trio.lowlevel.checkpoint()  # data was there: a schedule point, before taking it
 
         def recv(_now: float) -> tuple[bytes, list[bytes]]:
             try:
