@@ -432,15 +432,16 @@ class Tcpip6Binder:
             # The item drains the whole backlog: a frame indicated while it is queued (or
             # running) joins the backlog and costs no work item, no hop of its own. The
             # replies go out after the batch, in the order of the frames that caused them.
+            # The stack takes them as one batch (TCP acknowledges a batch's data once).
             stack = state.stack
             backlog = state.backlog
-            now = self.kernel.now
             out: list[bytes] = []
             try:
-                while backlog:
-                    frame = backlog.popleft()
-                    if stack is not None:
-                        out += stack.handle_frame(frame, now)
+                if stack is not None and backlog:
+                    frames = list(backlog)
+                    backlog.clear()
+                    out = stack.handle_batch(frames, self.kernel.now)
+                backlog.clear()
             finally:
                 state.rx_item_queued = False
             if stack is not None and state.phase is BindPhase.UP:

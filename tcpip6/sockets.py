@@ -139,7 +139,10 @@ class _Call:
 
     @staticmethod
     async def run(binder: Tcpip6Binder, state: Tcpip6Binding,
-                  fn: Callable[[float], tuple[T, list[bytes]]]) -> T:
+                  fn: Callable[[float], tuple[T, list[bytes]]], *,
+                  checkpoint: bool = True) -> T:
+        """`checkpoint=False`: a call that ran at once (inline) returns without a trio
+        schedule point — for callers that have had theirs (a wait for data, a lock)."""
         done = trio.Event()
         value: list[T] = []
         error: list[BaseException] = []
@@ -159,14 +162,20 @@ class _Call:
         # (the coroutine driver), instead of waking its task and then ours — two trio hops
         # fewer per socket call; otherwise posted as before.
         binder.kernel.interrupt(call)
-        await done.wait()
+        if not done.is_set():
+            await done.wait()
+        elif checkpoint:  # ran inline: the schedule point a trio call owes, no cancel after it
+            await trio.lowlevel.cancel_shielded_checkpoint()
         if error:
             raise error[0]
         return value[0]
 
 
-async def _wait_until(binder: Tcpip6Binder, condition: Callable[[], bool]) -> None:
-    """Until `condition()` holds; a cancelled wait is forgotten by the binder."""
+async def _wait_until(binder: Tcpip6Binder, condition: Callable[[], bool]) -> bool:
+    """Wait until `condition()` holds (checked after every call into the stack); whether it
+    had to wait (a trio schedule point) or held at once (none). A cancelled wait is forgotten
+    by the binder."""
+    waited = False
     while not condition():
         event = trio.Event()
         binder.wake_when(condition, event)
@@ -175,6 +184,8 @@ async def _wait_until(binder: Tcpip6Binder, condition: Callable[[], bool]) -> No
         finally:
             if not event.is_set():
                 binder.forget_waiter(event)
+        waited = True
+    return waited
 
 
 def _send(conn: TcpConnection, chunk: bytes, now: float) -> tuple[None, list[bytes]]:
@@ -192,8 +203,10 @@ class TcpStream(trio.abc.HalfCloseableStream):
         self._closed = False
 
     async def _do(self, fn: Callable[[float], tuple[T, list[bytes]]]) -> T:
+        """A socket call for a caller that has had its schedule point (the send lock, or
+        receive_some's wait): one trio hop per call fewer when it runs inline."""
         try:
-            return await _Call.run(self._binder, self._state, fn)
+            return await _Call.run(self._binder, self._state, fn, checkpoint=False)
         except ConnectionReset as exc:
             raise trio.BrokenResourceError(f"connection {exc}") from exc
         except ConnectionClosed as exc:
@@ -202,18 +215,33 @@ class TcpStream(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
-        async with self._send_lock:
+        # As trio's own sockets do: a cancellation point first, the data handed over, and the
+        # schedule point after it (unless it waited), so a reply leaves before the yield.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        waited = False
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+            waited = True
+        try:
             view = memoryview(data)
             conn = self.conn
             while view:
-                await _wait_until(self._binder,
-                                  lambda: conn.send_space > 0 or conn.error is not None)
+                if await _wait_until(self._binder,
+                                     lambda: conn.send_space > 0 or conn.error is not None):
+                    waited = True
                 if conn.error is not None:
                     raise trio.BrokenResourceError(f"connection {conn.error}")
                 n = min(len(view), conn.send_space)
                 chunk = bytes(view[:n])
                 await self._do(partial(_send, conn, chunk))
                 view = view[n:]
+        finally:
+            lock.release()
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await _wait_until(self._binder,
@@ -223,7 +251,8 @@ class TcpStream(trio.abc.HalfCloseableStream):
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
         conn = self.conn
-        await _wait_until(self._binder, lambda: conn.readable)
+        if not await _wait_until(self._binder, lambda: conn.readable):
+            await trio.lowlevel.checkpoint()  # data was there: a schedule point, before taking it
 
         def recv(_now: float) -> tuple[bytes, list[bytes]]:
             try:

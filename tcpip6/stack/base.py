@@ -4,6 +4,7 @@ malformed frame into a counted drop (bad inbound data never raises past `handle_
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 from ..errors import MalformedFrame
 from ..wire.drops import DropReason
@@ -28,6 +29,15 @@ class FrameHandler:
             return []
         if out:
             counters["tx"] += len(out)
+        return out
+
+    def handle_batch(self, frames: Iterable[bytes | bytearray | memoryview],
+                     now: float) -> list[bytes]:
+        """Frames received together (one receive item's backlog), each as `handle_frame`;
+        the frames to transmit, in the order of the frames that caused them."""
+        out: list[bytes] = []
+        for frame in frames:
+            out += self.handle_frame(frame, now)
         return out
 
     def _drop(self, reason: DropReason) -> list[bytes]:

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from ndisemu.offload import ChecksumValidated
@@ -371,6 +371,23 @@ class Ipv6Host(FrameHandler):
         return out
 
     # --- receive path ------------------------------------------------------------------------
+
+    def handle_batch(self, frames: Iterable[bytes | bytearray | memoryview],
+                     now: float) -> list[bytes]:
+        """As `FrameHandler.handle_batch`, and TCP acknowledges the batch's in-order data once,
+        at its end (`TcpStack.begin_batch`); those ACKs go after the batch's other frames."""
+        tcp = self.tcp
+        tcp.begin_batch()
+        out: list[bytes] = []
+        try:
+            for frame in frames:
+                out += self.handle_frame(frame, now)
+        finally:
+            acks = tcp.end_batch(now)
+        if acks:
+            self.counters["tx"] += len(acks)
+            out += acks
+        return out
 
     def _refresh_l2(self) -> None:
         self._l2 = frozenset((self.mac, BROADCAST_MAC, *self.mld.macs()))

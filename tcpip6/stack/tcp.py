@@ -147,6 +147,10 @@ class TcpStack:
         self._challenge = TokenBucket(float(cfg.challenge_ack_limit), cfg.challenge_ack_limit)
         self._ready: dict[TcpConnection | TcpListener, None] = {}
         self._confirmed: dict[bytes, float] = {}
+        # A receive batch (begin_batch .. end_batch): the connections whose every-second-segment
+        # ACK waits for the batch's end.
+        self.batching = False
+        self._batch_acks: dict[TcpConnection, None] = {}
 
     # --- what connections use -------------------------------------------------------------------
 
@@ -289,6 +293,30 @@ class TcpStack:
         return (int(now * 250_000) + f) & MASK
 
     # --- receive ----------------------------------------------------------------------------------
+
+    def begin_batch(self) -> None:
+        """Segments up to `end_batch` arrived together (one receive item's frames): in-order
+        data is acknowledged once, at the end (a stretch ACK, as Linux's GRO gives one per NAPI
+        poll), not every second segment."""
+        self.batching = True
+
+    def ack_at_batch_end(self, conn: TcpConnection) -> None:
+        self._batch_acks[conn] = None
+
+    def end_batch(self, now: float) -> list[bytes]:
+        """The batch's deferred ACKs, one per connection, in the order they were deferred."""
+        self.batching = False
+        if not self._batch_acks:
+            return []
+        conns = list(self._batch_acks)
+        self._batch_acks.clear()
+        out: list[bytes] = []
+        for conn in conns:
+            acks = conn.batch_ack(now)
+            if acks:
+                self.counters["tcp.batch_acks"] += 1
+                out += acks
+        return out
 
     def rx(self, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> list[bytes]:
         """A verified segment from ``src`` to our ``dst``; returns the frames to transmit."""

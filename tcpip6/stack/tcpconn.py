@@ -52,7 +52,12 @@ data that does not advance SND.NXT (RFC 9293 §3.8.6.1); probing never gives up 
 
 **Receiving.** ACKs are delayed (``delayed_ack``, 200 ms by default) but sent at once for every
 second segment (RFC 9293 §3.8.6.3 / RFC 5681 §4.2), for out-of-order data and for data that
-fills a gap (RFC 5681 §4.2), and for a FIN. SACK blocks (RFC 2018 §4: the block holding the
+fills a gap (RFC 5681 §4.2), and for a FIN. In-order segments that arrive in one receive batch
+(`TcpStack.begin_batch`: the frames one tcpip6 receive item drains) are acknowledged once, at
+the batch's end — what Linux's GRO does with the segments of one NAPI poll (a stretch ACK,
+which RFC 5681 §4.2 and RFC 9293 §3.8.6.3 leave to the receiver's judgement: "SHOULD") — or
+as soon as half the receive buffer is unacknowledged; a batch of one frame acknowledges as
+above. SACK blocks (RFC 2018 §4: the block holding the
 newest segment first, then the most recently reported ones) go on every ACK while out-of-order
 data is held. The offered window never shrinks and grows only by min(buffer/2, MSS) steps
 (receiver SWS avoidance, §3.8.6.2.2); a window update is sent when reading frees two segments
@@ -532,6 +537,16 @@ class TcpConnection:
             self._sched()
         return out
 
+    def batch_ack(self, now: float) -> list[bytes]:
+        """The ACK deferred to the end of a receive batch (`TcpStack.end_batch`), unless a
+        segment sent since carried it."""
+        out: list[bytes] = []
+        if self._segs_unacked and self.state is not _S.CLOSED:
+            self._now = now
+            self._emit(self.snd_max, ACK, b"", now, out)
+            self._sched()
+        return out
+
     def _drop(self, reason: DropReason) -> None:
         self._stack.counters["drop." + reason.value] += 1
 
@@ -913,7 +928,13 @@ class TcpConnection:
                     self._segs_unacked += 1
                     delay = self._stack.cfg.delayed_ack
                     if self._segs_unacked >= 2 or not delay:  # RFC 9293 §3.8.6.3 MUST-58
-                        self._ack_now = True
+                        # In a receive batch one ACK at its end (see there), unless half
+                        # the buffer is unacknowledged: the sender must not run dry.
+                        if self._stack.batching and \
+                                self.rcv_nxt - self.last_ack_sent < self.recv_buffer >> 1:
+                            self._stack.ack_at_batch_end(self)
+                        else:
+                            self._ack_now = True
                     elif self._t_ack is None:
                         self._t_ack = now + delay
                 self._event(TcpEventKind.DATA, now)

@@ -11,10 +11,11 @@ import random
 import pytest
 
 from tcpip6.errors import ConnectionClosed, WouldBlock
+from tcpip6.stack.host import Ipv6Host
 from tcpip6.stack.tcp import TcpConnection
 from tcpip6.stack.tcpconn import TcpState
-from tcpip6.wire.tcp import ACK, FIN, PSH
-from tests.tcpip6.tcp_helpers import Pair, data_segments, forge, lan
+from tcpip6.wire.tcp import ACK, FIN, PSH, TcpSegment
+from tests.tcpip6.tcp_helpers import Pair, data_segments, forge, lan, parse_tcp
 
 S = TcpState
 
@@ -325,3 +326,67 @@ def test_a_zero_window_probe_byte_taken_by_the_peer_is_acknowledged() -> None:
     replies = forge(p, 0, c, ACK, ack=una + 1, window=1000)  # B took it; its window opened
     assert p.a.counters["drop.BAD_ACK"] == 0 and c.snd_una == una + 1
     assert [bytes(seg.payload) for _, seg in replies] == [b"robe me"]
+
+
+def _fed(batched: bool, frames: list[bytes], host_b: Ipv6Host, now: float) -> list[TcpSegment]:
+    """B's TCP output for `frames`: as one receive batch, or one frame at a time."""
+    if batched:
+        out = host_b.handle_batch(frames, now)
+    else:
+        out = [f for frame in frames for f in host_b.handle_frame(frame, now)]
+    segs = [parse_tcp(f) for f in out]
+    return [s[1] for s in segs if s is not None]
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_receive_batch_is_acknowledged_once_at_its_end(batched: bool) -> None:
+    """In-order segments of one receive batch get one (stretch) ACK after the batch, as
+    Linux's GRO gives one per NAPI poll; one at a time, every second segment is acknowledged
+    (RFC 9293 §3.8.6.3). The same data arrives either way."""
+    p = Pair(delay=0.002, tcp_a=lan(initial_window=10))
+    c, s, _ = p.connect()
+    data = random.Random(5).randbytes(8 * c.smss)
+    frames = c.send(data, p.now)
+    assert len(frames) == 8
+    segs = _fed(batched, frames, p.b, p.now)
+    end = (s.rcv_nxt) & 0xFFFFFFFF
+    assert s.recv(1 << 20) == data
+    assert all(seg.flags & ACK and not seg.payload for seg in segs)
+    if batched:
+        assert [seg.ack for seg in segs] == [end]
+        assert p.b.counters["tcp.batch_acks"] == 1
+    else:
+        assert len(segs) == 4 and segs[-1].ack == end
+        assert p.b.counters["tcp.batch_acks"] == 0
+
+
+def test_a_batch_still_acknowledges_out_of_order_data_at_once() -> None:
+    """A gap in a batch: the duplicate ACK for the out-of-order segment goes at once (RFC 5681
+    §4.2), and the batch ends with the ACK of whatever arrived in order."""
+    p = Pair(delay=0.002, tcp_a=lan(initial_window=10))
+    c, s, _ = p.connect()
+    frames = c.send(bytes(6 * c.smss), p.now)
+    assert len(frames) == 6
+    start = s.rcv_nxt & 0xFFFFFFFF
+    segs = _fed(True, frames[:2] + frames[3:], p.b, p.now)  # the third is lost
+    acks = [seg.ack for seg in segs]
+    two = (start + 2 * c.smss) & 0xFFFFFFFF
+    assert acks == [two, two, two]  # a dup ACK for each of the three out-of-order segments
+    assert p.b.counters["tcp.batch_acks"] == 0  # the first dup ACK carried the in-order data
+    segs = _fed(True, frames[2:3], p.b, p.now)  # the gap filled: acknowledged at once
+    assert [seg.ack for seg in segs] == [(start + 6 * c.smss) & 0xFFFFFFFF]
+
+
+def test_a_stretch_ack_never_covers_more_than_half_the_receive_buffer() -> None:
+    """The sender must not run dry: within a batch, an ACK goes as soon as half the receive
+    buffer is unacknowledged; the rest of the batch is acknowledged at its end."""
+    p = Pair(delay=0.002, tcp_a=lan(initial_window=10), tcp_b=lan(recv_buffer=8192))
+    c, s, _ = p.connect()
+    start = s.rcv_nxt
+    frames = c.send(bytes(20_000), p.now)
+    assert len(frames) >= 5
+    segs = _fed(True, frames, p.b, p.now)
+    acked = [(seg.ack - start) & 0xFFFFFFFF for seg in segs]
+    assert len(acked) == 2
+    assert 4096 <= acked[0] < 4096 + c.smss  # the first to pass half of 8192
+    assert acked[1] == (s.rcv_nxt - start) & 0xFFFFFFFF  # the batch's end: everything
