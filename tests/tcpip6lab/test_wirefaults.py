@@ -60,6 +60,7 @@ def test_qdiscs_change_at_the_window_edges_on_the_device_of_each_direction(
 
     monkeypatch.setattr(netem, "set_netem", set_netem)
     monkeypatch.setattr(netem, "probe_netem", lambda ns, dev: None)
+    monkeypatch.setattr(netem, "kernel_has_netem", lambda: True)
     monkeypatch.setattr(netem, "add_ifb", lambda ns, dev, ifb: ifbs.append((ns, dev, ifb)))
     topo = topology(backend)
     wf = WireFaults(topo, Kernel(), parse_plan(PLAN))
