@@ -111,6 +111,8 @@ class WireFaults:
                 self._report(t, adapter, direction, dev, spec)
 
     def _report(self, t: float, adapter: str, direction: str, dev: str, spec: Spec) -> None:
+        """One trace event and one line. The line's time is the edge's: `run` applies it when
+        the kernel's time is `t`, while `kernel.now` is stale if the dispatcher is asleep."""
         what = spec.describe() if spec is not None else "removed"
         tracer = self.kernel.tracer
         if tracer.enabled:
@@ -118,7 +120,7 @@ class WireFaults:
                                       "device": dev, "qdisc": what}
             tracer.emit("wire.netem", **fields)
         if self.out is not None:
-            self.out.write(f"t={self.kernel.now:7.1f}s  {adapter} {direction} ({dev}): "
+            self.out.write(f"t={t:7.1f}s  {adapter} {direction} ({dev}): "
                            f"{what}\n")
             self.out.flush()
 

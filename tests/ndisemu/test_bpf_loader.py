@@ -80,3 +80,31 @@ def test_the_program_loses_copies_and_the_tbf_paces_frames_on_a_real_veth() -> N
     # none lost (netem's rate drops none either: the queue holds 2 s)
     assert int(got["rate"][0]) <= 8 and got["rate"][1] == "20", got
     assert "tbf" in got["qdiscs"] and "clsact" in got["qdiscs"], got
+
+
+PROBE = r"""
+import os
+from ndisemu.backends import netem
+from ndisemu.errors import BackendError
+home = os.readlink("/proc/thread-self/ns/net")
+found = netem.kernel_has_netem()
+try:
+    netem.probe_netem(".", "lo")  # the device probe netem's path has always made
+    real = True
+except BackendError:
+    real = False
+print(found, real, os.readlink("/proc/thread-self/ns/net") == home)
+os.environ[netem.FORCE_BPF_ENV] = "1"
+print(netem.kernel_has_netem())
+"""
+
+
+def test_the_netem_probe_agrees_with_the_kernel_and_leaves_the_thread_at_home() -> None:
+    require_real_net(tun=False)
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c", PROBE], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    first, forced = r.stdout.splitlines()
+    found, real, home = first.split()
+    assert found == real and home == "True", r.stdout  # asked in a namespace of its own
+    assert forced == "False"  # the tests' switch to the fallback

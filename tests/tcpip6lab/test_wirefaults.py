@@ -150,8 +150,10 @@ def test_without_netem_a_bpf_program_changes_at_the_edges_on_each_directions_hoo
         (4.0, *out1, "bpf duplicate 50%"),
         (5.0, *out1, "removed"),
     ]
-    # serve's lines (their t= is the kernel's, not running here)
-    assert f"s  nic001 out ({out1[1]}): bpf loss 100% duplicate 50%\n" in out.getvalue()
+    # serve's lines, at the edges' times
+    assert f"t=    3.0s  nic001 out ({out1[1]}): bpf loss 100% duplicate 50%\n" \
+        in out.getvalue()
+    assert f"t=    5.0s  nic001 out ({out1[1]}): removed\n" in out.getvalue()
 
 
 def test_every_netem_field_reaches_the_kernel_as_one_request() -> None:
