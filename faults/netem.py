@@ -171,8 +171,8 @@ def needs_direction(plan: FaultPlan, adapter: str, direction: str) -> bool:
 
 
 def check_bpf_plan(plan: FaultPlan, backend: str) -> None:
-    """On a kernel without netem the fallback (ndisemu.backends.bpf) does loss and duplicate
-    (an eBPF classifier) and a latency that is only a `rate` (TBF); refuse the rest in one
+    """On a kernel without netem the fallback (ndisemu.backends.bpf) does loss, duplicate and
+    corrupt (an eBPF classifier) and a latency that is only a `rate` (TBF); refuse the rest in one
     line, before anything is set up."""
     for f in plan.of_kind("wire"):
         head = f"{_where(plan, f)}: [[wire]] {f.id}"
@@ -182,10 +182,8 @@ def check_bpf_plan(plan: FaultPlan, backend: str) -> None:
             what = "reorder" if f.action == "reorder" else \
                 "jitter" if f.params.get("jitter") else "delay"
             raise PlanError(f"{head}: {what} on --backend {backend}: {NO_NETEM}; only loss, "
-                            "duplicate and rate work without it (or use --backend memory)")
-        if f.action == "corrupt":
-            raise PlanError(f"{head}: corrupt on --backend {backend}: {NO_NETEM}; only loss, "
-                            "duplicate and rate work without it (or use --backend memory)")
+                            "duplicate, corrupt and rate work without it (or use --backend "
+                            "memory)")
         if f.params.get("rate") is not None and backend == "tap" and "out" in directions(f):
             raise PlanError(f"{head}: rate on the TAP's \"out\" direction: {NO_NETEM}, and "
                             "without it only transmissions can be rate-limited (give it "
@@ -195,11 +193,13 @@ def check_bpf_plan(plan: FaultPlan, backend: str) -> None:
 def bpf_spec_at(plan: FaultPlan, t: float, adapter: str, direction: str, *,
                 ingress: bool) -> BpfSpec | None:
     """What the BPF fallback puts on `adapter`'s `direction` at plan time `t` (None: no fault):
-    the loss/duplicate percentages and rate of the netem spec (`spec_at`) it replaces."""
+    the loss/duplicate/corrupt percentages and rate of the netem spec (`spec_at`) it
+    replaces."""
     spec = spec_at(plan, t, adapter, direction)
     if spec is None:
         return None
     program = None
-    if spec.loss or spec.duplicate:
-        program = WireProgram(loss=spec.loss, duplicate=spec.duplicate, ingress=ingress)
+    if spec.loss or spec.duplicate or spec.corrupt:
+        program = WireProgram(loss=spec.loss, duplicate=spec.duplicate, corrupt=spec.corrupt,
+                              ingress=ingress)
     return BpfSpec(program, spec.rate)

@@ -299,9 +299,9 @@ async def run_real(real: RealHost, interval: float, out: IO[str],
     if real.wire_faults is not None:
         real.wire_faults.out = out
         if real.wire_faults.active and not real.wire_faults.netem:
-            out.write("[[wire]] faults: this kernel has no netem (CONFIG_NET_SCH_NETEM); loss "
-                      "and duplicate through an eBPF classifier on each device's clsact hook, "
-                      "rate through TBF\n")
+            out.write("[[wire]] faults: this kernel has no netem (CONFIG_NET_SCH_NETEM); loss, "
+                      "duplicate and corrupt through an eBPF classifier on each device's clsact "
+                      "hook, rate through TBF\n")
     async with running(real) as nursery:
         if extras.applications:
             problem = await nursery.start(run_peerd, real.topology.netns)

@@ -9,10 +9,10 @@ adapter's spec per direction and replaces or removes the qdiscs that change. Eac
 at exit (and with `tcpip6-lab cleanup` after a crash: the IFBs are in the state file).
 
 On a kernel without netem (`netem.kernel_has_netem()`, asked once) the same edges drive the BPF
-fallback instead (ndisemu.backends.bpf): an eBPF classifier for loss/duplicate on the clsact hook
-of the device and direction netem would shape — TAP "out" on the TAP's own ingress hook, so no
-IFB — and TBF for `rate`; serve has refused what it cannot do before anything was made
-(faults.netem.check_bpf_plan). Same `wire.netem` events, with "bpf …" as the qdisc text.
+fallback instead (ndisemu.backends.bpf): an eBPF classifier for loss/duplicate/corrupt on the
+clsact hook of the device and direction netem would shape — TAP "out" on the TAP's own ingress
+hook, so no IFB — and TBF for `rate`; serve has refused what it cannot do before anything was
+made (faults.netem.check_bpf_plan). Same `wire.netem` events, with "bpf …" as the qdisc text.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """`[[wire]]` faults on a kernel without netem: an eBPF classifier on a clsact hook, and TBF.
 
 Used only where netem is missing (`netem.kernel_has_netem()` says so, probed once). The program
-(ndisemu.backends.bpfprog, raw instructions, no clang/bcc) is loaded with the bpf(2) syscall
-through ctypes and attached with pyroute2's tc as a direct-action "bpf" filter on a clsact
-qdisc. Which hook of which device carries which direction of an adapter's wire:
+for loss, duplicate and corrupt (ndisemu.backends.bpfprog: raw instructions, no clang/bcc) is
+loaded with the bpf(2) syscall through ctypes and attached with pyroute2's tc as a
+direct-action "bpf" filter on a clsact qdisc. Which hook of which device carries which
+direction of an adapter's wire:
 
     direction "in"  (Linux -> emulated host): Linux's side of the device (TAP or veth), egress
     direction "out" (emulated host -> Linux): veth: our end (in the emulator's namespace),

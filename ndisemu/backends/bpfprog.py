@@ -5,6 +5,9 @@ frame that crosses the hook runs it once:
 
     a frame carrying DUP_MARK is a duplicate this program made: clear the mark, let it pass
     loss p:       bpf_get_prandom_u32() < p·2³²  ->  TC_ACT_STOLEN (gone)      (p = 1: always)
+    corrupt c:    bpf_get_prandom_u32() < c·2³²  ->  the frame's last byte has its low bit
+                  flipped (bpf_skb_load_bytes / bpf_skb_store_bytes; checksums are left wrong,
+                  as on a wire: the receiver's check drops it)
     duplicate q:  bpf_get_prandom_u32() < q·2³²  ->  bpf_clone_redirect() a copy, marked, to the
                   same device and direction (the copy meets this program again: the mark lets
                   it through, so nothing loops)
@@ -31,22 +34,27 @@ from dataclasses import dataclass
 
 # instruction classes and fields (instruction-set.rst §3)
 BPF_LDX, BPF_STX, BPF_ALU, BPF_JMP, BPF_ALU64 = 0x01, 0x03, 0x04, 0x05, 0x07
-BPF_W = 0x00  # 32-bit memory access
+BPF_W, BPF_B = 0x00, 0x10  # 32-bit / 8-bit memory access
 BPF_MEM = 0x60
 BPF_K, BPF_X = 0x00, 0x08  # operand: the immediate / the source register
-BPF_MOV = 0xB0
+BPF_ADD, BPF_XOR, BPF_MOV = 0x00, 0xA0, 0xB0
 BPF_JNE, BPF_JGE = 0x50, 0x30
 BPF_CALL, BPF_EXIT = 0x80, 0x90
 
 # helper ids (enum bpf_func_id)
 BPF_FUNC_get_prandom_u32 = 7
+BPF_FUNC_skb_store_bytes = 9
 BPF_FUNC_clone_redirect = 13
+BPF_FUNC_skb_load_bytes = 26
+FP = 10  # r10: the frame pointer (read-only); the program's one byte of stack is at fp - 8
+SCRATCH = -8
 BPF_F_INGRESS = 1  # bpf_clone_redirect: to the device's receive path, not its transmit path
 
 # direct-action verdicts (include/uapi/linux/pkt_cls.h)
 TC_ACT_OK, TC_ACT_STOLEN = 0, 4
 
 # struct __sk_buff field offsets (include/uapi/linux/bpf.h)
+SKB_LEN = 0
 SKB_MARK = 8
 SKB_IFINDEX = 40
 
@@ -86,6 +94,22 @@ def stx_w(dst: int, src: int, off: int) -> bytes:
     return insn(BPF_STX | BPF_MEM | BPF_W, dst, src, off)       # *(u32 *)(dst + off) = src
 
 
+def ldx_b(dst: int, src: int, off: int) -> bytes:
+    return insn(BPF_LDX | BPF_MEM | BPF_B, dst, src, off)       # dst = *(u8 *)(src + off)
+
+
+def stx_b(dst: int, src: int, off: int) -> bytes:
+    return insn(BPF_STX | BPF_MEM | BPF_B, dst, src, off)       # *(u8 *)(dst + off) = src
+
+
+def add64_imm(dst: int, imm: int) -> bytes:
+    return insn(BPF_ALU64 | BPF_ADD | BPF_K, dst, imm=imm)      # dst += imm (sign-extended)
+
+
+def xor32_imm(dst: int, imm: int) -> bytes:
+    return insn(BPF_ALU | BPF_XOR | BPF_K, dst, imm=imm)        # dst = (u32)(dst ^ imm)
+
+
 def jne_imm(dst: int, imm: int, off: int) -> bytes:
     return insn(BPF_JMP | BPF_JNE | BPF_K, dst, off=off, imm=_s32(imm))  # if dst != imm: pc+=off
 
@@ -113,6 +137,7 @@ class WireProgram:
 
     loss: float = 0.0
     duplicate: float = 0.0
+    corrupt: float = 0.0
     ingress: bool = False
 
     def code(self) -> bytes:
@@ -137,6 +162,35 @@ class WireProgram:
                 mov64_imm(0, TC_ACT_STOLEN),      # r0 = TC_ACT_STOLEN
                 exit_(),                          # lost
             ]
+        bad = threshold(self.corrupt)
+        if bad > 0:
+            flip = [
+                ldx_w(2, 6, SKB_LEN),             # r2 = skb->len
+                add64_imm(2, -1),                 # r2 = the last byte's offset
+                mov64_reg(7, 2),                  # r7 = r2 (r1-r5 are clobbered by calls)
+                mov64_reg(1, 6),                  # r1 = ctx
+                mov64_reg(3, FP),                 # r3 = fp
+                add64_imm(3, SCRATCH),            # r3 = fp - 8
+                mov64_imm(4, 1),                  # r4 = 1 byte
+                call(BPF_FUNC_skb_load_bytes),    # *(fp - 8) = the last byte
+                jne_imm(0, 0, 10),                # failed (an empty frame): skip the next 10
+                ldx_b(1, FP, SCRATCH),            # r1 = *(u8 *)(fp - 8)
+                xor32_imm(1, 1),                  # r1 ^= 1
+                stx_b(FP, 1, SCRATCH),            # *(u8 *)(fp - 8) = r1
+                mov64_reg(1, 6),                  # r1 = ctx
+                mov64_reg(2, 7),                  # r2 = the offset
+                mov64_reg(3, FP),                 # r3 = fp
+                add64_imm(3, SCRATCH),            # r3 = fp - 8
+                mov64_imm(4, 1),                  # r4 = 1 byte
+                mov64_imm(5, 0),                  # r5 = no flags
+                call(BPF_FUNC_skb_store_bytes),   # the frame's last byte = r1
+            ]
+            draw = [] if bad >= ONE else [
+                call(BPF_FUNC_get_prandom_u32),   # r0 = a uniform u32
+                mov32_imm(1, bad),                # r1 = threshold
+                jge_reg(0, 1, len(flip)),         # r0 >= r1: intact, skip the flip
+            ]
+            prog += [*draw, *flip]
         dup = threshold(self.duplicate)
         if dup > 0:
             draw = [] if dup >= ONE else [
@@ -159,7 +213,7 @@ class WireProgram:
         return b"".join(prog)
 
     def describe(self) -> str:
-        parts = [f"{name} {v:g}%" for name, v in (("loss", self.loss),
+        parts = [f"{name} {v:g}%" for name, v in (("loss", self.loss), ("corrupt", self.corrupt),
                                                   ("duplicate", self.duplicate)) if v]
         return "bpf " + (" ".join(parts) or "(nothing)")
 

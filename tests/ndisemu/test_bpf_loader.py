@@ -41,6 +41,7 @@ def sent(n, spec):
     return rx("v1") - before
 
 for p in (WireProgram(loss=100), WireProgram(loss=0.5, duplicate=99.5),
+          WireProgram(loss=1, corrupt=2, duplicate=3, ingress=True), WireProgram(corrupt=100),
           WireProgram(duplicate=100, ingress=True), WireProgram()):
     bpf.set_bpf(".", "v1", bpf.BpfSpec(p), ingress=True)  # each variant passes the verifier
 bpf.set_bpf(".", "v1", None, ingress=True)
@@ -50,6 +51,15 @@ print("filters", *bpf.filters(".", "v0", ingress=False))
 print("dup100", sent(50, bpf.BpfSpec(WireProgram(duplicate=100))))
 print("loss50", sent(400, bpf.BpfSpec(WireProgram(loss=50))))
 print("removed", sent(50, None), *bpf.filters(".", "v0", ingress=False))
+r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
+r.bind(("v1", 0))
+r.settimeout(2)
+body = frame[:-1] + b"\x5a"
+bpf.set_bpf(".", "v0", bpf.BpfSpec(WireProgram(corrupt=100)), ingress=False)
+s.send(body)
+got = r.recv(2048)
+print("corrupt", got[:-1] == body[:-1], hex(got[-1]))
+bpf.set_bpf(".", "v0", None, ingress=False)
 bpf.set_bpf(".", "v0", bpf.BpfSpec(None, rate=80_000), ingress=False)  # 10 kB/s
 before = rx("v1")
 for _ in range(20):
@@ -76,6 +86,7 @@ def test_the_program_loses_copies_and_the_tbf_paces_frames_on_a_real_veth() -> N
     assert got["dup100"] == ["100"]  # every frame twice, and no copy of a copy
     assert 120 <= int(got["loss50"][0]) <= 280, got  # 400 frames, half lost (±7 σ)
     assert got["removed"] == ["50"]  # the filter went
+    assert got["corrupt"] == ["True", "0x5b"], got  # the last byte's low bit, nothing else
     # TBF at 80 kbit/s, burst 3028 B: of 20 frames of 1000 B, 3 at once and one per 100 ms;
     # none lost (netem's rate drops none either: the queue holds 2 s)
     assert int(got["rate"][0]) <= 8 and got["rate"][1] == "20", got

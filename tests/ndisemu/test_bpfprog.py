@@ -41,9 +41,11 @@ class Run:
     calls are recorded with the mark the copy carries."""
 
     def __init__(self, code: bytes, mark: int = 0, ifindex: int = 9,
-                 draws: Iterator[int] | None = None) -> None:
+                 draws: Iterator[int] | None = None, frame: bytes = bytes(60)) -> None:
         self.insns = [b.INSN.unpack_from(code, i) for i in range(0, len(code), 8)]
-        self.ctx = {b.SKB_MARK: mark, b.SKB_IFINDEX: ifindex}
+        self.frame = bytearray(frame)
+        self.ctx = {b.SKB_MARK: mark, b.SKB_IFINDEX: ifindex, b.SKB_LEN: len(frame)}
+        self.stack = bytearray(8)  # fp - 8 .. fp
         self.draws = draws or iter(())
         self.clones: list[tuple[int, int, int]] = []  # (ifindex, flags, mark of the copy)
         self.visited: set[int] = set()
@@ -51,6 +53,7 @@ class Run:
     def __call__(self) -> int:
         r = [0] * 11
         r[1] = -1  # the ctx pointer
+        r[b.FP] = -2  # the frame pointer (stack addresses are -2 + offset)
         pc = 0
         while True:
             assert 0 <= pc < len(self.insns), f"fell off the program at {pc}"
@@ -70,6 +73,25 @@ class Run:
             elif code == 0x63:
                 assert r[dst] == -1 and off == b.SKB_MARK
                 self.ctx[off] = r[src] & 0xFFFFFFFF
+            elif code == 0x07:
+                r[dst] += imm
+            elif code == 0xA4:
+                r[dst] = (r[dst] ^ imm) & 0xFFFFFFFF
+            elif code == 0x71:
+                assert r[src] == -2 and off == b.SCRATCH
+                r[dst] = self.stack[0]
+            elif code == 0x73:
+                assert r[dst] == -2 and off == b.SCRATCH
+                self.stack[0] = r[src] & 0xFF
+            elif code == 0x85 and imm in (b.BPF_FUNC_skb_load_bytes, b.BPF_FUNC_skb_store_bytes):
+                assert r[1] == -1 and r[3] == -2 + b.SCRATCH and r[4] == 1
+                if not 0 <= r[2] < len(self.frame):
+                    r[0] = -14  # -EFAULT
+                elif imm == b.BPF_FUNC_skb_load_bytes:
+                    self.stack[0], r[0] = self.frame[r[2]], 0
+                else:
+                    assert r[5] == 0
+                    self.frame[r[2]], r[0] = self.stack[0], 0
             elif code == 0x55:
                 if r[dst] != imm & 0xFFFFFFFF:
                     pc += off
@@ -134,18 +156,35 @@ def test_loss_and_duplicate_draw_independently() -> None:
 
 
 def test_every_instruction_of_every_variant_is_reachable() -> None:
-    for p in (WireProgram(loss=30, duplicate=40), WireProgram(loss=30), WireProgram(duplicate=40)):
+    for p in (WireProgram(loss=30, duplicate=40), WireProgram(loss=30), WireProgram(duplicate=40),
+              WireProgram(loss=30, corrupt=20, duplicate=40), WireProgram(corrupt=20)):
         code = p.code()
         seen: set[int] = set()
         for mark in (0, b.DUP_MARK):
-            for draws in ([0, 0], [0xFFFFFFFF, 0xFFFFFFFF], [0xFFFFFFFF, 0]):
-                run = Run(code, mark=mark, draws=iter(draws))
-                run()
-                seen |= run.visited
+            for draws in ([0, 0, 0], [0xFFFFFFFF] * 3, [0xFFFFFFFF, 0, 0], [0xFFFFFFFF, 0]):
+                for frame in (bytes(60), b""):
+                    run = Run(code, mark=mark, draws=iter([*draws, 0xFFFFFFFF]), frame=frame)
+                    run()
+                    seen |= run.visited
         assert seen == set(range(len(code) // 8)), p
+
+
+def test_corrupt_flips_the_low_bit_of_the_last_byte_only() -> None:
+    frame = bytes(range(60))
+    code = WireProgram(corrupt=50).code()
+    hit = Run(code, draws=iter([0]), frame=frame)
+    assert hit() == b.TC_ACT_OK
+    assert bytes(hit.frame) == frame[:-1] + bytes([frame[-1] ^ 1])
+    miss = Run(code, draws=iter([1 << 31]), frame=frame)
+    assert miss() == b.TC_ACT_OK and bytes(miss.frame) == frame
+    empty = Run(WireProgram(corrupt=100).code(), frame=b"")  # the helper fails: left alone
+    assert empty() == b.TC_ACT_OK and empty.frame == b""
+    both = Run(WireProgram(corrupt=100, duplicate=100).code(), frame=frame)
+    assert both() == b.TC_ACT_OK and both.frame[-1] == frame[-1] ^ 1 and len(both.clones) == 1
 
 
 def test_describe_names_what_the_program_does() -> None:
     assert WireProgram(loss=100).describe() == "bpf loss 100%"
     assert WireProgram(loss=2.5, duplicate=50).describe() == "bpf loss 2.5% duplicate 50%"
+    assert WireProgram(corrupt=1).describe() == "bpf corrupt 1%"
     assert struct.calcsize("<BBhi") == 8

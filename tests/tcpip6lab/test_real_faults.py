@@ -12,7 +12,8 @@
 * the same windows through the BPF fallback a kernel without netem gets (forced here with
   TCPIP6LAB_WIRE_BPF=1, so these run on every kernel): loss 100 % stops the pings exactly in the
   window, in both directions and in the emulated host's transmit direction alone (the TAP's
-  ingress hook); duplicates show in the host's pcap and as ping's DUP!s; what needs netem
+  ingress hook); duplicates show in the host's pcap and as ping's DUP!s; a corrupted frame's
+  last bit is flipped in the pcap and the host's checksum drops it; what needs netem
   (delay) is refused in one line before anything is made.
 """
 
@@ -338,8 +339,8 @@ def test_bpf_loss_in_a_window_stops_pings_exactly_in_it(
     finally:
         out = s.stop()
     assert s.proc.returncode == 0, out
-    assert "[[wire]] faults: this kernel has no netem (CONFIG_NET_SCH_NETEM); loss and " \
-        "duplicate through an eBPF classifier" in out
+    assert "[[wire]] faults: this kernel has no netem (CONFIG_NET_SCH_NETEM); loss, " \
+        "duplicate and corrupt through an eBPF classifier" in out
     assert "netem loss" not in out
     if direction == "out":
         assert "nic000 in (" not in out  # only the host's transmissions were touched
@@ -385,6 +386,39 @@ def test_bpf_duplicates_show_in_the_hosts_pcap_and_to_linuxs_ping(
     assert "nic000 in (" in out and "bpf duplicate 100%" in out
 
 
+def test_bpf_corrupt_flips_a_bit_the_hosts_checksum_catches(
+        tmp_path: Path, nothing_left: list[Serve], bpf_wire: None) -> None:
+    require_real_net("ip", "ping")
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+    from scapy.utils import rdpcap
+
+    plan = tmp_path / "bad.toml"
+    # from t=3 s: Linux has resolved the host's address by then (a corrupt NS is dropped too)
+    plan.write_text('[[wire]]\naction = "corrupt"\ndirection = "in"\nafter = 3.0\n')
+    pcaps = tmp_path / "pcap"
+    s = Serve("--backend", "tap", "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
+              "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)
+        before = in_ns(ns, "ping", "-6", "-n", "-p", "55", "-c", "2", "-W", "1", f"{ll}%{dev}")
+        assert " 2 received" in before.stdout, before.stdout
+        s.wait_for(r"nic000 in \(\S+\): bpf corrupt 100%", timeout=15)
+        ping = in_ns(ns, "ping", "-6", "-n", "-p", "aa", "-i", "0.05", "-c", "10", "-W", "1",
+                     f"{ll}%{dev}", timeout=30)
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    assert " 0 received" in ping.stdout, ping.stdout  # no request passed the host's checksum
+    tails = [bytes(p[ICMPv6EchoRequest].data)[-2:] for f in pcaps.glob("*.pcap")
+             for p in rdpcap(str(f)) if p.haslayer(ICMPv6EchoRequest)
+             and bytes(p[ICMPv6EchoRequest].data)[-3:-2] == b"\xaa"]
+    assert len(tails) == 10 and set(tails) == {b"\xaa\xab"}, tails  # the last bit flipped
+    assert "nic000 in (" in out and "bpf corrupt 100%" in out
+
+
 def test_without_netem_a_delay_is_refused_in_one_line_before_anything_is_made(
         tmp_path: Path, bpf_wire: None) -> None:
     require_real_net("ip")
@@ -397,6 +431,6 @@ def test_without_netem_a_delay_is_refused_in_one_line_before_anything_is_made(
     assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
     assert r.stderr.splitlines() == [
         f"tcpip6-lab: error: {plan}:1: [[wire]] wire0: delay on --backend veth: this kernel has no "
-        "netem (CONFIG_NET_SCH_NETEM); only loss, duplicate and rate work without it (or use "
-        "--backend memory)"], r.stderr
+        "netem (CONFIG_NET_SCH_NETEM); only loss, duplicate, corrupt and rate work without it "
+        "(or use --backend memory)"], r.stderr
     assert leftovers() == before
