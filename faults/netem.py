@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ndisemu.backends.bpf import BpfSpec
+from ndisemu.backends.bpfprog import WireProgram
 from ndisemu.backends.netem import NetemSpec
 
 from .errors import PlanError
@@ -43,10 +45,17 @@ def _where(plan: FaultPlan, f: Fault) -> str:
     return f"{plan.source}:{f.line}" if f.line else plan.source
 
 
-def check_real_plan(plan: FaultPlan | None, backend: str) -> None:
-    """Refuse, in one line, a `[[wire]]` fault netem cannot express on `backend`."""
+NO_NETEM = "this kernel has no netem (CONFIG_NET_SCH_NETEM)"
+
+
+def check_real_plan(plan: FaultPlan | None, backend: str, *, netem: bool = True) -> None:
+    """Refuse, in one line, a `[[wire]]` fault netem cannot express on `backend`; with
+    `netem=False` (a kernel without it), also what the BPF fallback cannot
+    (`check_bpf_plan`)."""
     if plan is None or backend == "memory":
         return
+    if not netem:
+        check_bpf_plan(plan, backend)
     wires = plan.of_kind("wire")
     for f in wires:
         t = f.trigger
@@ -159,3 +168,38 @@ def needs_direction(plan: FaultPlan, adapter: str, direction: str) -> bool:
     """Whether any `[[wire]]` fault may shape `adapter`'s `direction` (TAP: an IFB for "out")."""
     return any(direction in directions(f) and f.trigger.selects(adapter)
                for f in plan.of_kind("wire"))
+
+
+def check_bpf_plan(plan: FaultPlan, backend: str) -> None:
+    """On a kernel without netem the fallback (ndisemu.backends.bpf) does loss, duplicate and
+    corrupt (an eBPF classifier) and a latency that is only a `rate` (TBF); refuse the rest in one
+    line, before anything is set up."""
+    for f in plan.of_kind("wire"):
+        head = f"{_where(plan, f)}: [[wire]] {f.id}"
+        delay = f.params.get("delay")
+        if f.action == "reorder" or f.params.get("jitter") or (
+                f.action == "latency" and delay is not None):
+            what = "reorder" if f.action == "reorder" else \
+                "jitter" if f.params.get("jitter") else "delay"
+            raise PlanError(f"{head}: {what} on --backend {backend}: {NO_NETEM}; only loss, "
+                            "duplicate, corrupt and rate work without it (or use --backend "
+                            "memory)")
+        if f.params.get("rate") is not None and backend == "tap" and "out" in directions(f):
+            raise PlanError(f"{head}: rate on the TAP's \"out\" direction: {NO_NETEM}, and "
+                            "without it only transmissions can be rate-limited (give it "
+                            "direction = \"in\", or use --backend veth)")
+
+
+def bpf_spec_at(plan: FaultPlan, t: float, adapter: str, direction: str, *,
+                ingress: bool) -> BpfSpec | None:
+    """What the BPF fallback puts on `adapter`'s `direction` at plan time `t` (None: no fault):
+    the loss/duplicate/corrupt percentages and rate of the netem spec (`spec_at`) it
+    replaces."""
+    spec = spec_at(plan, t, adapter, direction)
+    if spec is None:
+        return None
+    program = None
+    if spec.loss or spec.duplicate or spec.corrupt:
+        program = WireProgram(loss=spec.loss, duplicate=spec.duplicate, corrupt=spec.corrupt,
+                              ingress=ingress)
+    return BpfSpec(program, spec.rate)

@@ -30,7 +30,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from faults.netem import check_real_plan
 from faults.plan import load_plan
 from ndisemu.backends.netlink import Registry, in_netns
 from ndisemu.backends.topology import preflight
@@ -43,6 +42,7 @@ from .host import EmulatedHost
 from .params import ModelParams, adapter_ula
 from .peer import PingStats
 from .serve import RealHost, make_real_host, offload_default, ping_process, run_peerd
+from .wirefaults import check_plan
 
 PRE_BOUND_AT = 0.5
 BURST_AT = 3.0
@@ -437,7 +437,7 @@ def run_demo(args: argparse.Namespace,
     if args.duration <= BURST_AT:
         raise UsageError(f"--duration must be > {BURST_AT}s (the burst happens then)")
     if args.faults:  # a bad plan, or one netem cannot carry out, is refused before anything
-        check_real_plan(load_plan(args.faults), args.backend)
+        check_plan(load_plan(args.faults), args.backend)
     console = Console(highlight=False)
     live_view = console.is_terminal and not args.plain
     if args.backend == "tap":

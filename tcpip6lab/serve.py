@@ -40,7 +40,6 @@ from typing import IO, Any
 
 import trio
 
-from faults.netem import check_real_plan
 from faults.plan import FaultPlan, load_plan
 from ndisemu.backends.netlink import Registry, netns_preexec
 from ndisemu.backends.topology import CURRENT, SiteSpec, Topology, build, preflight
@@ -65,7 +64,7 @@ from .params import (
     peer_ula,
 )
 from .peer import PingStats
-from .wirefaults import WireFaults
+from .wirefaults import WireFaults, check_plan
 
 PEERD_START_TIMEOUT = 10.0  # seconds for tcpip6lab.peerd to listen
 
@@ -313,6 +312,10 @@ async def run_real(real: RealHost, interval: float, out: IO[str],
     host = real.host
     if real.wire_faults is not None:
         real.wire_faults.out = out
+        if real.wire_faults.active and not real.wire_faults.netem:
+            out.write("[[wire]] faults: this kernel has no netem (CONFIG_NET_SCH_NETEM); loss, "
+                      "duplicate and corrupt through an eBPF classifier on each device's clsact "
+                      "hook, rate through TBF\n")
     async with running(real) as nursery:
         if extras.applications:
             problem = await nursery.start(run_peerd, real.topology.netns)
@@ -554,8 +557,9 @@ def print_listen_points(out: IO[str], extras: Extras,
 
 def check_plan_for(plan: FaultPlan | None, backend: str) -> None:
     """Refuse, in one line and before anything is set up, what this backend cannot honour:
-    on TAP and veth, the `[[wire]]` faults netem cannot express (faults.netem)."""
-    check_real_plan(plan, backend)
+    on TAP and veth, the `[[wire]]` faults netem (or, on a kernel without it, the BPF
+    fallback) cannot carry out (faults.netem, tcpip6lab.wirefaults)."""
+    check_plan(plan, backend)
 
 
 def planned_arrivals(plan: FaultPlan | None) -> int:

@@ -18,6 +18,7 @@ qdiscs live on their devices and go with them.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +133,48 @@ def probe_netem(netns: str, device: str) -> None:
     device's qdisc as it was."""
     set_netem(netns, device, NetemSpec())
     set_netem(netns, device, None)
+
+
+_has_netem: bool | None = None
+FORCE_BPF_ENV = "TCPIP6LAB_WIRE_BPF"
+
+
+def kernel_has_netem() -> bool:
+    """Whether this kernel can make a netem qdisc, asked once per process and before anything
+    is made: this thread steps into a fresh network namespace of its own (unshare), tries a
+    netem qdisc on that namespace's loopback, and steps back (the namespace goes with it).
+    Unknown (no CAP_SYS_ADMIN to unshare) counts as yes: `probe_netem` on a real device then
+    says in one line what is missing. FORCE_BPF_ENV=1 in the environment answers no (the
+    tests use it to run the BPF fallback on kernels that have netem too)."""
+    global _has_netem
+    if os.environ.get(FORCE_BPF_ENV) == "1":
+        return False
+    if _has_netem is not None:
+        return _has_netem
+    import ctypes
+
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from .netlink import CLONE_NEWNET, _setns
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            return True
+        try:
+            with IPRoute() as ipr:
+                lo = ipr.link_lookup(ifname="lo")[0]
+                ipr.tc("replace", "netem", index=lo, handle="1:", parent=TC_H_ROOT)
+            _has_netem = True
+        except NetlinkError:
+            _has_netem = False
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+    return _has_netem
 
 
 def add_ifb(netns: str, device: str, ifb: str) -> None:

@@ -143,3 +143,66 @@ def test_delaying_faults_apart_in_time_direction_or_adapter_are_accepted() -> No
                           'adapters = ["nic000"]\nuntil = 5.0\n\n'
                           f'[[wire]]\naction = "reorder"\n{second}\n', source="p.toml")
         check_real_plan(plan, "veth")
+
+
+NO_NETEM = ("this kernel has no netem (CONFIG_NET_SCH_NETEM); only loss, duplicate, corrupt and "
+            "rate work without it (or use --backend memory)")
+
+
+@pytest.mark.parametrize(("entry", "line"), [
+    ('action = "latency"\ndelay = 0.01', f"p.toml:1: [[wire]] wire0: delay on --backend tap: "
+     f"{NO_NETEM}"),
+    ('action = "reorder"\nprobability = 0.5', f"p.toml:1: [[wire]] wire0: reorder on --backend "
+     f"tap: {NO_NETEM}"),
+    ('action = "latency"\nrate = 1000000\njitter = 0.01\ndirection = "in"',
+     f"p.toml:1: [[wire]] wire0: jitter on --backend tap: {NO_NETEM}"),
+    ('action = "latency"\nrate = 1000000', "p.toml:1: [[wire]] wire0: rate on the TAP's \"out\" "
+     "direction: this kernel has no netem (CONFIG_NET_SCH_NETEM), and without it only "
+     "transmissions can be rate-limited (give it direction = \"in\", or use --backend veth)"),
+])
+def test_without_netem_what_the_bpf_fallback_cannot_do_is_refused_in_one_line(
+        entry: str, line: str) -> None:
+    plan = parse_plan(f"[[wire]]\n{entry}\n", source="p.toml")
+    check_real_plan(plan, "memory", netem=False)  # the memory wire needs no kernel
+    with pytest.raises(PlanError) as exc:
+        check_real_plan(plan, "tap", netem=False)
+    assert str(exc.value) == line
+
+
+def test_without_netem_loss_duplicate_corrupt_and_a_pure_rate_are_accepted() -> None:
+    plan = parse_plan('[[wire]]\naction = "loss"\nprobability = 0.3\n\n'
+                      '[[wire]]\naction = "corrupt"\nprobability = 0.1\n\n'
+                      '[[wire]]\naction = "duplicate"\nafter = 2.0\n\n'
+                      '[[wire]]\naction = "latency"\nrate = 1000000\ndirection = "in"\n',
+                      source="p.toml")
+    check_real_plan(plan, "tap", netem=False)
+    check_real_plan(plan, "veth", netem=False)
+    veth_out = parse_plan('[[wire]]\naction = "latency"\nrate = 1000000\n', source="p.toml")
+    check_real_plan(veth_out, "veth", netem=False)  # veth's "out" is our end's transmissions
+
+
+def test_the_bpf_spec_is_the_netem_specs_loss_duplicate_and_rate() -> None:
+    from faults.netem import bpf_spec_at
+    from ndisemu.backends.bpf import BpfSpec
+    from ndisemu.backends.bpfprog import WireProgram
+
+    plan = parse_plan('[[wire]]\naction = "loss"\nprobability = 0.5\nuntil = 4.0\n\n'
+                      '[[wire]]\naction = "loss"\nprobability = 0.5\ndirection = "in"\n\n'
+                      '[[wire]]\naction = "duplicate"\nprobability = 0.25\nafter = 2.0\n\n'
+                      '[[wire]]\naction = "latency"\nrate = 1000000\ndirection = "in"\n',
+                      source="p.toml")
+    assert bpf_spec_at(plan, 1.0, "nic000", "in", ingress=False) == BpfSpec(
+        WireProgram(loss=75.0), 1e6)  # two losses: 1 - 0.5 · 0.5
+    bad = parse_plan('[[wire]]\naction = "corrupt"\nprobability = 0.2\n')
+    spec = bpf_spec_at(bad, 0.0, "nic000", "out", ingress=True)
+    assert spec is not None and spec.program is not None and spec.rate is None
+    assert spec.program.corrupt == pytest.approx(20.0) and spec.program.ingress
+    assert spec.program.loss == spec.program.duplicate == 0
+    assert bpf_spec_at(plan, 3.0, "nic000", "out", ingress=True) == BpfSpec(
+        WireProgram(loss=50.0, duplicate=25.0, ingress=True), None)
+    assert bpf_spec_at(plan, 5.0, "nic000", "out", ingress=True) == BpfSpec(
+        WireProgram(duplicate=25.0, ingress=True), None)
+    assert bpf_spec_at(plan, 5.0, "nic000", "in", ingress=False) == BpfSpec(
+        WireProgram(loss=50.0, duplicate=25.0), 1e6)
+    assert bpf_spec_at(parse_plan('[[wire]]\naction = "loss"\nafter = 9.0\n'), 1.0, "nic000",
+                       "in", ingress=False) is None

@@ -9,6 +9,12 @@
 * `[[wire]]` netem faults: loss 100 % in a window stops Linux's pings exactly in it; duplicate and
   reorder show in the pcap. These need a kernel with netem (CONFIG_NET_SCH_NETEM) and are skipped,
   with that reason, on one without it.
+* the same windows through the BPF fallback a kernel without netem gets (forced here with
+  TCPIP6LAB_WIRE_BPF=1, so these run on every kernel): loss 100 % stops the pings exactly in the
+  window, in both directions and in the emulated host's transmit direction alone (the TAP's
+  ingress hook); duplicates show in the host's pcap and as ping's DUP!s; a corrupted frame's
+  last bit is flipped in the pcap and the host's checksum drops it; what needs netem
+  (delay) is refused in one line before anything is made.
 """
 
 from __future__ import annotations
@@ -292,3 +298,139 @@ def test_netem_duplicate_and_reorder_show_in_the_hosts_pcap(
     assert len(seqs) >= 100, seqs  # 60 requests, each twice (a few may be late at the end)
     assert all(seqs.count(q) == 2 for q in set(seqs[:40])), seqs  # duplicated
     assert any(b < a for a, b in itertools.pairwise(seqs)), seqs  # and out of order
+
+
+@pytest.fixture
+def bpf_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve (a child: it inherits the environment) uses the BPF fallback, netem or not."""
+    from ndisemu.backends.netem import FORCE_BPF_ENV
+
+    monkeypatch.setenv(FORCE_BPF_ENV, "1")
+
+
+@pytest.mark.parametrize(("backend", "direction"),
+                         [("tap", "both"), ("tap", "out"), ("veth", "both")])
+def test_bpf_loss_in_a_window_stops_pings_exactly_in_it(
+        backend: str, direction: str, tmp_path: Path, nothing_left: list[Serve],
+        bpf_wire: None) -> None:
+    require_real_net("ip", "ping", tun=backend == "tap")
+    plan = tmp_path / "loss.toml"
+    plan.write_text(f'[[wire]]\naction = "loss"\nafter = 4.0\nuntil = 7.0\n'
+                    f'direction = "{direction}"\n')
+    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)  # about t=1s: before the window
+        # 9 s of pings every 50 ms, timestamped by Linux (-D), misses reported (-O)
+        ping = in_ns(ns, "ping", "-6", "-D", "-O", "-n", "-i", "0.05", "-c", "180", "-W", "1",
+                     f"{ll}%{dev}", timeout=30)
+        replies = [float(m[1]) for m in map(PING.match, ping.stdout.splitlines())
+                   if m and "bytes from" in m[0]]
+        gaps = [b - a for a, b in itertools.pairwise(replies)]
+        assert 2.8 <= max(gaps) <= 3.4, (max(gaps), ping.stdout)  # the 3 s window, no more
+        assert sorted(gaps)[-2] < 0.5, ping.stdout  # and nothing lost outside it
+        assert "sendmsg" not in ping.stderr, ping.stderr  # lost on the wire: the sender is not told
+        hook = "out" if direction == "out" else "in"
+        start = s.wait_for(rf"t=\s*([\d.]+)s  nic000 {hook} \(\S+\): bpf loss 100%")
+        end = s.wait_for(rf"t=\s*([\d.]+)s  nic000 {hook} \(\S+\): removed")
+        assert 3.9 <= float(start[1]) <= 4.3 and 6.9 <= float(end[1]) <= 7.3
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    assert "[[wire]] faults: this kernel has no netem (CONFIG_NET_SCH_NETEM); loss, " \
+        "duplicate and corrupt through an eBPF classifier" in out
+    assert "netem loss" not in out
+    if direction == "out":
+        assert "nic000 in (" not in out  # only the host's transmissions were touched
+
+
+DUPS = re.compile(r"(\d+) packets transmitted, (\d+) received, \+(\d+) duplicates")
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_bpf_duplicates_show_in_the_hosts_pcap_and_to_linuxs_ping(
+        backend: str, tmp_path: Path, nothing_left: list[Serve], bpf_wire: None) -> None:
+    require_real_net("ip", "ping", tun=backend == "tap")
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
+    from scapy.utils import rdpcap
+
+    plan = tmp_path / "dup.toml"
+    plan.write_text('[[wire]]\naction = "duplicate"\n')  # both directions, every frame
+    pcaps = tmp_path / "pcap"
+    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
+              "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)
+        ping = in_ns(ns, "ping", "-6", "-n", "-i", "0.02", "-c", "40", "-W", "1", f"{ll}%{dev}",
+                     timeout=30)
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    packets = [p for f in pcaps.glob("*.pcap") for p in rdpcap(str(f))]
+    requests = [int(p[ICMPv6EchoRequest].seq) for p in packets if p.haslayer(ICMPv6EchoRequest)]
+    replies = [int(p[ICMPv6EchoReply].seq) for p in packets if p.haslayer(ICMPv6EchoReply)]
+    assert sorted(requests) == sorted(list(range(1, 41)) * 2), requests  # each request twice
+    assert sorted(replies) == sorted(requests), replies  # each copy answered once
+    # each seq: 2 replies sent, each copied on its way back: Linux gets 4 (1 + 3 DUP!s); ping
+    # exits on the last seq's first reply, before its copies
+    m = DUPS.search(ping.stdout)
+    assert m is not None, ping.stdout
+    assert (int(m[1]), int(m[2])) == (40, 40) and int(m[3]) >= 3 * 39, ping.stdout
+    got = [int(x) for x in re.findall(r"bytes from .* icmp_seq=(\d+) ", ping.stdout)]
+    assert all(got.count(q) == 4 for q in range(1, 40)), ping.stdout
+    assert "nic000 in (" in out and "bpf duplicate 100%" in out
+
+
+def test_bpf_corrupt_flips_a_bit_the_hosts_checksum_catches(
+        tmp_path: Path, nothing_left: list[Serve], bpf_wire: None) -> None:
+    require_real_net("ip", "ping")
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+    from scapy.utils import rdpcap
+
+    plan = tmp_path / "bad.toml"
+    # from t=3 s: Linux has resolved the host's address by then (a corrupt NS is dropped too)
+    plan.write_text('[[wire]]\naction = "corrupt"\ndirection = "in"\nafter = 3.0\n')
+    pcaps = tmp_path / "pcap"
+    s = Serve("--backend", "tap", "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
+              "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)
+        before = in_ns(ns, "ping", "-6", "-n", "-p", "55", "-c", "2", "-W", "1", f"{ll}%{dev}")
+        assert " 2 received" in before.stdout, before.stdout
+        s.wait_for(r"nic000 in \(\S+\): bpf corrupt 100%", timeout=15)
+        ping = in_ns(ns, "ping", "-6", "-n", "-p", "aa", "-i", "0.05", "-c", "10", "-W", "1",
+                     f"{ll}%{dev}", timeout=30)
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    assert " 0 received" in ping.stdout, ping.stdout  # no request passed the host's checksum
+    tails = [bytes(p[ICMPv6EchoRequest].data)[-2:] for f in pcaps.glob("*.pcap")
+             for p in rdpcap(str(f)) if p.haslayer(ICMPv6EchoRequest)
+             and bytes(p[ICMPv6EchoRequest].data)[-3:-2] == b"\xaa"]
+    assert len(tails) == 10 and set(tails) == {b"\xaa\xab"}, tails  # the last bit flipped
+    assert "nic000 in (" in out and "bpf corrupt 100%" in out
+
+
+def test_without_netem_a_delay_is_refused_in_one_line_before_anything_is_made(
+        tmp_path: Path, bpf_wire: None) -> None:
+    require_real_net("ip")
+    plan = tmp_path / "late.toml"
+    plan.write_text('[[wire]]\naction = "latency"\ndelay = 0.05\n')
+    before = leftovers()
+    r = subprocess.run([sys.executable, "-m", "tcpip6lab.cli", "serve", "--backend", "veth",
+                        "--adapters", "1", "--faults", str(plan)], capture_output=True, text=True,
+                       timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.splitlines() == [
+        f"tcpip6-lab: error: {plan}:1: [[wire]] wire0: delay on --backend veth: this kernel has no "
+        "netem (CONFIG_NET_SCH_NETEM); only loss, duplicate, corrupt and rate work without it "
+        "(or use --backend memory)"], r.stderr
+    assert leftovers() == before

@@ -4,6 +4,7 @@ device choice; tests/tcpip6lab/test_real_faults.py puts real qdiscs on real devi
 
 from __future__ import annotations
 
+import io
 from typing import cast
 
 import pytest
@@ -60,6 +61,7 @@ def test_qdiscs_change_at_the_window_edges_on_the_device_of_each_direction(
 
     monkeypatch.setattr(netem, "set_netem", set_netem)
     monkeypatch.setattr(netem, "probe_netem", lambda ns, dev: None)
+    monkeypatch.setattr(netem, "kernel_has_netem", lambda: True)
     monkeypatch.setattr(netem, "add_ifb", lambda ns, dev, ifb: ifbs.append((ns, dev, ifb)))
     topo = topology(backend)
     wf = WireFaults(topo, Kernel(), parse_plan(PLAN))
@@ -86,6 +88,72 @@ def test_qdiscs_change_at_the_window_edges_on_the_device_of_each_direction(
         (4.0, "t6l-ns", "t6l-zz9-1", "removed"),
         (30.0, *out1, "removed"),  # heal_at
     ]
+
+
+BPF_PLAN = """
+[[wire]]
+action = "loss"
+after = 2.0
+until = 4.0
+
+[[wire]]
+action = "duplicate"
+probability = 0.5
+direction = "out"
+after = 3.0
+until = 5.0
+adapters = ["nic001"]
+"""
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_without_netem_a_bpf_program_changes_at_the_edges_on_each_directions_hook(
+        backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ndisemu.backends import bpf
+
+    calls: list[tuple[float, str, str, str, str]] = []
+
+    def set_bpf(ns: str, dev: str, spec: bpf.BpfSpec | None, *, ingress: bool) -> None:
+        calls.append((trio.current_time(), ns, dev, "ingress" if ingress else "egress",
+                      spec.describe() if spec is not None else "removed"))
+
+    def no(*args: object) -> None:
+        raise AssertionError(f"netem path used without netem: {args}")
+
+    monkeypatch.setattr(netem, "kernel_has_netem", lambda: False)
+    monkeypatch.setattr(netem, "set_netem", no)
+    monkeypatch.setattr(netem, "probe_netem", no)
+    monkeypatch.setattr(netem, "add_ifb", no)  # TAP's "out": its own ingress hook, no IFB
+    monkeypatch.setattr(bpf, "set_bpf", set_bpf)
+    topo = topology(backend)
+    out = io.StringIO()
+    wf = WireFaults(topo, Kernel(), parse_plan(BPF_PLAN), out)
+    wf.prepare()
+    assert topo.registry.links == [] and not wf.netem
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wf.run)
+            await trio.sleep(60)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    in0, in1 = ("t6l-ns", "t6l-zz9-0", "egress"), ("t6l-ns", "t6l-zz9-1", "egress")
+    out0, out1 = (("t6l-ns", "t6l-zz9-0", "ingress"), ("t6l-ns", "t6l-zz9-1", "ingress")) \
+        if backend == "tap" else (("t6l-zz9-emu", "t6l-zz9-0e", "egress"),
+                                  ("t6l-zz9-emu", "t6l-zz9-1e", "egress"))
+    assert calls == [
+        (2.0, *in0, "bpf loss 100%"), (2.0, *out0, "bpf loss 100%"),
+        (2.0, *in1, "bpf loss 100%"), (2.0, *out1, "bpf loss 100%"),
+        (3.0, *out1, "bpf loss 100% duplicate 50%"),
+        (4.0, *in0, "removed"), (4.0, *out0, "removed"), (4.0, *in1, "removed"),
+        (4.0, *out1, "bpf duplicate 50%"),
+        (5.0, *out1, "removed"),
+    ]
+    # serve's lines, at the edges' times
+    assert f"t=    3.0s  nic001 out ({out1[1]}): bpf loss 100% duplicate 50%\n" \
+        in out.getvalue()
+    assert f"t=    5.0s  nic001 out ({out1[1]}): removed\n" in out.getvalue()
 
 
 def test_every_netem_field_reaches_the_kernel_as_one_request() -> None:
