@@ -60,7 +60,14 @@ from tcpip6.stack.host import ECHO_REPLIES_KEPT
 from tcpip6.wire.ipv6 import addr_str
 from tcpip6lab import apps
 from tcpip6lab.params import ModelParams, adapter_ula
-from tcpip6lab.serve import RealHost, make_real_host, run_peerd, running, watch_devices
+from tcpip6lab.serve import (
+    RealHost,
+    make_real_host,
+    run_peerd,
+    running,
+    stdout_lines,
+    watch_devices,
+)
 from tcpip6lab.wirefaults import WireFaults, check_plan
 
 from .errors import BenchUsageError
@@ -393,12 +400,8 @@ async def run_load(soak: Soak, real: RealHost, *, task_status: trio.TaskStatus[N
         preexec_fn=_child_preexec(real.topology.netns))
     started = False
     try:
-        assert proc.stdout is not None
-        buf = b""
-        async for chunk in proc.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
+        async with contextlib.aclosing(stdout_lines(proc)) as lines:
+            async for line in lines:
                 rec = json.loads(line)
                 if rec["kind"] == "ready" and not started:
                     started = True

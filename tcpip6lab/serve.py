@@ -34,7 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -344,6 +344,18 @@ _REPLY = re.compile(rb"bytes from .*icmp_seq=(\d+)")
 PING_WINDOW = 2.5  # an adapter answers `ping` if a reply came within this many seconds
 
 
+async def stdout_lines(proc: trio.Process) -> AsyncGenerator[bytes, None]:
+    """The lines a child writes to its stdout pipe, as they come (without their newline; an
+    unterminated last piece is no line). Use under `contextlib.aclosing`."""
+    assert proc.stdout is not None
+    buf = b""
+    async for chunk in proc.stdout:
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line
+
+
 async def ping_process(real: RealHost, adapter: str, family: int, stats: PingStats,
                        clock_start: float, interval: float = 1.0) -> None:
     """A real `ping -6` (link-local with its zone) or `ping -4` in Linux's namespace for the
@@ -359,12 +371,8 @@ async def ping_process(real: RealHost, adapter: str, family: int, stats: PingSta
         argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         preexec_fn=_peerd_preexec(site.netns))
     try:
-        assert proc.stdout is not None
-        buf = b""
-        async for chunk in proc.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
+        async with contextlib.aclosing(stdout_lines(proc)) as lines:
+            async for line in lines:
                 if _REPLY.search(line):
                     stats.answered += 1
                     stats.last_answered = trio.current_time() - clock_start

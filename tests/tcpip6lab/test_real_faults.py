@@ -237,6 +237,23 @@ def _require_netem() -> None:
 PING = re.compile(r"^\[(\d+\.\d+)\] .*icmp_seq=(\d+)")  # ping -D
 
 
+def _pings_lose_exactly_the_window(s: Serve) -> subprocess.CompletedProcess[str]:
+    """Linux pings nic000 for 9 s from t≈1 s, every 50 ms, timestamped (-D), misses reported
+    (-O); the replies stop for the plan's 3 s window (after = 4, until = 7) and nowhere else.
+    The ping run, for more checks."""
+    ns = namespace(s)
+    ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+    s.wait_for(r"tcpip6 bound 1/1", timeout=15)  # about t=1s: before the window
+    ping = in_ns(ns, "ping", "-6", "-D", "-O", "-n", "-i", "0.05", "-c", "180", "-W", "1",
+                 f"{ll}%{dev}", timeout=30)
+    replies = [float(m[1]) for m in map(PING.match, ping.stdout.splitlines())
+               if m and "bytes from" in m[0]]
+    gaps = [b - a for a, b in itertools.pairwise(replies)]
+    assert 2.8 <= max(gaps) <= 3.4, (max(gaps), ping.stdout)  # the 3 s window, no more
+    assert sorted(gaps)[-2] < 0.5, ping.stdout  # and nothing lost outside it
+    return ping
+
+
 @pytest.mark.parametrize("backend", ["tap", "veth"])
 def test_netem_loss_in_a_window_stops_pings_exactly_in_it(
         backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
@@ -247,17 +264,7 @@ def test_netem_loss_in_a_window_stops_pings_exactly_in_it(
     s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
     nothing_left.append(s)
     try:
-        ns = namespace(s)
-        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
-        s.wait_for(r"tcpip6 bound 1/1", timeout=15)  # about t=1s: before the window
-        # 9 s of pings every 50 ms, timestamped by Linux (-D), misses reported (-O)
-        ping = in_ns(ns, "ping", "-6", "-D", "-O", "-n", "-i", "0.05", "-c", "180", "-W", "1",
-                     f"{ll}%{dev}", timeout=30)
-        replies = [float(m[1]) for m in map(PING.match, ping.stdout.splitlines())
-                   if m and "bytes from" in m[0]]
-        gaps = [b - a for a, b in itertools.pairwise(replies)]
-        assert 2.8 <= max(gaps) <= 3.4, (max(gaps), ping.stdout)  # the 3 s window, no more
-        assert sorted(gaps)[-2] < 0.5, ping.stdout  # and nothing lost outside it
+        _pings_lose_exactly_the_window(s)
         start = s.wait_for(r"t=\s*([\d.]+)s  nic000 in \(\S+\): netem loss 100%")
         end = s.wait_for(r"t=\s*([\d.]+)s  nic000 in \(\S+\): removed")
         assert 3.9 <= float(start[1]) <= 4.3 and 6.9 <= float(end[1]) <= 7.3
@@ -320,17 +327,7 @@ def test_bpf_loss_in_a_window_stops_pings_exactly_in_it(
     s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
     nothing_left.append(s)
     try:
-        ns = namespace(s)
-        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
-        s.wait_for(r"tcpip6 bound 1/1", timeout=15)  # about t=1s: before the window
-        # 9 s of pings every 50 ms, timestamped by Linux (-D), misses reported (-O)
-        ping = in_ns(ns, "ping", "-6", "-D", "-O", "-n", "-i", "0.05", "-c", "180", "-W", "1",
-                     f"{ll}%{dev}", timeout=30)
-        replies = [float(m[1]) for m in map(PING.match, ping.stdout.splitlines())
-                   if m and "bytes from" in m[0]]
-        gaps = [b - a for a, b in itertools.pairwise(replies)]
-        assert 2.8 <= max(gaps) <= 3.4, (max(gaps), ping.stdout)  # the 3 s window, no more
-        assert sorted(gaps)[-2] < 0.5, ping.stdout  # and nothing lost outside it
+        ping = _pings_lose_exactly_the_window(s)
         assert "sendmsg" not in ping.stderr, ping.stderr  # lost on the wire: the sender is not told
         hook = "out" if direction == "out" else "in"
         start = s.wait_for(rf"t=\s*([\d.]+)s  nic000 {hook} \(\S+\): bpf loss 100%")
