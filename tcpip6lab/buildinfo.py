@@ -37,6 +37,21 @@ HOT_MODULES: tuple[str, ...] = (
     "tcpip6.ipv4",
     "ndisemu.trace",
     "tcpip6lab.perfetto_trace",
+    "tcpip6.wire.drops",
+    "tcpip6.wire.ethernet",
+    "tcpip6.wire.ipv6",
+    "tcpip6.wire.icmpv6",
+    "tcpip6.wire.tcp",
+    "tcpip6.wire.udp",
+    "tcpip6.stack.base",
+    "tcpip6.stack.nud",
+    "tcpip6.stack.router",
+    "tcpip6.stack.host",
+    "tcpip6.stack.tcpconn",
+    "tcpip6.stack.tcp",
+    "tcpip6.stack.udp",
+    "ndisemu.backends.vnet",
+    "ndisemu.backends.fdport",
 )
 #: mypyc's shared library for the group: ``tcpip6lab_native__mypyc`` at the top level.
 GROUP = "tcpip6lab_native"

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from mypy_extensions import mypyc_attr
+
 from ..errors import MalformedFrame
 from ..wire.drops import DropReason
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class FrameHandler:
     """Mix-in: subclasses provide `counters` and `_rx(frame, now) -> frames`."""
 

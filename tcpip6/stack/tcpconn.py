@@ -1020,7 +1020,7 @@ class TcpConnection:
                     break
             if len(blocks) >= limit:
                 return blocks
-        for b in reversed(self._ooo):  # blocks not among the recent ones
+        for b in self._ooo[::-1]:  # blocks not among the recent ones
             if len(blocks) >= limit:
                 break
             blk = (b[0] & MASK, b[1] & MASK)

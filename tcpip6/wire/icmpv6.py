@@ -25,6 +25,7 @@ IPv6 header with the same ``src``/``dst``.
 
 from __future__ import annotations
 
+import builtins
 import struct
 from dataclasses import dataclass
 
@@ -109,7 +110,7 @@ class Icmpv6Message:
     type: int
     code: int
     checksum: int
-    body: memoryview
+    body: builtins.memoryview  # (mypyc: a bare builtin name here fails to load)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +311,7 @@ class IcmpError:
     type: int
     code: int
     param: int  # unused (0), MTU (Packet Too Big) or pointer (Parameter Problem)
-    invoking: memoryview
+    invoking: builtins.memoryview  # (mypyc: a bare builtin name here fails to load)
 
 
 def parse_router_solicitation(msg: Icmpv6Message) -> RouterSolicitation:

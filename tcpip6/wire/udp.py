@@ -11,6 +11,7 @@ pseudo-header. :func:`datagram` computes the checksum and sends a computed zero 
 
 from __future__ import annotations
 
+import builtins
 import struct
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ class UdpDatagram:
 
     src_port: int
     dst_port: int
-    payload: memoryview
+    payload: builtins.memoryview  # (mypyc: a bare builtin name here fails to load)
 
 
 def parse(
