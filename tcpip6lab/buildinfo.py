@@ -19,9 +19,12 @@ import sys
 from pathlib import Path
 
 #: What is compiled, in one mypyc group: the per-OID path of a bind storm (bench/README.md has
-#: the profile that chose them), and the event path of a traced one (`--trace`: the tracer and
-#: the Perfetto sink, `python -m bench.trace_cost`). The rest — the IPv6 stack, faults, the
-#: CLI — stays Python.
+#: the profile that chose them), the event path of a traced one (`--trace`: the tracer and
+#: the Perfetto sink, `python -m bench.trace_cost`), and the live path of a frame (the fd
+#: reader, virtio-net headers, the IPv6 stack's receive and transmit: ICMPv6, NUD, routing,
+#: TCP and UDP; `python -m bench.frame_path`, bench.traffic). The rest — addrconf, MLD,
+#: fragments, faults, the CLI — stays Python. `FrameHandler` stays subclassable by
+#: interpreted classes (mypyc_attr), as the OID executors do.
 HOT_MODULES: tuple[str, ...] = (
     "ndisemu.rng",
     "ndisemu.executive.core",

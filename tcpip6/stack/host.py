@@ -181,6 +181,9 @@ class EchoReplyRecord:
 class Ipv6Host(FrameHandler):
     """The IPv6 host stack of one Ethernet interface (see module docstring)."""
 
+    # the parts `close` lets go of (mypyc: a compiled class deletes only attributes named here)
+    __deletable__ = ("mld", "addrconf", "nud", "router", "reassembler", "udp", "tcp")
+
     def __init__(
         self,
         mac: bytes,
@@ -213,6 +216,7 @@ class Ipv6Host(FrameHandler):
         self._bucket = TokenBucket(self.config.icmp_error_rate, self.config.icmp_error_burst)
         self.started = False
         self.disabled = False
+        self._closed = False
         #: the latest Echo Replies to our own pings (at most ECHO_REPLIES_KEPT, oldest first)
         self.echo_replies: list[EchoReplyRecord] = []
         self._l2: frozenset[bytes] = frozenset()
@@ -225,9 +229,11 @@ class Ipv6Host(FrameHandler):
         it through bound methods — reference cycles — so it lets go of them, and reference
         counting frees it at once: bind storms run with the cyclic GC off (run_storm). A
         closed host answers nothing, and its state is gone with it."""
+        if self._closed:
+            return
+        self._closed = True
         self.disabled = True
-        for part in ("mld", "addrconf", "nud", "router", "reassembler", "udp", "tcp"):
-            self.__dict__.pop(part, None)
+        del self.mld, self.addrconf, self.nud, self.router, self.reassembler, self.udp, self.tcp
 
     # --- public state ------------------------------------------------------------------------
 

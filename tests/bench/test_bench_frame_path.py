@@ -1,0 +1,43 @@
+"""`python -m bench.frame_path`: the in-process cost of one frame, emulated vs naive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import frame_path
+
+
+def test_a_small_run_answers_every_frame_and_writes_its_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "frame.json"
+    # (run() raises unless the emulated host answered every one of the frames it was given)
+    assert frame_path.main(["--count", "400", "--idle", "5", "--gap", "1",
+                            "--json", str(out)]) == 0
+    res = json.loads(out.read_text(encoding="utf-8"))
+    for side in ("emulated", "naive"):
+        assert all(res[side][k] > 0 for k in ("hot_us", "batch_us", "after_idle_us"))
+    e, n = res["emulated"], res["naive"]
+    assert res["ratio"]["hot_us"] == round(e["hot_us"] / n["hot_us"], 2)
+    text = capsys.readouterr().out
+    assert "one at a time" in text and f"{e['hot_us']:.2f}us" in text
+
+
+def test_the_naive_work_is_a_real_echo_reply() -> None:
+    """The yardstick answers the very frames the emulated host gets (not an empty loop)."""
+    from tcpip6.wire import icmpv6, ipv6
+
+    _, reqs = frame_path._frames(bytes.fromhex("02005e100000"), 1)
+    reply = frame_path.echo_reply(reqs[0])
+    assert reply is not None
+    hdr, payload = ipv6.Ipv6Header.parse(memoryview(reply)[14:])
+    msg = icmpv6.parse(hdr.src, hdr.dst, payload)  # the checksum verifies
+    assert msg.type == icmpv6.ECHO_REPLY
+
+
+def test_bad_values_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert frame_path.main(["--count", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--count must be at least 16" in err
