@@ -2,7 +2,7 @@
 
 An Echo Request goes into a bound adapter as the fd reader hands it over (`Kernel.interrupt`:
 the miniport's receive, NDIS's indication, tcpip6's receive item on the critical queue, the
-worker's turn, the stack, the reply's send back through NDIS to the wire end, which keeps it),
+worker's turn, the stack, the reply's send back through NDIS to the wire end, which counts it),
 and the naive responder's per-frame work (`bench/naive_responder.py`'s `echo_reply`) gets the
 same frame, in the same run. Three ways each:
 
@@ -38,10 +38,12 @@ from .naive_responder import echo_reply
 PEER_MAC = bytes.fromhex("020000aa0001")
 PEER_LL = bytes.fromhex("fe80000000000000000000fffeaa0001")
 BATCH = 16
+ECHO_REPLY = 129
 
 
 class _Sink:
-    """A wire end that keeps what the adapter transmits (a `WireEnd`, as the fd port is)."""
+    """A wire end (a `WireEnd`, as the fd port is) that counts the Echo Replies the adapter
+    transmits."""
 
     paced = False
     offloads = False
@@ -54,7 +56,9 @@ class _Sink:
         self.receiver = receiver
 
     def transmit(self, frame: bytes) -> None:
-        self.sent += 1
+        # Echo Replies only (the host also sends its own ND, MLD and router solicitations)
+        if frame[12:14] == b"\x86\xdd" and len(frame) > 54 and frame[54] == ECHO_REPLY:
+            self.sent += 1
 
     def deliver(self, frames: list[bytes]) -> None:
         receiver = self.receiver
