@@ -22,7 +22,6 @@ What is left of an RTT is the device, Linux and trio's wake-up, the same for bot
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import trio
 
 from .errors import BenchUsageError
+from .jsonout import write_json
 from .naive_responder import echo_reply
 
 PEER_MAC = bytes.fromhex("020000aa0001")
@@ -182,13 +182,8 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr, flush=True)
     res = run(args.count, args.idle, args.gap)
     print(render(res))
-    if args.json is not None:
-        try:
-            args.json.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            print(f"python -m bench.frame_path: cannot write {str(args.json)!r}: "
-                  f"{exc.strerror}", file=sys.stderr)
-            return 2
+    if args.json is not None and not write_json("python -m bench.frame_path", args.json, res):
+        return 2
     return 0
 
 

@@ -15,7 +15,6 @@ shared machine the CPU time is the steadier of the two; `--max-ratio` checks it)
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchUsageError
+from .jsonout import write_json
 
 EXECUTORS = ("critical", "dedicated", "async", "rescuer")
 
@@ -148,13 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
     res = run(args.adapters, args.executor, args.repeat, progress)
     print(render(res))
-    if args.json is not None:
-        try:
-            args.json.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            print(f"python -m bench.trace_cost: cannot write {str(args.json)!r}: "
-                  f"{exc.strerror}", file=sys.stderr)
-            return 2
+    if args.json is not None and not write_json("python -m bench.trace_cost", args.json, res):
+        return 2
     if args.max_ratio is not None and res["cpu_ratio"] > args.max_ratio:
         return 1
     return 0
