@@ -190,7 +190,7 @@ mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs -o mode=0755 run /newroot/run
 mkdir -p /newroot/run/guest {newroot_tree}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 state /newroot/run/guest
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=mmap tree {newroot_tree}
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose tree {newroot_tree}
 umount /proc
 exec switch_root /newroot /bin/sh /run/guest/stage2
 """
@@ -212,11 +212,12 @@ ip link set lo up
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 for m in {preload}; do modprobe "$m" 2>/dev/ttyS1 || echo "guest: modprobe $m failed" > /dev/ttyS1; done
 cut -d' ' -f1 /proc/uptime > /run/guest/booted
-(
+run() {{
   . /run/guest/env
-  cd {cwd} && exec {command}
-) < /dev/null > /dev/ttyS1 2>&1
-echo $? > /run/guest/rc
+  cd {cwd} && {command} < /dev/null 2>&1
+  echo $? > /run/guest/rc
+}}
+if [ -e /run/guest/tty ]; then run > /dev/ttyS1; else run | cat > /dev/ttyS1; fi
 cut -d' ' -f1 /proc/uptime > /run/guest/done
 sync
 echo o > /proc/sysrq-trigger
@@ -286,6 +287,8 @@ def run(command: list[str], *, cwd: Path, memory: int, cpus: int, timeout: float
         (state / "stage2").write_text(STAGE2.format(
             release=release, modules=shlex.quote(str(mods)), preload=" ".join(GUEST_MODULES),
             cwd=shlex.quote(str(cwd)), command=shlex.join(command)))
+        if sys.stdout.isatty():  # the command's output is a terminal where ours is
+            (state / "tty").touch()
         console = state / "console.log"
         accel = "kvm" if kvm_usable() else "tcg,thread=multi"
         qemu = [
@@ -293,7 +296,8 @@ def run(command: list[str], *, cwd: Path, memory: int, cpus: int, timeout: float
             "-no-reboot", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
             "-smp", str(cpus), "-m", str(memory),
             "-kernel", str(vmlinuz), "-initrd", str(initrd),
-            "-append", "console=ttyS0 loglevel=4 panic=-1 random.trust_cpu=on",
+            "-append", "console=ttyS0 loglevel=4 panic=-1 random.trust_cpu=on "
+                       "clocksource=tsc tsc=reliable",
             "-serial", f"file:{console}", "-serial", "stdio",
             "-device", "virtio-rng-pci",
             "-fsdev", "local,id=root,path=/,security_model=passthrough,readonly=on,"

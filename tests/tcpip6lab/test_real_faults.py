@@ -307,6 +307,73 @@ def test_netem_duplicate_and_reorder_show_in_the_hosts_pcap(
     assert any(b < a for a, b in itertools.pairwise(seqs)), seqs  # and out of order
 
 
+def test_a_replaced_netem_qdisc_keeps_nothing_of_the_one_before() -> None:
+    """A window's spec replaces the qdisc the one before it left (no removal in between when
+    windows abut or nest): what the new spec leaves off is off, as Linux's tc shows it."""
+    require_real_net("tc", tun=False)
+    _require_netem()
+    script = """
+import subprocess
+from ndisemu.backends import netem
+from ndisemu.backends.netem import NetemSpec
+for spec in (NetemSpec(delay=0.1, loss=30, corrupt=10, reorder=50, rate=1e6),
+             NetemSpec(delay=0.02)):
+    netem.set_netem(".", "lo", spec)
+    print(subprocess.run(["tc", "qdisc", "show", "dev", "lo"], capture_output=True, text=True,
+                         check=True).stdout.strip(), flush=True)
+"""
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c", script], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()
+    for what in ("delay 100ms", "loss 30%", "reorder 50%", "corrupt 10%", "rate 1Mbit"):
+        assert what in first, first
+    assert "netem" in second and "delay 20ms" in second, second
+    for gone in ("loss", "reorder", "corrupt", "rate"):
+        assert gone not in second, second
+
+
+RTT = re.compile(r"icmp_seq=\d+ .*time=([\d.]+) ms")
+
+
+@pytest.mark.parametrize("backend", ["tap", "veth"])
+def test_netem_delay_and_jitter_show_in_linuxs_ping_times(
+        backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
+    require_real_net("ip", "ping", tun=backend == "tap")
+    _require_netem()
+    delay, jitter = 80.0, 20.0  # ms
+    plan = tmp_path / "late.toml"
+    # the emulated host's transmissions (on TAP: through its IFB) late by 80 ± 20 ms from t=5 s
+    plan.write_text(f'[[wire]]\naction = "latency"\ndelay = {delay / 1e3}\n'
+                    f'jitter = {jitter / 1e3}\ndirection = "out"\nafter = 5.0\n')
+    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
+    nothing_left.append(s)
+    try:
+        ns = namespace(s)
+        ll, dev = sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
+        s.wait_for(r"tcpip6 bound 1/1", timeout=15)
+
+        def rtts() -> list[float]:
+            ping = in_ns(ns, "ping", "-6", "-n", "-i", "0.05", "-c", "40", "-W", "2",
+                         f"{ll}%{dev}", timeout=30)
+            return [float(m[1]) for m in map(RTT.search, ping.stdout.splitlines()) if m]
+
+        before = rtts()
+        s.wait_for(r"nic000 out \(\S+\): netem delay 80ms 20ms", timeout=15)
+        during = rtts()
+    finally:
+        out = s.stop()
+    assert s.proc.returncode == 0, out
+    assert len(before) >= 30 and len(during) == 40, (before, during)
+    # before the window: no delay (the emulated host answers well within delay - jitter)
+    assert sorted(before)[len(before) // 2] < delay - jitter, before
+    # netem holds every reply at least delay - jitter, and one direction only: RTT < 2·delay
+    assert min(during) >= delay - jitter, during
+    # jitter: waiting only adds, so a reply sooner than the delay was one the jitter drew early
+    assert min(during) < delay, during
+    assert "netem delay 80ms 20ms" in out and "nic000 in (" not in out
+
+
 @pytest.fixture
 def bpf_wire(monkeypatch: pytest.MonkeyPatch) -> None:
     """serve (a child: it inherits the environment) uses the BPF fallback, netem or not."""
