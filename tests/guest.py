@@ -17,6 +17,8 @@ machine): qemu then emulates the CPU (TCG), several times slower than the host.
                                          host's /boot and /lib/modules are not touched) and
                                          extract it into the cache (~/.cache/tcpip6-lab/guest)
   python -m tests.guest -- CMD [ARG...]  boot, run CMD in the current directory, power off
+  python -m tests.guest --netem-tests    the real-device netem tests in the guest (./lab test's
+                                         last step; nothing to do on a kernel with netem)
 
 Needs qemu-system-x86 and kmod (apt); the kernel from --fetch. Stdlib only: this runs before any
 venv is wanted.
@@ -210,7 +212,9 @@ mount --bind {modules} /lib/modules/{release}
 hostname tcpip6-lab-guest
 ip link set lo up
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
-for m in {preload}; do modprobe "$m" 2>/dev/ttyS1 || echo "guest: modprobe $m failed" > /dev/ttyS1; done
+for m in {preload}; do
+  modprobe "$m" 2>/dev/ttyS1 || echo "guest: modprobe $m failed" > /dev/ttyS1
+done
 cut -d' ' -f1 /proc/uptime > /run/guest/booted
 run() {{
   . /run/guest/env
@@ -373,6 +377,43 @@ def _alarm(deadline: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+NETEM_TESTS = ["tests/tcpip6lab/test_real_faults.py", "-k", "netem and not without_netem"]
+NEED_NETEM_ENV = "TCPIP6LAB_NEED_NETEM"  # the netem tests fail rather than skip without netem
+
+
+def host_has_netem() -> bool:
+    """Whether this machine's kernel has netem (then the suite ran the netem tests itself)."""
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c",
+                        "from ndisemu.backends import netem; netem.probe_netem('.', 'lo')"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    return r.returncode == 0
+
+
+def netem_tests(*, memory: int, cpus: int, timeout: float) -> int:
+    """The real-device netem tests, in the guest, with this Python (./lab test's last step).
+    Nothing to do where the kernel has netem; without qemu, kmod or the kernel: skipped, said
+    in one line, except under CI=true, where that is a failure."""
+    if host_has_netem():
+        print("guest: this kernel has netem: the suite ran the netem tests itself",
+              file=sys.stderr)
+        return 0
+    try:
+        missing = missing_tools()
+        if missing:
+            raise GuestError("needs " + ", ".join(missing))
+        find_kernel()
+    except GuestError as e:
+        if os.environ.get("CI") == "true":
+            print(f"guest: error: {e} (CI=true: .ci/run must provide it)", file=sys.stderr)
+            return 1
+        print(f"guest: the netem tests skipped: {e}", file=sys.stderr)
+        return 0
+    os.environ[NEED_NETEM_ENV] = "1"
+    command = [sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m", "pytest", "-q",
+               "-rs", "-p", "no:cacheprovider", "--import-mode=append", *NETEM_TESTS]
+    return run(command, cwd=TREE, memory=memory, cpus=cpus, timeout=timeout, verbose=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m tests.guest",
@@ -387,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600,
                    help="seconds before the guest is killed (exit 124); 3600")
     p.add_argument("-q", "--quiet", action="store_true", help="no boot/power-off timings")
+    p.add_argument("--netem-tests", action="store_true",
+                   help="run the real-device netem tests in the guest with this Python (skipped "
+                        "where the kernel has netem, or qemu/kmod/the kernel are missing and "
+                        "CI is not true)")
     p.add_argument("command", nargs="*", help="the command (after --) and its arguments")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # finally: qemu is killed
@@ -395,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             fetch()
             if not args.command:
                 return 0
+        if args.netem_tests:
+            return netem_tests(memory=args.memory, cpus=args.cpus, timeout=args.timeout)
         if not args.command:
             p.error("no command (python -m tests.guest -- COMMAND...)")
         return run(args.command, cwd=Path.cwd(), memory=args.memory, cpus=args.cpus,
