@@ -6,8 +6,9 @@ duplicate, corrupt through netem rather than the BPF fallback) cannot run on the
 Debian's own kernel (linux-image-amd64: netem, ifb, tun, veth and 9p as modules) under qemu and
 runs COMMAND in it, as root, with this machine's root filesystem as the guest's (over virtio-9p,
 read-only, with a tmpfs overlay on top: the guest may write anywhere, nothing reaches the host)
-and the project tree at the same path, writable (what a command writes there stays). /tmp and
-/run are the guest's own (tmpfs). The command's output is this program's output; its exit status
+and the project tree at the same path, writable (what a command writes there stays; both are
+cached in the guest: what the host changes during a run may go unseen). /tmp and /run are the
+guest's own (tmpfs). The command's output is this program's output; its exit status
 is this program's exit status (124 when --timeout passed, 125 when the guest failed to run it).
 
 No KVM where there is no hardware virtualisation (no vmx/svm flag: nested guests, as this
