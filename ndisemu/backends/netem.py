@@ -85,18 +85,47 @@ def _index(ns: Any, device: str) -> int:
     return int(idx[0])
 
 
-def _netem_rate_is_no_estimator() -> None:
-    """pyroute2 0.9 leaves netem's `rate` keyword in the request after building the netem
-    options from it, where it also becomes the qdisc's TCA_RATE (a rate estimator), which the
-    kernel refuses (ERANGE). Its tbf plugin drops the keyword in a `fix_request` hook; netem's
-    gets the same hook here (once; a pyroute2 that has one keeps its own)."""
+# Each attribute a netem request must carry even when it is off (0): net/sched/sch_netem.c's
+# netem_change keeps the qdisc's current value for every one a request lacks.
+_WHOLE = {"TCA_NETEM_REORDER": {"prob_reorder": 0, "corr_reorder": 0},
+          "TCA_NETEM_CORRUPT": {"prob_corrupt": 0, "corr_corrupt": 0},
+          "TCA_NETEM_RATE": {"rate": 0, "packet_overhead": 0, "cell_size": 0,
+                             "cell_overhead": 0}}
+
+
+def _netem_requests_are_whole() -> None:
+    """Two fixes to pyroute2 0.9's netem requests, in its netem plugin's `fix_request` hook
+    (installed once, after any hook pyroute2 has of its own):
+
+    * its `rate` keyword stays in the request after the netem options are built from it, where
+      it also becomes the qdisc's TCA_RATE (a rate estimator), which the kernel refuses
+      (ERANGE): dropped, as pyroute2's tbf plugin does;
+    * it sends the reorder, corrupt and rate attributes only when they are not 0, and the
+      kernel's netem_change keeps a replaced qdisc's old value for each attribute a request
+      lacks (`if (tb[TCA_NETEM_CORRUPT]) get_corrupt(q, ...)`): a window's corrupt, rate or
+      reorder would outlive it whenever the next spec replaces the qdisc rather than removing
+      it (seen on a kernel with netem: "loss 30% corrupt 10%" then "delay 20ms" left
+      "delay 20ms corrupt 10%"). Each is sent, at 0 when off.
+    """
     from pyroute2.netlink.rtnl.tcmsg import sched_netem
 
-    if not hasattr(sched_netem, "fix_request"):
-        def fix_request(request: dict[str, Any]) -> None:
-            request.pop("rate", None)
+    if getattr(sched_netem.__dict__.get("fix_request"), "tcpip6lab", False):
+        return
+    theirs = sched_netem.__dict__.get("fix_request")
 
-        sched_netem.fix_request = fix_request
+    def fix_request(request: dict[str, Any]) -> None:
+        if theirs is not None:
+            theirs(request)
+        request.pop("rate", None)
+        options = request.get("options")
+        if isinstance(options, dict):
+            attrs = options.setdefault("attrs", [])
+            present = {a[0] for a in attrs}
+            attrs.extend([name, dict(off)] for name, off in _WHOLE.items()
+                         if name not in present)
+
+    fix_request.tcpip6lab = True  # type: ignore[attr-defined]
+    sched_netem.fix_request = fix_request
 
 
 def set_netem(netns: str, device: str, spec: NetemSpec | None) -> None:
@@ -104,7 +133,7 @@ def set_netem(netns: str, device: str, spec: NetemSpec | None) -> None:
     the root qdisc (a missing one is fine: nothing to remove)."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    _netem_rate_is_no_estimator()
+    _netem_requests_are_whole()
 
     with _ns(netns) as ns:
         idx = _index(ns, device)

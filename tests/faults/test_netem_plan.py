@@ -106,6 +106,41 @@ def test_the_faults_in_force_make_one_netem_spec_per_adapter_and_direction() -> 
     assert NetemSpec(rate=1e6, delay=0.001).describe() == "netem delay 1ms rate 1e+06bit"
 
 
+def test_a_netem_request_carries_every_attribute_the_kernel_would_keep_from_before() -> None:
+    """The kernel's netem_change keeps a replaced qdisc's reorder, corrupt and rate when the
+    request lacks them (the real-device test: test_a_replaced_netem_qdisc_keeps_nothing_of_the_
+    one_before); pyroute2 leaves them out at 0, the hook puts them in, and keeps the rate
+    keyword out of the request (it would become an estimator). Pyroute2's own request builder,
+    no kernel needed."""
+    from pyroute2.netlink.rtnl.tcmsg import sched_netem
+
+    from ndisemu.backends.netem import _netem_requests_are_whole
+
+    _netem_requests_are_whole()
+    _netem_requests_are_whole()  # once: a second call wraps nothing again
+
+    def request(spec: NetemSpec) -> dict[str, Any]:
+        context: dict[str, Any] = {"kind": "netem", **spec.tc_args()}
+        context["options"] = sched_netem.get_parameters(dict(context))
+        sched_netem.fix_request(context)
+        return context
+
+    bare = request(NetemSpec(delay=0.02))
+    attrs = dict((a[0], a[1]) for a in bare["options"]["attrs"])
+    assert attrs == {"TCA_NETEM_REORDER": {"prob_reorder": 0, "corr_reorder": 0},
+                     "TCA_NETEM_CORRUPT": {"prob_corrupt": 0, "corr_corrupt": 0},
+                     "TCA_NETEM_RATE": {"rate": 0, "packet_overhead": 0, "cell_size": 0,
+                                        "cell_overhead": 0}}
+    assert bare["options"]["gap"] == 0  # no reorder
+    full = request(NetemSpec(delay=0.1, reorder=50.0, corrupt=10.0, rate=1e6))
+    names = [a[0] for a in full["options"]["attrs"]]
+    assert sorted(names) == ["TCA_NETEM_CORRUPT", "TCA_NETEM_RATE", "TCA_NETEM_REORDER"]
+    got = dict((a[0], a[1]) for a in full["options"]["attrs"])
+    assert got["TCA_NETEM_RATE"]["rate"] == 125000  # bytes per second: pyroute2's own
+    assert got["TCA_NETEM_CORRUPT"]["prob_corrupt"] > 0
+    assert "rate" not in full  # no TCA_RATE estimator
+
+
 @pytest.mark.parametrize("entry,line", [
     ('action = "loss"\nnth = 3',
      "p.toml:1: [[wire]] wire0: nth = 3: netem cannot express it on --backend tap (it draws "
