@@ -1020,7 +1020,8 @@ class TcpConnection:
                     break
             if len(blocks) >= limit:
                 return blocks
-        for b in self._ooo[::-1]:  # blocks not among the recent ones
+        # blocks not among the recent ones (a reversed copy: mypyc fails on reversed() here)
+        for b in self._ooo[::-1]:
             if len(blocks) >= limit:
                 break
             blk = (b[0] & MASK, b[1] & MASK)
