@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from .errors import BenchUsageError
+from .errors import BenchError, BenchUsageError
 from .jsonout import write_json
 from .naive_responder import echo_reply
 
@@ -94,6 +94,7 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
     sink = _Sink()
     host = EmulatedHost(wire_factory=lambda cfg: sink)  # serve's driver and model defaults
     out: dict[str, Any] = {}
+    answered = (0, 0)  # (Echo Replies, Echo Requests) of the emulated host
     async with trio.open_nursery() as nursery:
         await nursery.start(host.kernel.run)
         host.start()
@@ -115,7 +116,7 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
 
         for name, fn in (("emulated", emulated), ("naive", naive)):
             sent0 = sink.sent
-            emulated(reqs[:200]) if name == "emulated" else naive(reqs[:200])  # warm-up
+            fn(reqs[:200])  # warm-up
             hot: list[float] = []
             for i in range(count):
                 t0 = time.perf_counter()
@@ -134,11 +135,11 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
                 cold.append(time.perf_counter() - t0)
             out[name] = {"hot_us": _us(hot), "batch_us": _us(batch), "after_idle_us": _us(cold)}
             if name == "emulated":
-                replies = sink.sent - sent0
-                wanted = 200 + count + (count // BATCH) * BATCH + idle
-                if replies != wanted:  # a frame that got no reply measured nothing
-                    raise RuntimeError(f"the emulated host answered {replies} of {wanted}")
+                answered = (sink.sent - sent0, 200 + count + (count // BATCH) * BATCH + idle)
         nursery.cancel_scope.cancel()
+    if answered[0] != answered[1]:  # a frame that got no reply measured nothing
+        raise BenchError(f"the emulated host answered {answered[0]} of {answered[1]} "
+                         "Echo Requests")
     return out
 
 
@@ -180,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"measuring ({args.idle} idle frames take {args.idle * args.gap / 1000 * 2:.0f} s)...",
           file=sys.stderr, flush=True)
-    res = run(args.count, args.idle, args.gap)
+    try:
+        res = run(args.count, args.idle, args.gap)
+    except BenchError as exc:
+        print(f"python -m bench.frame_path: {exc}", file=sys.stderr)
+        return 1
     print(render(res))
     if args.json is not None and not write_json("python -m bench.frame_path", args.json, res):
         return 2

@@ -41,3 +41,14 @@ def test_bad_values_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert frame_path.main(["--count", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--count must be at least 16" in err
+
+
+def test_a_host_that_does_not_answer_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A frame without a reply measured nothing: the run says so and fails."""
+    monkeypatch.setattr(frame_path._Sink, "transmit", lambda self, frame: None)
+    assert frame_path.main(["--count", "32", "--idle", "1", "--gap", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    wanted = 200 + 32 + 32 + 1  # warm-up, one at a time, two batches of 16, after idle
+    assert err[-1] == (f"python -m bench.frame_path: the emulated host answered 0 of {wanted} "
+                       "Echo Requests")
