@@ -114,12 +114,10 @@ def _ifname(attrs: bytes) -> str:
 def test_a_link_flap_is_seen_by_linux_and_indicated_to_tcpip6(
         backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
     require_real_net("ip", "ping", tun=backend == "tap")
-    plan = tmp_path / "flap.toml"
     # the 7th request of nic000's bind pulls its cable for 3 s
-    plan.write_text('[[miniport]]\naction = "link-flap"\nnth = 7\nduration = 3.0\n'
-                    'adapters = ["nic000"]\n')
-    s = Serve("--backend", backend, "--adapters", "2", "--no-apps", "--faults", str(plan))
-    nothing_left.append(s)
+    s = _serve_with_plan(tmp_path / "flap.toml",
+                         '[[miniport]]\naction = "link-flap"\nnth = 7\nduration = 3.0\n'
+                         'adapters = ["nic000"]\n', backend, nothing_left, adapters=2)
     monitor = None
     try:
         ns = namespace(s)
@@ -156,11 +154,9 @@ def test_a_link_flap_is_seen_by_linux_and_indicated_to_tcpip6(
 def test_a_surprise_removal_deletes_the_device(backend: str, tmp_path: Path,
                                                nothing_left: list[Serve]) -> None:
     require_real_net("ip", tun=backend == "tap")
-    plan = tmp_path / "gone.toml"
-    plan.write_text('[[miniport]]\naction = "surprise-removal"\nnth = 7\n'
-                    'adapters = ["nic001"]\n')
-    s = Serve("--backend", backend, "--adapters", "2", "--no-apps", "--faults", str(plan))
-    nothing_left.append(s)
+    s = _serve_with_plan(tmp_path / "gone.toml",
+                         '[[miniport]]\naction = "surprise-removal"\nnth = 7\n'
+                         'adapters = ["nic001"]\n', backend, nothing_left, adapters=2)
     try:
         ns = namespace(s)
         dev = s.wait_for(r"nic001  device (\S+)")[1]
@@ -228,6 +224,18 @@ def nic000(s: Serve) -> tuple[str, str]:
     return sites(s)["nic000"]["link_local"], sites(s)["nic000"]["device"]
 
 
+def _serve_with_plan(path: Path, plan: str, backend: str, nothing_left: list[Serve], *,
+                     adapters: int = 1, pcaps: Path | None = None) -> Serve:
+    """serve on `backend` with the fault plan `plan` (written to `path`), no applications,
+    its captures in `pcaps` if given; `nothing_left` checks what it leaves."""
+    path.write_text(plan)
+    extra = ["--pcap", str(pcaps)] if pcaps is not None else []
+    s = Serve("--backend", backend, "--adapters", str(adapters), "--no-apps", *extra,
+              "--faults", str(path))
+    nothing_left.append(s)
+    return s
+
+
 def _require_netem() -> None:
     """Skip (with the reason) on a kernel without netem: the qdisc cannot be had there."""
     try:
@@ -269,10 +277,9 @@ def test_netem_loss_in_a_window_stops_pings_exactly_in_it(
         backend: str, tmp_path: Path, nothing_left: list[Serve]) -> None:
     require_real_net("ip", "ping", tun=backend == "tap")
     _require_netem()
-    plan = tmp_path / "loss.toml"
-    plan.write_text('[[wire]]\naction = "loss"\nafter = 4.0\nuntil = 7.0\n')
-    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
-    nothing_left.append(s)
+    s = _serve_with_plan(tmp_path / "loss.toml",
+                         '[[wire]]\naction = "loss"\nafter = 4.0\nuntil = 7.0\n',
+                         backend, nothing_left)
     try:
         _pings_lose_exactly_the_window(s)
         start = s.wait_for(r"t=\s*([\d.]+)s  nic000 in \(\S+\): netem loss 100%")
@@ -292,15 +299,12 @@ def test_netem_duplicate_and_reorder_show_in_the_hosts_pcap(
     from scapy.layers.inet6 import ICMPv6EchoRequest
     from scapy.utils import rdpcap
 
-    plan = tmp_path / "mess.toml"
-    # what Linux sends: every frame twice, half of them 100 ms late (the others overtake them)
-    plan.write_text('[[wire]]\naction = "duplicate"\ndirection = "in"\n\n'
-                    '[[wire]]\naction = "reorder"\nprobability = 0.5\ndelay = 0.1\n'
-                    'direction = "in"\n')
     pcaps = tmp_path / "pcap"
-    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
-              "--faults", str(plan))
-    nothing_left.append(s)
+    # what Linux sends: every frame twice, half of them 100 ms late (the others overtake them)
+    s = _serve_with_plan(tmp_path / "mess.toml",
+                         '[[wire]]\naction = "duplicate"\ndirection = "in"\n\n'
+                         '[[wire]]\naction = "reorder"\nprobability = 0.5\ndelay = 0.1\n'
+                         'direction = "in"\n', backend, nothing_left, pcaps=pcaps)
     try:
         ns = namespace(s)
         ll, dev = nic000(s)
@@ -352,12 +356,11 @@ def test_netem_delay_and_jitter_show_in_linuxs_ping_times(
     require_real_net("ip", "ping", tun=backend == "tap")
     _require_netem()
     delay, jitter = 80.0, 20.0  # ms
-    plan = tmp_path / "late.toml"
     # the emulated host's transmissions (on TAP: through its IFB) late by 80 ± 20 ms from t=5 s
-    plan.write_text(f'[[wire]]\naction = "latency"\ndelay = {delay / 1e3}\n'
-                    f'jitter = {jitter / 1e3}\ndirection = "out"\nafter = 5.0\n')
-    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
-    nothing_left.append(s)
+    s = _serve_with_plan(tmp_path / "late.toml",
+                         f'[[wire]]\naction = "latency"\ndelay = {delay / 1e3}\n'
+                         f'jitter = {jitter / 1e3}\ndirection = "out"\nafter = 5.0\n',
+                         backend, nothing_left)
     try:
         ns = namespace(s)
         ll, dev = nic000(s)
@@ -398,11 +401,9 @@ def test_bpf_loss_in_a_window_stops_pings_exactly_in_it(
         backend: str, direction: str, tmp_path: Path, nothing_left: list[Serve],
         bpf_wire: None) -> None:
     require_real_net("ip", "ping", tun=backend == "tap")
-    plan = tmp_path / "loss.toml"
-    plan.write_text(f'[[wire]]\naction = "loss"\nafter = 4.0\nuntil = 7.0\n'
-                    f'direction = "{direction}"\n')
-    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--faults", str(plan))
-    nothing_left.append(s)
+    s = _serve_with_plan(tmp_path / "loss.toml",
+                         f'[[wire]]\naction = "loss"\nafter = 4.0\nuntil = 7.0\n'
+                         f'direction = "{direction}"\n', backend, nothing_left)
     try:
         ping = _pings_lose_exactly_the_window(s)
         assert "sendmsg" not in ping.stderr, ping.stderr  # lost on the wire: the sender is not told
@@ -430,12 +431,9 @@ def test_bpf_duplicates_show_in_the_hosts_pcap_and_to_linuxs_ping(
     from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
     from scapy.utils import rdpcap
 
-    plan = tmp_path / "dup.toml"
-    plan.write_text('[[wire]]\naction = "duplicate"\n')  # both directions, every frame
     pcaps = tmp_path / "pcap"
-    s = Serve("--backend", backend, "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
-              "--faults", str(plan))
-    nothing_left.append(s)
+    s = _serve_with_plan(tmp_path / "dup.toml",  # both directions, every frame
+                         '[[wire]]\naction = "duplicate"\n', backend, nothing_left, pcaps=pcaps)
     try:
         ns = namespace(s)
         ll, dev = nic000(s)
@@ -466,13 +464,11 @@ def test_bpf_corrupt_flips_a_bit_the_hosts_checksum_catches(
     from scapy.layers.inet6 import ICMPv6EchoRequest
     from scapy.utils import rdpcap
 
-    plan = tmp_path / "bad.toml"
-    # from t=3 s: Linux has resolved the host's address by then (a corrupt NS is dropped too)
-    plan.write_text('[[wire]]\naction = "corrupt"\ndirection = "in"\nafter = 3.0\n')
     pcaps = tmp_path / "pcap"
-    s = Serve("--backend", "tap", "--adapters", "1", "--no-apps", "--pcap", str(pcaps),
-              "--faults", str(plan))
-    nothing_left.append(s)
+    # from t=3 s: Linux has resolved the host's address by then (a corrupt NS is dropped too)
+    s = _serve_with_plan(tmp_path / "bad.toml",
+                         '[[wire]]\naction = "corrupt"\ndirection = "in"\nafter = 3.0\n',
+                         "tap", nothing_left, pcaps=pcaps)
     try:
         ns = namespace(s)
         ll, dev = nic000(s)
