@@ -49,6 +49,18 @@ def topology(backend: str) -> Topology:
     return topo
 
 
+def _run_for_a_minute(wf: WireFaults) -> None:
+    """Run the wire faults' task for 60 s of virtual time (every window's edges in it)."""
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wf.run)
+            await trio.sleep(60)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
 @pytest.mark.parametrize("backend", ["tap", "veth"])
 def test_qdiscs_change_at_the_window_edges_on_the_device_of_each_direction(
         backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,13 +85,7 @@ def test_qdiscs_change_at_the_window_edges_on_the_device_of_each_direction(
         assert ifbs == []
     out1 = ("t6l-ns", "t6l-zz9-1i") if backend == "tap" else ("t6l-zz9-emu", "t6l-zz9-1e")
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wf.run)
-            await trio.sleep(60)
-            nursery.cancel_scope.cancel()
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    _run_for_a_minute(wf)
     assert calls == [
         (2.0, "t6l-ns", "t6l-zz9-0", "netem loss 100%"),
         (2.0, "t6l-ns", "t6l-zz9-1", "netem loss 100%"),
@@ -131,13 +137,7 @@ def test_without_netem_a_bpf_program_changes_at_the_edges_on_each_directions_hoo
     wf.prepare()
     assert topo.registry.links == [] and not wf.netem
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wf.run)
-            await trio.sleep(60)
-            nursery.cancel_scope.cancel()
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    _run_for_a_minute(wf)
     in0, in1 = ("t6l-ns", "t6l-zz9-0", "egress"), ("t6l-ns", "t6l-zz9-1", "egress")
     out0, out1 = (("t6l-ns", "t6l-zz9-0", "ingress"), ("t6l-ns", "t6l-zz9-1", "ingress")) \
         if backend == "tap" else (("t6l-zz9-emu", "t6l-zz9-0e", "egress"),
