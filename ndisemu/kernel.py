@@ -48,7 +48,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -73,7 +73,7 @@ from .trace import Tracer
 
 Routine = Callable[[WorkItem], Awaitable[None]]
 
-WORKER_MODES = ("tasks", "coroutines")
+WORKER_MODES: Final = ("tasks", "coroutines")
 
 __all__ = ["CHECKPOINT_TURNS", "SCHEDULES", "WORKER_MODES", "Kernel", "KernelStats", "Routine",
            "Timer"]
@@ -142,6 +142,9 @@ class Kernel:
         self.core = ExecutiveCore(self.params, trace=trace)
         self.stats = KernelStats()
         self._epoch = 0.0
+        # trio's clock, fetched once per run: reading it through trio.current_time() is three
+        # interpreted calls per received batch (bench/README.md, "Issue 18, fourth round")
+        self._clock: Callable[[], float] = trio.current_time
         # (when, seq, timer): tuples, so that heapq compares in C
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
@@ -171,7 +174,7 @@ class Kernel:
     def _sync_now(self) -> None:
         """Called from outside the emulation while the dispatcher sleeps: time has moved."""
         if self._sleeping and self._running:
-            self.now = max(self.now, trio.current_time() - self._epoch)
+            self.now = max(self.now, self._clock() - self._epoch)
 
     def trio_time(self, when: float) -> float:
         """The reading of trio's clock at which this kernel's time is `when` (once running):
@@ -367,7 +370,8 @@ class Kernel:
             raise ExecutiveError("kernel already running")
         self._running = True
         self._dispatcher = trio.lowlevel.current_task()
-        self._epoch = trio.current_time()
+        self._clock = trio.lowlevel.current_clock().current_time
+        self._epoch = self._clock()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -445,7 +449,7 @@ class Kernel:
                     self.now = max(self.now, deadline)
                     return
             # Woken by an external event (an I/O driver's post): take the clock's time.
-            self.now = max(self.now, trio.current_time() - self._epoch)
+            self.now = max(self.now, self._clock() - self._epoch)
         finally:
             self._sleeping = False
             if self._wakeup.is_set():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from . import offload as task_offload
 from .constants import MediaState, NdisStatus, Oid, PacketFilter, RequestType, oid_name
@@ -28,7 +28,7 @@ from .rng import SplitMix64
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-_ULONG = struct.Struct("<I")
+_ULONG: Final = struct.Struct("<I")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .constants import (
     MEDIA_STATUS_NAMES,
@@ -47,14 +47,14 @@ if TYPE_CHECKING:
     from .executive.core import WorkItem
     from .kernel import Kernel
 
-BROADCAST = b"\xff" * 6
+BROADCAST: Final = b"\xff" * 6
 # The packet filter's bits as plain ints: `Binding.accepts` runs for every received frame, and
 # an IntFlag operation is a Python-level enum call even in compiled code.
-_F_DIRECTED = int(PacketFilter.DIRECTED)
-_F_MULTICAST = int(PacketFilter.MULTICAST)
-_F_ALL_MULTICAST = int(PacketFilter.ALL_MULTICAST)
-_F_BROADCAST = int(PacketFilter.BROADCAST)
-_F_PROMISCUOUS = int(PacketFilter.PROMISCUOUS)
+_F_DIRECTED: Final = int(PacketFilter.DIRECTED)
+_F_MULTICAST: Final = int(PacketFilter.MULTICAST)
+_F_ALL_MULTICAST: Final = int(PacketFilter.ALL_MULTICAST)
+_F_BROADCAST: Final = int(PacketFilter.BROADCAST)
+_F_PROMISCUOUS: Final = int(PacketFilter.PROMISCUOUS)
 
 
 class ProtocolDriver(Protocol):

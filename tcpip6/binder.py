@@ -35,7 +35,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ndisemu import offload as task_offload
 from ndisemu.constants import (
@@ -87,15 +87,15 @@ BIND_OIDS_OFFLOAD: tuple[tuple[Oid, RequestType], ...] = (
     *BIND_OIDS_HEAD, *OFFLOAD_OIDS, *BIND_OIDS[len(BIND_OIDS_HEAD):],
 )
 #: InformationBufferLength of tcpip6's task-offload query (room for a header and two tasks).
-OFFLOAD_QUERY_LENGTH = 256
+OFFLOAD_QUERY_LENGTH: Final = 256
 #: Lookahead tcpip6 asks for (inferred: enough for the IPv6 header chain it parses first).
-LOOKAHEAD = 128
+LOOKAHEAD: Final = 128
 
 #: where ProtocolRequestComplete's news reaches tcpip6 (docs/model.md §2, the completion paths):
 #: tcpip6's own follow-up item (nt-model §6 candidate 2), NDIS's work item (candidate 1), or
 #: the miniport's completion (its NdisScheduleWorkItem item, or DPC)
-COMPLETION_PATHS = ("tcpip6", "ndis", "miniport")
-PACKET_FILTER = PacketFilter.DIRECTED | PacketFilter.MULTICAST
+COMPLETION_PATHS: Final = ("tcpip6", "ndis", "miniport")
+PACKET_FILTER: Final = PacketFilter.DIRECTED | PacketFilter.MULTICAST
 
 
 def _submission(state: Tcpip6Binding, req: NdisRequest,

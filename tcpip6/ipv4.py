@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ndisemu.constants import NdisStatus, Oid, PacketFilter, RequestType
 from ndisemu.executive.core import WaitObject, WorkItem
@@ -24,7 +24,7 @@ from .stack.ipv4responder import Ipv4Responder
 from .wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
 
 #: EtherTypes IPv4 accepts from NDIS (IPv4 itself, ARP), as the frame carries them
-_IPV4_TYPES = (ETHERTYPE_IPV4.to_bytes(2, "big"), ETHERTYPE_ARP.to_bytes(2, "big"))
+_IPV4_TYPES: Final = (ETHERTYPE_IPV4.to_bytes(2, "big"), ETHERTYPE_ARP.to_bytes(2, "big"))
 
 if TYPE_CHECKING:
     from ndisemu.kernel import Kernel
@@ -34,7 +34,7 @@ IPV4_BIND_OIDS: tuple[tuple[Oid, RequestType], ...] = (
     *BIND_OIDS_HEAD,
     (Oid.GEN_CURRENT_PACKET_FILTER, RequestType.SET),
 )
-IPV4_FILTER = PacketFilter.DIRECTED | PacketFilter.BROADCAST
+IPV4_FILTER: Final = PacketFilter.DIRECTED | PacketFilter.BROADCAST
 
 
 @dataclass(eq=False)

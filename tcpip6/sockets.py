@@ -229,8 +229,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             view = memoryview(data)
             conn = self.conn
             while view:
-                if await _wait_until(self._binder,
-                                     lambda: conn.send_space > 0 or conn.error is not None):
+                if await _wait_until(self._binder, conn.can_send):
                     waited = True
                 if conn.error is not None:
                     raise trio.BrokenResourceError(f"connection {conn.error}")
@@ -244,14 +243,13 @@ class TcpStream(trio.abc.HalfCloseableStream):
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
-        await _wait_until(self._binder,
-                          lambda: self.conn.send_space > 0 or self.conn.error is not None)
+        await _wait_until(self._binder, self.conn.can_send)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
         conn = self.conn
-        if not await _wait_until(self._binder, lambda: conn.readable):
+        if not await _wait_until(self._binder, conn.is_readable):
             await trio.lowlevel.checkpoint()  # data was there: a schedule point, before taking it
 
         def recv(_now: float) -> tuple[bytes, list[bytes]]:
@@ -290,7 +288,7 @@ class TcpListener(trio.abc.Listener[TcpStream]):
     async def accept(self) -> TcpStream:
         binder = self._sockets.binder
         while True:
-            await _wait_until(binder, lambda: self.listener.pending > 0)
+            await _wait_until(binder, self.listener.has_pending)
             conn = await _Call.run(binder, self._state,
                                    lambda _now: (self.listener.accept(), []))
             if conn is not None:

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..kernel import Kernel
 
 
-DRAIN_PROBE = 8  # with nothing to drain last time, look again on every 8th wake
+DRAIN_PROBE: Final = 8  # with nothing to drain last time, look again on every 8th wake
 
 
 class Recorder(Protocol):

@@ -20,17 +20,18 @@ Here the TAP miniport's two halves of NDIS 5.1 task offload (ndisemu/offload.py)
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from ..offload import ChecksumValidated, complete_checksum, segment_size, tcp6_offset
 
-HDR = struct.Struct("<BBHHHH")
-HDR_LEN = HDR.size  # 10: TUNSETVNETHDRSZ's default
-F_NEEDS_CSUM = 1
-F_DATA_VALID = 2
-GSO_NONE = 0
-GSO_TCPV6 = 4
-CSUM_OFFSET_TCP = 16  # the checksum field's offset in the TCP header
-PLAIN = bytes(HDR_LEN)  # no offload asked for this frame
+HDR: Final = struct.Struct("<BBHHHH")
+HDR_LEN: Final = HDR.size  # 10: TUNSETVNETHDRSZ's default
+F_NEEDS_CSUM: Final = 1
+F_DATA_VALID: Final = 2
+GSO_NONE: Final = 0
+GSO_TCPV6: Final = 4
+CSUM_OFFSET_TCP: Final = 16  # the checksum field's offset in the TCP header
+PLAIN: Final = bytes(HDR_LEN)  # no offload asked for this frame
 
 
 def decode(data: bytes) -> bytes:

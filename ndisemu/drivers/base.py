@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import BugCheck
 from ..executive.core import Worker, WorkItem
@@ -12,12 +12,12 @@ if TYPE_CHECKING:
     from ..kernel import Kernel
 
 #: the command of a ready thread told to exit (the others: a `WorkItem` to start, None to resume)
-EXIT = object()
+EXIT: Final = object()
 #: turns of the coroutine driver, and time jumps of a free-running kernel, between trio
 #: checkpoints (where cancellation, Ctrl-C and other tasks get in)
-CHECKPOINT_TURNS = 64
+CHECKPOINT_TURNS: Final = 64
 
-NOT_A_KERNEL_WAIT = ("work item {} awaited something other than an executive wait object "
+NOT_A_KERNEL_WAIT: Final = ("work item {} awaited something other than an executive wait object "
                      "(items may block only through Kernel.wait)")
 
 

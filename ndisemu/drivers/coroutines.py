@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -25,8 +25,8 @@ from .base import CHECKPOINT_TURNS, EXIT, NOT_A_KERNEL_WAIT, WorkerDriver, item_
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
-_WAIT = object()  # what Kernel.wait yields to the coroutine driver
-_STARTED = object()  # Worker.task of a thread carried as coroutines, once it has run
+_WAIT: Final = object()  # what Kernel.wait yields to the coroutine driver
+_STARTED: Final = object()  # Worker.task of a thread carried as coroutines, once it has run
 
 
 @types.coroutine

@@ -72,6 +72,20 @@ class WaitObject:
     # A tuple, not a list: most objects have none, and an empty tuple costs nothing.
     future_wakers: tuple[tuple[str, str], ...] = ()
 
+    def __init__(self, id: int, name: str, tags: dict[str, Any] | None = None,
+                 signaled: bool = False, waiters: list[Worker] | None = None,
+                 signalers: list[WorkItem] | None = None,
+                 future_wakers: tuple[tuple[str, str], ...] = ()) -> None:
+        # Written out (not the dataclass's): compiled, it is native code, where the generated
+        # one is interpreted Python (tests/ndisemu/test_native.py: `test_hand_written_inits_match`).
+        self.id = id
+        self.name = name
+        self.tags = {} if tags is None else tags
+        self.signaled = signaled
+        self.waiters = [] if waiters is None else waiters
+        self.signalers = [] if signalers is None else signalers
+        self.future_wakers = future_wakers
+
     def __repr__(self) -> str:
         return f"<WaitObject {self.name}#{self.id}{' set' if self.signaled else ''}>"
 
@@ -99,6 +113,25 @@ class WorkItem:
     finished_at: float | None = None
     worker: Worker | None = None
 
+    def __init__(self, id: int, name: str, queue: str, routine: Any,
+                 tags: dict[str, Any] | None = None, signals: tuple[WaitObject, ...] = (),
+                 rescuer: str | None = None, state: ItemState = ItemState.QUEUED,
+                 queued_at: float = 0.0, started_at: float | None = None,
+                 finished_at: float | None = None, worker: Worker | None = None) -> None:
+        # one per work item: native when compiled (see WaitObject.__init__)
+        self.id = id
+        self.name = name
+        self.queue = queue
+        self.routine = routine
+        self.tags = {} if tags is None else tags
+        self.signals = signals
+        self.rescuer = rescuer
+        self.state = state
+        self.queued_at = queued_at
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.worker = worker
+
     def __repr__(self) -> str:
         return f"<WorkItem {self.label} {self.state.value}>"
 
@@ -123,6 +156,26 @@ class Worker:
     task: Any = None  # owned by the driver (its trio task)
     in_kernel_wait: bool = False  # owned by the driver: parked in an executive wait
 
+    def __init__(self, id: int, queue: str, index: int, dynamic: bool, created_at: float,
+                 state: WorkerState = WorkerState.IDLE, item: WorkItem | None = None,
+                 waiting_on: WaitObject | None = None, idle_since: float = 0.0,
+                 blocked_since: float | None = None, priority: int = 13, task: Any = None,
+                 in_kernel_wait: bool = False) -> None:
+        # native when compiled (see WaitObject.__init__)
+        self.id = id
+        self.queue = queue
+        self.index = index
+        self.dynamic = dynamic
+        self.created_at = created_at
+        self.state = state
+        self.item = item
+        self.waiting_on = waiting_on
+        self.idle_since = idle_since
+        self.blocked_since = blocked_since
+        self.priority = priority
+        self.task = task
+        self.in_kernel_wait = in_kernel_wait
+
     @property
     def name(self) -> str:
         return f"{self.queue}#{self.index}"
@@ -132,21 +185,32 @@ class Worker:
 
 
 # Actions are slotted, not frozen: a storm makes one per item start and per wake-up, and a
-# frozen dataclass costs three times as much to build.
+# frozen dataclass costs three times as much to build; their `__init__`s are written out, so
+# that compiled they are native (see WaitObject.__init__).
 @dataclass(slots=True)
 class Start:
     worker: Worker
     item: WorkItem
+
+    def __init__(self, worker: Worker, item: WorkItem) -> None:
+        self.worker = worker
+        self.item = item
 
 
 @dataclass(slots=True)
 class Resume:
     worker: Worker
 
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
 
 @dataclass(slots=True)
 class WorkerExit:
     worker: Worker
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
 
 
 Action = Start | Resume | WorkerExit

@@ -67,6 +67,7 @@ import random
 import struct
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from ndisemu.offload import ChecksumValidated
 from tcpip6.errors import MalformedFrame
@@ -153,10 +154,10 @@ from tcpip6.wire.ipv6ext import (
     scan_options,
 )
 
-ALL_NODES_MAC = ipv6_multicast_mac(ALL_NODES)
-_U32 = struct.Struct("!I")
-_PORTS_SEQ = struct.Struct("!HHI")  # the quoted TCP header's ports and sequence number
-_KNOWN_HBH = frozenset({OPT_ROUTER_ALERT, OPT_JUMBO})  # RFC 2711, RFC 2675; Pad1/PadN always
+ALL_NODES_MAC: Final = ipv6_multicast_mac(ALL_NODES)
+_U32: Final = struct.Struct("!I")
+_PORTS_SEQ: Final = struct.Struct("!HHI")  # the quoted TCP header's ports and sequence number
+_KNOWN_HBH: Final = frozenset({OPT_ROUTER_ALERT, OPT_JUMBO})  # RFC 2711, RFC 2675; Pad1/PadN always
 _KNOWN_DST: frozenset[int] = frozenset()
 
 IcmpHandler = Callable[
@@ -164,7 +165,7 @@ IcmpHandler = Callable[
 """``(host, eth_src, ip_header, verified_message, whole_packet, dst_was_multicast, now) ->
 frames``"""
 TimerHandler = Callable[["Ipv6Host", tuple[Hashable, ...], float], list[bytes]]
-ECHO_REPLIES_KEPT = 1024
+ECHO_REPLIES_KEPT: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)

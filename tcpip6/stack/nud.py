@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final
 
 from tcpip6.errors import IllegalTransition
 from tcpip6.stack import constants as c
@@ -120,7 +121,7 @@ TRANSITIONS: dict[NudState | None, dict[NudEvent, NudState | None]] = {
 
 # Hot path: in these states SEND changes nothing (checked against the table at import), so
 # ``output`` tests them by identity instead of hashing enum members per packet.
-_SEND_KEEPS = (_S.REACHABLE, _S.DELAY, _S.PROBE)
+_SEND_KEEPS: Final = (_S.REACHABLE, _S.DELAY, _S.PROBE)
 assert all(TRANSITIONS[s][_E.SEND] is s for s in _SEND_KEEPS)
 
 Solicit = Callable[[bytes, bytes | None, bytes | None], bytes | None]

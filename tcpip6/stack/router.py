@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Final
 
 from tcpip6.stack import constants as c
 from tcpip6.stack.addrconf import AddressConfig, common_prefix_len
@@ -42,7 +43,7 @@ from tcpip6.wire.ethernet import ETHERTYPE_IPV6, ipv6_multicast_mac, pack_header
 from tcpip6.wire.icmpv6 import ND_HOP_LIMIT, PrefixInfo, Redirect, RouterAdvertisement
 from tcpip6.wire.ipv6 import ALL_ROUTERS, NH_ICMPV6, UNSPECIFIED, is_link_local
 
-_ALL_ROUTERS_MAC = ipv6_multicast_mac(ALL_ROUTERS)
+_ALL_ROUTERS_MAC: Final = ipv6_multicast_mac(ALL_ROUTERS)
 
 
 @dataclass(slots=True)

@@ -72,6 +72,11 @@ class TcpListener:
         """Connections waiting in the accept queue."""
         return len(self.accept_queue)
 
+    def has_pending(self) -> bool:
+        """Whether a connection waits in the accept queue: a predicate for a socket layer's
+        wait (`Tcpip6Binder.wake_when`), native code when compiled, unlike a lambda there."""
+        return bool(self.accept_queue)
+
     def accept(self) -> TcpConnection | None:
         """The oldest established connection, or None."""
         if not self.accept_queue:

@@ -69,7 +69,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from tcpip6.errors import ConnectionClosed, ConnectionReset, IllegalTransition, WouldBlock
 from tcpip6.stack import constants as c
@@ -80,8 +80,8 @@ from tcpip6.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment, options, ts_opt
 if TYPE_CHECKING:
     from tcpip6.stack.tcp import TcpListener, TcpStack
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
+MASK: Final = 0xFFFFFFFF
+HALF: Final = 0x80000000
 
 
 
@@ -131,7 +131,7 @@ class TcpInput(Enum):
 
 _S = TcpState
 _I = TcpInput
-_ENDS = {_I.RCV_RST: _S.CLOSED, _I.ABORT: _S.CLOSED, _I.GIVE_UP: _S.CLOSED}
+_ENDS: Final = {_I.RCV_RST: _S.CLOSED, _I.ABORT: _S.CLOSED, _I.GIVE_UP: _S.CLOSED}
 
 TRANSITIONS: dict[TcpState, dict[TcpInput, TcpState]] = {
     _S.CLOSED: {_I.ACTIVE_OPEN: _S.SYN_SENT, _I.PASSIVE_OPEN: _S.SYN_RECEIVED},
@@ -147,12 +147,13 @@ TRANSITIONS: dict[TcpState, dict[TcpInput, TcpState]] = {
     _S.TIME_WAIT: {_I.TIMEOUT_2MSL: _S.CLOSED, _I.ABORT: _S.CLOSED},  # RST ignored: RFC 1337
 }  # fmt: skip
 
-_SYNCHRONIZED = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2, _S.CLOSE_WAIT,
+_SYNCHRONIZED: Final = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2, _S.CLOSE_WAIT,
                            _S.CLOSING, _S.LAST_ACK, _S.TIME_WAIT})  # fmt: skip
-_CAN_SEND = frozenset({_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT_1, _S.CLOSING, _S.LAST_ACK})
-_RECV_TEXT = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})  # RFC 9293 step 7
-_APP_SEND = frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.ESTABLISHED, _S.CLOSE_WAIT})
-_ESTABLISHED = _S.ESTABLISHED
+_CAN_SEND: Final = frozenset({_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT_1, _S.CLOSING,
+                              _S.LAST_ACK})
+_RECV_TEXT: Final = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})  # RFC 9293 step 7
+_APP_SEND: Final = frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.ESTABLISHED, _S.CLOSE_WAIT})
+_ESTABLISHED: Final = _S.ESTABLISHED
 
 # the one "main" timer slot: these uses exclude one another (RFC 9293 §3.8.6.1: persist only
 # while nothing is outstanding; TIME-WAIT and FIN-WAIT-2 have nothing to retransmit)
@@ -312,6 +313,18 @@ class TcpConnection:
     @property
     def writable(self) -> bool:
         return self.send_space > 0
+
+    # Predicates for a socket layer's waits (`Tcpip6Binder.wake_when`, checked after every call
+    # into the stack): bound methods of this class are native code when compiled, where a lambda
+    # in the (interpreted) socket layer is a Python frame per check.
+
+    def is_readable(self) -> bool:
+        """`readable`, as a method."""
+        return bool(self.rbuf) or self.eof or self.error is not None
+
+    def can_send(self) -> bool:
+        """send() takes data now, or the connection failed (the caller sees the error)."""
+        return self.send_space > 0 or self.error is not None
 
     @property
     def unsent(self) -> int:

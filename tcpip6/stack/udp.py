@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from tcpip6.errors import SocketError
 from tcpip6.stack import constants as c
@@ -30,7 +31,7 @@ from tcpip6.wire.icmpv6 import IcmpError
 from tcpip6.wire.ipv6 import NH_UDP
 from tcpip6.wire.udp import UdpDatagram
 
-ECHO_PORT = 7  # RFC 862
+ECHO_PORT: Final = 7  # RFC 862
 
 Output = Callable[[bytes, bytes, int, bytes, float], list[bytes]]
 """``(src, dst, next_header, upper_layer_bytes, now) -> frames``"""

@@ -13,23 +13,24 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
 
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_ARP = 0x0806
-ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_ARP: Final = 0x0806
+ETHERTYPE_IPV6: Final = 0x86DD
 
-HEADER_LEN = 14
-MIN_FRAME_LEN = 60  # IEEE 802.3 minimum without FCS; shorter frames get zero padding
-BROADCAST_MAC = b"\xff" * 6
-IPV6_MCAST_PREFIX = b"\x33\x33"  # RFC 2464 §7
+HEADER_LEN: Final = 14
+MIN_FRAME_LEN: Final = 60  # IEEE 802.3 minimum without FCS; shorter frames get zero padding
+BROADCAST_MAC: Final = b"\xff" * 6
+IPV6_MCAST_PREFIX: Final = b"\x33\x33"  # RFC 2464 §7
 
-_HDR = struct.Struct("!6s6sH")
-pack_header = _HDR.pack
+_HDR: Final = struct.Struct("!6s6sH")
+pack_header: Final = _HDR.pack
 """``pack_header(dst, src, ethertype) -> bytes``: the hot-path emitter (no dataclass)."""
-unpack_header = _HDR.unpack_from
+unpack_header: Final = _HDR.unpack_from
 """``unpack_header(buf, offset=0) -> (dst, src, ethertype)``; caller checks ``len >= 14``."""
 
 

@@ -28,78 +28,81 @@ from __future__ import annotations
 import builtins
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ipv6 import NH_ICMPV6, pseudo_header_checksum
 
-DEST_UNREACH = 1
-PACKET_TOO_BIG = 2
-TIME_EXCEEDED = 3
-PARAM_PROBLEM = 4
-ECHO_REQUEST = 128
-ECHO_REPLY = 129
-MLD_QUERY = 130
-MLD_REPORT = 131
-MLD_DONE = 132
-ROUTER_SOLICITATION = 133
-ROUTER_ADVERTISEMENT = 134
-NEIGHBOR_SOLICITATION = 135
-NEIGHBOR_ADVERTISEMENT = 136
-REDIRECT = 137
-MLDV2_REPORT = 143
+DEST_UNREACH: Final = 1
+PACKET_TOO_BIG: Final = 2
+TIME_EXCEEDED: Final = 3
+PARAM_PROBLEM: Final = 4
+ECHO_REQUEST: Final = 128
+ECHO_REPLY: Final = 129
+MLD_QUERY: Final = 130
+MLD_REPORT: Final = 131
+MLD_DONE: Final = 132
+ROUTER_SOLICITATION: Final = 133
+ROUTER_ADVERTISEMENT: Final = 134
+NEIGHBOR_SOLICITATION: Final = 135
+NEIGHBOR_ADVERTISEMENT: Final = 136
+REDIRECT: Final = 137
+MLDV2_REPORT: Final = 143
 # short aliases
 RS = ROUTER_SOLICITATION
 RA = ROUTER_ADVERTISEMENT
 NS = NEIGHBOR_SOLICITATION
 NA = NEIGHBOR_ADVERTISEMENT
-ND_TYPES = frozenset({RS, RA, NS, NA, REDIRECT})  # all need hop limit 255, code 0 (RFC 4861)
-ND_HOP_LIMIT = 255
+ND_TYPES: Final = frozenset({RS, RA, NS, NA, REDIRECT})  # all need hop limit 255, code 0 (RFC 4861)
+ND_HOP_LIMIT: Final = 255
 
-OPT_SOURCE_LLADDR = 1
-OPT_TARGET_LLADDR = 2
-OPT_PREFIX_INFO = 3
-OPT_REDIRECTED_HEADER = 4
-OPT_MTU = 5
+OPT_SOURCE_LLADDR: Final = 1
+OPT_TARGET_LLADDR: Final = 2
+OPT_PREFIX_INFO: Final = 3
+OPT_REDIRECTED_HEADER: Final = 4
+OPT_MTU: Final = 5
 
 # Destination Unreachable codes (RFC 4443 §3.1)
-DU_NO_ROUTE = 0
-DU_ADMIN_PROHIBITED = 1
-DU_BEYOND_SCOPE = 2
-DU_ADDRESS_UNREACHABLE = 3
-DU_PORT_UNREACHABLE = 4
+DU_NO_ROUTE: Final = 0
+DU_ADMIN_PROHIBITED: Final = 1
+DU_BEYOND_SCOPE: Final = 2
+DU_ADDRESS_UNREACHABLE: Final = 3
+DU_PORT_UNREACHABLE: Final = 4
 # Time Exceeded codes (§3.3)
-TE_HOP_LIMIT = 0
-TE_REASSEMBLY = 1
+TE_HOP_LIMIT: Final = 0
+TE_REASSEMBLY: Final = 1
 # Parameter Problem codes (§3.4, RFC 7112)
-PP_HEADER_FIELD = 0
-PP_NEXT_HEADER = 1
-PP_OPTION = 2
-PP_INCOMPLETE_CHAIN = 3
-MIN_MTU = 1280  # RFC 8200 §5
-ERROR_INVOKING_MAX = MIN_MTU - 40 - 8  # RFC 4443 §2.4 (c): the error must fit in 1280 bytes
+PP_HEADER_FIELD: Final = 0
+PP_NEXT_HEADER: Final = 1
+PP_OPTION: Final = 2
+PP_INCOMPLETE_CHAIN: Final = 3
+MIN_MTU: Final = 1280  # RFC 8200 §5
+ERROR_INVOKING_MAX: Final = MIN_MTU - 40 - 8  # RFC 4443 §2.4 (c): the error must fit in 1280 bytes
 
-RA_FLAG_MANAGED = 0x80
-RA_FLAG_OTHER = 0x40
-PI_FLAG_ONLINK = 0x80
-PI_FLAG_AUTO = 0x40
-INFINITE_LIFETIME = 0xFFFFFFFF  # RFC 4861 §4.6.2 "all one bits (0xffffffff) represents infinity"
+RA_FLAG_MANAGED: Final = 0x80
+RA_FLAG_OTHER: Final = 0x40
+PI_FLAG_ONLINK: Final = 0x80
+PI_FLAG_AUTO: Final = 0x40
+# RFC 4861 §4.6.2 "all one bits (0xffffffff) represents infinity"
+INFINITE_LIFETIME: Final = 0xFFFFFFFF
 
-NA_FLAG_ROUTER = 0x80000000
-NA_FLAG_SOLICITED = 0x40000000
-NA_FLAG_OVERRIDE = 0x20000000
+NA_FLAG_ROUTER: Final = 0x80000000
+NA_FLAG_SOLICITED: Final = 0x40000000
+NA_FLAG_OVERRIDE: Final = 0x20000000
 
-_HDR = struct.Struct("!BBH")
-_ECHO = struct.Struct("!BBHHH")
-_ND_TARGET = struct.Struct("!I16s")  # NS/NA body: flags (NA) or reserved (NS), target
-_LLOPT = struct.Struct("!BB6s")
-_ECHO_BODY = struct.Struct("!HH")
-_PREFIX = struct.Struct("!BBBBIII16s")  # type, len=4, prefix len, flags, valid, preferred, rsvd
-_MTU_OPT = struct.Struct("!BBHI")
-_RA_BODY = struct.Struct("!BBHII")
-_REDIRECT_BODY = struct.Struct("!I16s16s")
-_U32 = struct.Struct("!I")
-_from_bytes = int.from_bytes
+_HDR: Final = struct.Struct("!BBH")
+_ECHO: Final = struct.Struct("!BBHHH")
+_ND_TARGET: Final = struct.Struct("!I16s")  # NS/NA body: flags (NA) or reserved (NS), target
+_LLOPT: Final = struct.Struct("!BB6s")
+_ECHO_BODY: Final = struct.Struct("!HH")
+# type, len=4, prefix len, flags, valid, preferred, reserved
+_PREFIX: Final = struct.Struct("!BBBBIII16s")
+_MTU_OPT: Final = struct.Struct("!BBHI")
+_RA_BODY: Final = struct.Struct("!BBHII")
+_REDIRECT_BODY: Final = struct.Struct("!I16s16s")
+_U32: Final = struct.Struct("!I")
+_from_bytes: Final = int.from_bytes
 
 
 @dataclass(slots=True, eq=False)  # not frozen: one per received message (see Ipv6Header)
@@ -111,6 +114,13 @@ class Icmpv6Message:
     code: int
     checksum: int
     body: builtins.memoryview  # (mypyc: a bare builtin name here fails to load)
+
+    def __init__(self, type: int, code: int, checksum: int, body: builtins.memoryview) -> None:
+        # one per message: native when compiled (see Ipv6Header.__init__)
+        self.type = type
+        self.code = code
+        self.checksum = checksum
+        self.body = body
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +162,7 @@ class NdOptions:
     redirected: bytes | None = None  # Redirected Header option data (the invoking packet)
 
 
-NO_OPTIONS = NdOptions()
+NO_OPTIONS: Final = NdOptions()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,31 +20,32 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
 
-HEADER_LEN = 40
-NH_HOPOPTS = 0
-NH_TCP = 6
-NH_UDP = 17
-NH_ROUTING = 43
-NH_FRAGMENT = 44
-NH_ICMPV6 = 58
-NH_NONE = 59
-NH_DSTOPTS = 60
+HEADER_LEN: Final = 40
+NH_HOPOPTS: Final = 0
+NH_TCP: Final = 6
+NH_UDP: Final = 17
+NH_ROUTING: Final = 43
+NH_FRAGMENT: Final = 44
+NH_ICMPV6: Final = 58
+NH_NONE: Final = 59
+NH_DSTOPTS: Final = 60
 
-UNSPECIFIED = bytes(16)  # :: (RFC 4291 §2.5.2)
-LOOPBACK = bytes(15) + b"\x01"
-ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")  # ff02::1 (RFC 4291 §2.7.1)
-ALL_ROUTERS = bytes.fromhex("ff020000000000000000000000000002")  # ff02::2
-LINK_LOCAL_PREFIX = bytes.fromhex("fe800000000000000000000000000000")[:8]  # fe80::/64
-SOLICITED_NODE_PREFIX = bytes.fromhex("ff0200000000000000000001ff")  # ff02::1:ff00:0/104
+UNSPECIFIED: Final = bytes(16)  # :: (RFC 4291 §2.5.2)
+LOOPBACK: Final = bytes(15) + b"\x01"
+ALL_NODES: Final = bytes.fromhex("ff020000000000000000000000000001")  # ff02::1 (RFC 4291 §2.7.1)
+ALL_ROUTERS: Final = bytes.fromhex("ff020000000000000000000000000002")  # ff02::2
+LINK_LOCAL_PREFIX: Final = bytes.fromhex("fe800000000000000000000000000000")[:8]  # fe80::/64
+SOLICITED_NODE_PREFIX: Final = bytes.fromhex("ff0200000000000000000001ff")  # ff02::1:ff00:0/104
 
-_HDR = struct.Struct("!IHBB16s16s")
-pack_header = _HDR.pack
+_HDR: Final = struct.Struct("!IHBB16s16s")
+pack_header: Final = _HDR.pack
 """``pack_header(vtcfl, payload_length, next_header, hop_limit, src, dst)`` (hot path)."""
-_from_bytes = int.from_bytes
+_from_bytes: Final = int.from_bytes
 
 
 # Not frozen: one is made for every received packet, and a frozen dataclass's __init__ sets each
@@ -62,6 +63,18 @@ class Ipv6Header:
     dst: bytes
     traffic_class: int = 0
     flow_label: int = 0
+
+    def __init__(self, payload_length: int, next_header: int, hop_limit: int, src: bytes,
+                 dst: bytes, traffic_class: int = 0, flow_label: int = 0) -> None:
+        # one per packet: written out so that compiled it is native code (the dataclass's own
+        # is interpreted Python; tests/ndisemu/test_native.py: `test_hand_written_inits_match`)
+        self.payload_length = payload_length
+        self.next_header = next_header
+        self.hop_limit = hop_limit
+        self.src = src
+        self.dst = dst
+        self.traffic_class = traffic_class
+        self.flow_label = flow_label
 
     @classmethod
     def parse(cls, buf: bytes | bytearray | memoryview) -> tuple[Ipv6Header, memoryview]:

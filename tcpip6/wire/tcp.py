@@ -25,40 +25,41 @@ other segments), always a multiple of four octets.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ipv6 import NH_TCP, pseudo_header_checksum, reduce_ffff
 
-HEADER_LEN = 20
-MAX_OPTIONS_LEN = 40  # Data Offset is 4 bits of 32-bit words: 60 bytes of header at most
+HEADER_LEN: Final = 20
+MAX_OPTIONS_LEN: Final = 40  # Data Offset is 4 bits of 32-bit words: 60 bytes of header at most
 
 # Control bits (RFC 9293 §3.1; CWR/ECE RFC 3168)
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 # Option kinds (RFC 9293 §3.2, RFC 7323, RFC 2018)
-OPT_EOL = 0
-OPT_NOP = 1
-OPT_MSS = 2
-OPT_WSCALE = 3
-OPT_SACK_PERM = 4
-OPT_SACK = 5
-OPT_TIMESTAMP = 8
-MAX_WSCALE = 14  # RFC 7323 §2.3
+OPT_EOL: Final = 0
+OPT_NOP: Final = 1
+OPT_MSS: Final = 2
+OPT_WSCALE: Final = 3
+OPT_SACK_PERM: Final = 4
+OPT_SACK: Final = 5
+OPT_TIMESTAMP: Final = 8
+MAX_WSCALE: Final = 14  # RFC 7323 §2.3
 
-_HDR = struct.Struct("!HHIIHHHH")  # ports, seq, ack, offset|flags, window, checksum, urgent
-_U16 = struct.Struct("!H")
-_U32X2 = struct.Struct("!II")
-_TS_FAST = b"\x01\x01\x08\x0a"  # NOP NOP kind=8 len=10: the usual data-segment layout
-_TS_FAST_SACK = b"\x04\x02\x08\x0a"  # SACK_PERM then TS (a Linux SYN's second word)
-_from_bytes = int.from_bytes
+_HDR: Final = struct.Struct("!HHIIHHHH")  # ports, seq, ack, offset|flags, window, checksum, urgent
+_U16: Final = struct.Struct("!H")
+_U32X2: Final = struct.Struct("!II")
+_TS_FAST: Final[bytes] = b"\x01\x01\x08\x0a"  # NOP NOP kind=8 len=10: the usual data-segment layout
+_TS_FAST_SACK: Final[bytes] = b"\x04\x02\x08\x0a"  # SACK_PERM then TS (a Linux SYN's second word)
+_from_bytes: Final = int.from_bytes
 _NH = NH_TCP
 
 
@@ -132,7 +133,7 @@ class TcpSegment:
         )
 
 
-_FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"),
+_FLAG_NAMES: Final = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"),
                (ECE, "E"), (CWR, "W"))  # fmt: skip
 
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 import builtins
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
 from tcpip6.wire.ipv6 import NH_UDP, pseudo_header_checksum
 
-HEADER_LEN = 8
-_HDR = struct.Struct("!HHHH")
-_from_bytes = int.from_bytes
+HEADER_LEN: Final = 8
+_HDR: Final = struct.Struct("!HHHH")
+_from_bytes: Final = int.from_bytes
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -243,3 +243,80 @@ def test_python_subclasses_of_the_executors_run(monkeypatch: pytest.MonkeyPatch,
         assert ex.threads == 2
     # Under the compiled build, these are Python subclasses of compiled classes.
     assert buildinfo.is_compiled("tcpip6.executors") is COMPILED
+
+
+# -- per-packet objects: written-out __init__s ---------------------------------------------------
+# A compiled dataclass keeps the interpreted __init__ that `dataclass` generates at import; the
+# ones made per packet or per work item write theirs out, which mypyc compiles to native code
+# (bench/README.md, "Issue 18, fourth round"). The list must not drift from the fields.
+
+#: Made per received packet or per work item: their __init__ is written out.
+PER_PACKET = (
+    "ndisemu.executive.core:WaitObject", "ndisemu.executive.core:WorkItem",
+    "ndisemu.executive.core:Worker", "ndisemu.executive.core:Start",
+    "ndisemu.executive.core:Resume", "ndisemu.executive.core:WorkerExit",
+    "tcpip6.wire.ipv6:Ipv6Header", "tcpip6.wire.icmpv6:Icmpv6Message",
+)
+
+
+_Params = list[tuple[str, bool]]
+
+
+def _dataclass_inits(path: Path) -> list[tuple[str, _Params, _Params]]:
+    """(class, its fields as (name, has a default), its __init__'s parameters likewise) for each
+    dataclass in `path` that writes its own __init__, from the source (compiled or not)."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        names = [d.func if isinstance(d, ast.Call) else d for d in node.decorator_list]
+        if not any(isinstance(n, ast.Name) and n.id == "dataclass" for n in names):
+            continue
+        init = next((f for f in node.body
+                     if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+        if init is None:
+            continue
+        fields = []
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                if "ClassVar" in ast.unparse(stmt.annotation):
+                    continue
+                fields.append((stmt.target.id, stmt.value is not None))
+        args = init.args
+        params = args.args[1:]
+        first_default = len(params) - len(args.defaults)
+        got = [(a.arg, i >= first_default) for i, a in enumerate(params)]
+        assert not args.kwonlyargs and not args.vararg and not args.kwarg, node.name
+        out.append((node.name, fields, got))
+    return out
+
+
+def test_hand_written_inits_match_their_fields() -> None:
+    """Every dataclass of the compiled modules that writes its own __init__ takes exactly its
+    fields, in order, each with a default where the field has one — so the generated methods
+    (repr, eq, `dataclasses.replace`) and every caller keep working."""
+    seen = set()
+    for name in buildinfo.HOT_MODULES:
+        for cls, fields, params in _dataclass_inits(ROOT / (name.replace(".", "/") + ".py")):
+            assert params == fields, f"{name}.{cls}: __init__ {params} != fields {fields}"
+            seen.add(f"{name}:{cls}")
+    assert seen >= set(PER_PACKET), set(PER_PACKET) - seen
+
+
+@pytest.mark.parametrize("spec", PER_PACKET)
+def test_per_packet_objects_are_built_by_native_code(spec: str) -> None:
+    """Compiled, their __init__ is native (a slot wrapper), not the interpreted function
+    `dataclass` generates (which is what they would get without a written-out one)."""
+    import dataclasses
+    import importlib
+    import types
+
+    mod, _, cls_name = spec.partition(":")
+    cls = getattr(importlib.import_module(mod), cls_name)
+    assert dataclasses.is_dataclass(cls)
+    if buildinfo.is_compiled(mod):
+        assert not isinstance(cls.__dict__["__init__"], types.FunctionType), spec
+    else:
+        _needs_compiled()
