@@ -22,7 +22,8 @@ from pathlib import Path
 #: the profile that chose them), the event path of a traced one (`--trace`: the tracer and
 #: the Perfetto sink, `python -m bench.trace_cost`), and the live path of a frame (the fd
 #: reader, virtio-net headers, the IPv6 stack's receive and transmit: ICMPv6, NUD, routing,
-#: TCP and UDP; `python -m bench.frame_path`, bench.traffic). The rest — addrconf, MLD,
+#: TCP and UDP, and the parts whose objects a frame reads — the stack's context, constants,
+#: timers, addrconf and MLD; `python -m bench.frame_path`, bench.traffic). The rest —
 #: fragments, faults, the CLI — stays Python. `FrameHandler` stays subclassable by
 #: interpreted classes (mypyc_attr), as the OID executors do.
 HOT_MODULES: tuple[str, ...] = (
