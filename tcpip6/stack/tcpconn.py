@@ -320,7 +320,7 @@ class TcpConnection:
 
     def is_readable(self) -> bool:
         """`readable`, as a method."""
-        return bool(self.rbuf) or self.eof or self.error is not None
+        return self.readable
 
     def can_send(self) -> bool:
         """send() takes data now, or the connection failed (the caller sees the error)."""

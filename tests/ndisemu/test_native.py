@@ -4,12 +4,16 @@ the executors stay subclassable from Python."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import importlib
 import json
 import os
 import re
 import runpy
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -265,8 +269,6 @@ _Params = list[tuple[str, bool]]
 def _dataclass_inits(path: Path) -> list[tuple[str, _Params, _Params]]:
     """(class, its fields as (name, has a default), its __init__'s parameters likewise) for each
     dataclass in `path` that writes its own __init__, from the source (compiled or not)."""
-    import ast
-
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if not isinstance(node, ast.ClassDef):
@@ -305,18 +307,13 @@ def test_hand_written_inits_match_their_fields() -> None:
     assert seen >= set(PER_PACKET), set(PER_PACKET) - seen
 
 
-@pytest.mark.parametrize("spec", PER_PACKET)
-def test_per_packet_objects_are_built_by_native_code(spec: str) -> None:
+def test_per_packet_objects_are_built_by_native_code() -> None:
     """Compiled, their __init__ is native (a slot wrapper), not the interpreted function
     `dataclass` generates (which is what they would get without a written-out one)."""
-    import dataclasses
-    import importlib
-    import types
-
-    mod, _, cls_name = spec.partition(":")
-    cls = getattr(importlib.import_module(mod), cls_name)
-    assert dataclasses.is_dataclass(cls)
-    if buildinfo.is_compiled(mod):
+    _needs_compiled()
+    for spec in PER_PACKET:
+        mod, _, cls_name = spec.partition(":")
+        cls = getattr(importlib.import_module(mod), cls_name)
+        assert dataclasses.is_dataclass(cls), spec
+        assert buildinfo.is_compiled(mod), spec
         assert not isinstance(cls.__dict__["__init__"], types.FunctionType), spec
-    else:
-        _needs_compiled()
