@@ -241,7 +241,7 @@ class StormConfig:
                 "plan": self.plan.text if self.plan is not None and self.plan.text is not None
                 else (self.plan.as_dict() if self.plan is not None else None),
                 "plan_source": self.plan.source if self.plan is not None else None,
-                **({"offload": True} if self.offload is not None else {})}
+                **({"offload": asdict(self.offload)} if self.offload is not None else {})}
 
     def __post_init__(self) -> None:
         from ndisemu.errors import ConfigError
@@ -440,6 +440,24 @@ def run_storm(cfg: StormConfig) -> StormResult:
     return results[0]
 
 
+def _offload_from_header(value: Any) -> OffloadCaps | None:
+    """The task offload a log's header names: the caps as a table, or `true` (logs written
+    before the caps were, which only ever used the defaults)."""
+    from faults.errors import ReplayError
+    from ndisemu.errors import ConfigError
+
+    if value is None:
+        return None
+    if value is True:
+        return OffloadCaps()
+    if isinstance(value, dict):
+        try:
+            return OffloadCaps(**value)
+        except (TypeError, ConfigError) as exc:
+            raise ReplayError(f"the log's offload is not valid: {exc}") from None
+    raise ReplayError(f"the log's offload is not valid: {value!r}")
+
+
 def config_from_header(header: dict[str, Any]) -> StormConfig:
     """The StormConfig a log's header describes (for replay)."""
     from faults.plan import parse_plan, plan_from_dict
@@ -452,6 +470,7 @@ def config_from_header(header: dict[str, Any]) -> StormConfig:
     elif isinstance(plan_data, dict):
         plan = plan_from_dict(plan_data, source=source)
     return StormConfig(
+        offload=_offload_from_header(header.get("offload")),
         adapters=int(header["adapters"]), params=ModelParams.from_dict(header["params"]),
         interval=float(header["interval"]), seed=int(header["seed"]),
         horizon=float(header["horizon"]), start=float(header.get("start", 1.0)),

@@ -93,3 +93,39 @@ def test_replay_refuses_what_is_not_a_storm_log(tmp_path: Path,
     bad.write_text('{"event": "something"}\n')
     assert main(["replay", str(bad)]) == 2
     assert "not a tcpip6-lab storm log" in capsys.readouterr().err
+
+
+def test_a_storm_with_task_offload_replays_with_it(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The header carries the miniports' offload caps, and replay runs with them: without
+    them the binds would skip OID_TCP_TASK_OFFLOAD and the replay would diverge there."""
+    from ndisemu.offload import OffloadCaps
+
+    log = tmp_path / "run.jsonl"
+    caps = OffloadCaps(lso_max_size=16_000, lso_min_segments=3)
+    with log.open("w") as f:
+        r = run_storm(StormConfig(adapters=3, offload=caps, log=f, traffic=True))
+    header = json.loads(log.read_text().splitlines()[0])
+    assert header["offload"]["lso_max_size"] == 16_000
+    assert "OID_TCP_TASK_OFFLOAD" in log.read_text()
+    assert main(["replay", str(log)]) == 0
+    assert f"trace hash {r['trace_hash']}" in capsys.readouterr().out
+    header.pop("offload")  # as if written without it: the replay must notice
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert main(["replay", str(log)]) == 1
+    assert "diverged at event" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ['"yes"', '{"lso_max_size": 99999}', '{"turbo": true}'])
+def test_replay_refuses_a_bad_offload_in_the_header(tmp_path: Path, value: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "run.jsonl"
+    logged_run(log, 0, adapters=2)
+    lines = log.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["offload"] = json.loads(value)
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert main(["replay", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert "offload is not valid" in err and "Traceback" not in err
