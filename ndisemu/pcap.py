@@ -10,7 +10,9 @@ the byte order from the magic.
 Timestamps are virtual seconds (the emulation's clock), converted once to whole microseconds
 with round-half-even and then split with ``divmod``, so ``ts_usec`` is always in
 [0, 1_000_000) — splitting first and rounding the fraction could yield 1_000_000. Frames longer
-than ``snaplen`` are truncated (captured length < original length), as libpcap does.
+than ``snaplen`` are truncated (captured length < original length), as libpcap does. The
+default is libpcap's and tcpdump's (MAXIMUM_SNAPLEN, 262144): a TAP device opened for task
+offload carries super-frames of up to 64 KiB of TCP payload plus headers, over 65535 bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ MAGIC_USEC = 0xA1B2C3D4
 VERSION_MAJOR = 2
 VERSION_MINOR = 4
 LINKTYPE_ETHERNET = 1
+SNAPLEN = 262_144  # libpcap's MAXIMUM_SNAPLEN, tcpdump's default (see the module docstring)
 
 _GLOBAL = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
@@ -39,7 +42,7 @@ class PcapWriter:
     def __init__(
         self,
         target: str | os.PathLike[str] | BinaryIO,
-        snaplen: int = 65535,
+        snaplen: int = SNAPLEN,
         linktype: int = LINKTYPE_ETHERNET,
     ) -> None:
         if not 0 < snaplen <= 0xFFFFFFFF:

@@ -46,7 +46,7 @@ def test_written_file_reads_back_with_scapy(tmp_path: Path) -> None:
     assert pkts[0].haslayer(ICMPv6EchoRequest)
     magic, vmaj, vmin, zone, sigfigs, snap, link = struct.unpack_from("<IHHiIII", path.read_bytes())
     assert (magic, vmaj, vmin, zone, sigfigs, snap, link) == (
-        0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET,
+        0xA1B2C3D4, 2, 4, 0, 0, 262_144, LINKTYPE_ETHERNET,
     )  # fmt: skip
 
 
@@ -71,6 +71,19 @@ def test_timestamp_rounding(ts: float, sec: int, usec: int) -> None:
     assert (s, u) == (sec, usec)
     assert u < 1_000_000
     assert (incl, orig, data) == (14, 14, b"\x00" * 14)
+
+
+def test_a_super_frame_is_captured_whole(tmp_path: Path) -> None:
+    """An offloaded TAP device's frames exceed 65535 bytes (64 KiB of TCP payload plus headers):
+    the default snaplen keeps them whole."""
+    frame = bytes(14 + 40 + 32) + bytes(65_535 - 40)
+    path = tmp_path / "big.pcap"
+    with PcapWriter(str(path)) as w:
+        w.write(frame, 0.0)
+    data = path.read_bytes()
+    incl, orig = struct.unpack_from("<II", data, 24 + 8)
+    assert incl == orig == len(frame) > 65_535
+    assert data[24 + 16:] == frame
 
 
 def test_snaplen_truncates_and_keeps_original_length(tmp_path: Path) -> None:
