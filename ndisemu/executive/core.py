@@ -77,7 +77,8 @@ class WaitObject:
                  signalers: list[WorkItem] | None = None,
                  future_wakers: tuple[tuple[str, str], ...] = ()) -> None:
         # Written out (not the dataclass's): compiled, it is native code, where the generated
-        # one is interpreted Python (tests/ndisemu/test_native.py: `test_hand_written_inits_match`).
+        # one is interpreted Python. tests/ndisemu/test_native.py checks it against the fields
+        # (`test_hand_written_inits_match_their_fields`).
         self.id = id
         self.name = name
         self.tags = {} if tags is None else tags

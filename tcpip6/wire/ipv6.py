@@ -67,7 +67,7 @@ class Ipv6Header:
     def __init__(self, payload_length: int, next_header: int, hop_limit: int, src: bytes,
                  dst: bytes, traffic_class: int = 0, flow_label: int = 0) -> None:
         # one per packet: written out so that compiled it is native code (the dataclass's own
-        # is interpreted Python; tests/ndisemu/test_native.py: `test_hand_written_inits_match`)
+        # is interpreted Python); tests/ndisemu/test_native.py checks it against the fields
         self.payload_length = payload_length
         self.next_header = next_header
         self.hop_limit = hop_limit
