@@ -15,6 +15,12 @@ same frame, in the same run. Three ways each:
 What is left of an RTT is the device, Linux and trio's wake-up, the same for both responders
 (bench.traffic measures those, with root). The median of each counts.
 
+Beside them, a memory probe says what an idle gap does to this machine: the time to read one
+byte in each of 256 pages right after a sleep of the same gap, against the same reads without
+the sleep (per page, less a loop over one page, which times the interpreter's own cold start).
+Where a page costs several times as much after the gap, a longer path pays for every line it
+touches (bench/README.md, "Issue 18, fourth round").
+
     python -m bench.frame_path                     # ~10 s; prints the table
     python -m bench.frame_path --json out.json     # and writes it
 """
@@ -143,10 +149,44 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
     return out
 
 
+PAGE = 4096
+PROBE_PAGES = 256
+
+
+def memory_probe(gap: float, rounds: int = 40) -> dict[str, float]:
+    """ns per page read: after a `gap`-second sleep, and without one (see the docstring)."""
+    buf = bytearray(PROBE_PAGES * 2 * PAGE)  # every other page: no neighbour prefetch
+    spread = list(range(0, len(buf), 2 * PAGE))  # lists both: the same loop, other addresses
+    for i in spread:
+        buf[i] = 1  # faulted in before anything is timed
+    same = [0] * PROBE_PAGES
+    clock = time.perf_counter_ns
+
+    def read(offsets: list[int]) -> int:
+        t0 = clock()
+        total = 0
+        for i in offsets:
+            total += buf[i]
+        return clock() - t0
+
+    cold: dict[str, float] = {}
+    hot: dict[str, float] = {}
+    for name, offsets in (("spread", spread), ("same", same)):
+        hot[name] = statistics.median(read(offsets) for _ in range(rounds))
+        samples = []
+        for _ in range(rounds):
+            time.sleep(gap)
+            samples.append(read(offsets))
+        cold[name] = statistics.median(samples)
+    return {"page_ns_after_idle": round((cold["spread"] - cold["same"]) / PROBE_PAGES, 1),
+            "page_ns_hot": round((hot["spread"] - hot["same"]) / PROBE_PAGES, 1)}
+
+
 def run(count: int = 20_000, idle: int = 300, gap_ms: float = 10.0) -> dict[str, Any]:
     from tcpip6lab.buildinfo import describe
 
     res = trio.run(_measure, count, idle, gap_ms / 1000)
+    res["memory"] = memory_probe(gap_ms / 1000)
     e, n = res["emulated"], res["naive"]
     res.update(build=describe(), count=count, idle=idle, gap_ms=gap_ms, batch=BATCH,
                ratio={k: round(e[k] / n[k], 2) for k in ("hot_us", "batch_us", "after_idle_us")})
@@ -160,6 +200,10 @@ def render(res: dict[str, Any]) -> str:
     for key, label in (("hot_us", "one at a time"), ("batch_us", f"in batches of {BATCH}"),
                        ("after_idle_us", f"after {res['gap_ms']:g} ms idle")):
         rows.append(f"{label:24s}{e[key]:>8.2f}us{n[key]:>8.2f}us{r[key]:>7.1f}x")
+    m = res.get("memory")
+    if m is not None:
+        rows.append(f"memory: a page read costs {m['page_ns_after_idle']:g} ns after "
+                    f"{res['gap_ms']:g} ms idle, {m['page_ns_hot']:g} ns without the gap")
     return "\n".join(rows)
 
 
@@ -179,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     except BenchUsageError as exc:
         print(f"python -m bench.frame_path: {exc}", file=sys.stderr)
         return 2
-    print(f"measuring ({args.idle} idle frames take {args.idle * args.gap / 1000 * 2:.0f} s)...",
+    print(f"measuring ({args.idle} idle frames take {args.idle * args.gap / 1000 * 2:.0f} s, "
+          f"the memory probe {80 * args.gap / 1000:.0f} s)...",
           file=sys.stderr, flush=True)
     try:
         res = run(args.count, args.idle, args.gap)

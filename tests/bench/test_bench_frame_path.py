@@ -23,6 +23,17 @@ def test_a_small_run_answers_every_frame_and_writes_its_json(
     assert res["ratio"]["hot_us"] == round(e["hot_us"] / n["hot_us"], 2)
     text = capsys.readouterr().out
     assert "one at a time" in text and f"{e['hot_us']:.2f}us" in text
+    m = res["memory"]
+    assert set(m) == {"page_ns_after_idle", "page_ns_hot"}
+    assert f"a page read costs {m['page_ns_after_idle']:g} ns after 1 ms idle" in text
+
+
+def test_the_memory_probe_times_the_pages_not_the_loop() -> None:
+    """Per page, less a loop over one page: without a sleep, a read of a page already in the
+    cache costs next to nothing (tens of ns at most, not the loop's microseconds)."""
+    m = frame_path.memory_probe(0.0005, rounds=10)
+    assert -50 < m["page_ns_hot"] < 200, m
+    assert m["page_ns_after_idle"] > -50, m
 
 
 def test_the_naive_work_is_a_real_echo_reply() -> None:
