@@ -151,9 +151,10 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
 
 PAGE = 4096
 PROBE_PAGES = 256
+PROBE_ROUNDS = 40  # per loop, after the gap and without it
 
 
-def memory_probe(gap: float, rounds: int = 40) -> dict[str, float]:
+def memory_probe(gap: float, rounds: int = PROBE_ROUNDS) -> dict[str, float]:
     """ns per page read: after a `gap`-second sleep, and without one (see the docstring)."""
     buf = bytearray(PROBE_PAGES * 2 * PAGE)  # every other page: no neighbour prefetch
     spread = list(range(0, len(buf), 2 * PAGE))  # lists both: the same loop, other addresses
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m bench.frame_path: {exc}", file=sys.stderr)
         return 2
     print(f"measuring ({args.idle} idle frames take {args.idle * args.gap / 1000 * 2:.0f} s, "
-          f"the memory probe {80 * args.gap / 1000:.0f} s)...",
+          f"the memory probe {2 * PROBE_ROUNDS * args.gap / 1000:.0f} s)...",
           file=sys.stderr, flush=True)
     try:
         res = run(args.count, args.idle, args.gap)
