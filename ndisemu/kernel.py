@@ -45,6 +45,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -141,10 +142,12 @@ class Kernel:
         trace = self.tracer.emit if self.tracer.enabled else None
         self.core = ExecutiveCore(self.params, trace=trace)
         self.stats = KernelStats()
-        self._epoch = 0.0
+        self._epoch = 0.0  # trio's clock at kernel time 0 (once running)
         # trio's clock, fetched once per run: reading it through trio.current_time() is three
-        # interpreted calls per received batch (bench/README.md, "Issue 18, fourth round")
+        # interpreted calls per received batch (bench/README.md, "Issue 18, fourth round");
+        # `_clock() - _clock_base` is the kernel's time (see `_bind_clock`)
         self._clock: Callable[[], float] = trio.current_time
+        self._clock_base = 0.0
         # (when, seq, timer): tuples, so that heapq compares in C
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
@@ -174,7 +177,21 @@ class Kernel:
     def _sync_now(self) -> None:
         """Called from outside the emulation while the dispatcher sleeps: time has moved."""
         if self._sleeping and self._running:
-            self.now = max(self.now, self._clock() - self._epoch)
+            self.now = max(self.now, self._clock() - self._clock_base)
+
+    def _bind_clock(self, clock: trio.abc.Clock) -> None:
+        """Read `clock` from now on (at `run`'s start). trio's default clock reads its random
+        offset plus `time.perf_counter()` (trio/_core/_run.py, `SystemClock.current_time`);
+        for that one the kernel calls `time.perf_counter` itself, a C call instead of an
+        interpreted method per received batch (bench/README.md, "fifth round"). Any other
+        clock (a MockClock, a user's) is read through its `current_time`."""
+        self._epoch = clock.current_time()
+        self._clock, self._clock_base = clock.current_time, self._epoch
+        cls = type(clock)
+        offset = getattr(clock, "offset", None)
+        if (cls.__name__ == "SystemClock" and cls.__module__.startswith("trio.")
+                and isinstance(offset, float)):
+            self._clock, self._clock_base = time.perf_counter, self._epoch - offset
 
     def trio_time(self, when: float) -> float:
         """The reading of trio's clock at which this kernel's time is `when` (once running):
@@ -370,8 +387,7 @@ class Kernel:
             raise ExecutiveError("kernel already running")
         self._running = True
         self._dispatcher = trio.lowlevel.current_task()
-        self._clock = trio.lowlevel.current_clock().current_time
-        self._epoch = self._clock()
+        self._bind_clock(trio.lowlevel.current_clock())
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -449,7 +465,7 @@ class Kernel:
                     self.now = max(self.now, deadline)
                     return
             # Woken by an external event (an I/O driver's post): take the clock's time.
-            self.now = max(self.now, self._clock() - self._epoch)
+            self.now = max(self.now, self._clock() - self._clock_base)
         finally:
             self._sleeping = False
             if self._wakeup.is_set():

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 _WAIT: Final = object()  # what Kernel.wait yields to the coroutine driver
 _STARTED: Final = object()  # Worker.task of a thread carried as coroutines, once it has run
+_DONE: Final = object()  # a turn's routine returned
+_PY_COROUTINE: Final = types.CoroutineType  # an interpreted `async def`'s: it has no __next__
 
 
 @types.coroutine
@@ -109,6 +111,7 @@ class CoroutineDriver(WorkerDriver):
         worker.task = _STARTED
         k._current = worker
         item: WorkItem = cmd if cmd is not None else worker.item  # type: ignore[assignment]
+        done = False
         try:
             if cmd is None:
                 item, coro = self._coros[worker.id]
@@ -116,22 +119,31 @@ class CoroutineDriver(WorkerDriver):
                 # Called as the task driver calls it: in the thread, inside the bugcheck net.
                 coro = item.routine(item)
                 self._coros[worker.id] = (item, coro)
-            trap = coro.send(None)
-            if trap is not _WAIT:
+            if type(coro) is _PY_COROUTINE:
+                try:
+                    trap = coro.send(None)
+                except StopIteration:
+                    trap = _DONE
+            else:
+                # A compiled routine's coroutine (or a generator) steps as an iterator: its end
+                # is `_DONE`, not a StopIteration raised through this compiled frame, which
+                # costs a traceback entry (a new code object) per finished item.
+                trap = next(coro, _DONE)  # type: ignore[call-overload]
+            done = trap is _DONE
+            if not done and trap is not _WAIT:
                 coro.close()
                 raise ExecutiveError(NOT_A_KERNEL_WAIT.format(item.label))
-        except StopIteration:
-            del self._coros[worker.id]
-            k._current = None
-            k.core.finish(worker, k.now)
-            if k.core.has_actions() or k._sleeping:
-                k._apply_actions()
         except Exception as exc:
             self._coros.pop(worker.id, None)
             k._ended.add(worker.id)
             k._bugcheck = item_bugcheck(item, worker, exc)
         finally:
             k._current = None
+        if done:  # outside the bugcheck net, as a completion always was
+            del self._coros[worker.id]
+            k.core.finish(worker, k.now)
+            if k.core.has_actions() or k._sleeping:
+                k._apply_actions()
 
     def close(self) -> None:
         """End every blocked item (GeneratorExit at its wait, in worker order), as cancelling

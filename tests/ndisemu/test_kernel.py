@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import types
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -473,3 +476,68 @@ async def test_inline_growth_makes_a_thread_inside_each_insert(
         assert k.queue(CRITICAL).dynamic == 2  # the third insert found both CPUs' slots taken
         assert k.core.manager_wakes == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_generator_based_routines_run_as_async_ones_do(
+        workers: str, autojump_clock: trio.testing.MockClock) -> None:
+    """A routine may be any coroutine: an `async def`'s (interpreted or compiled) or a
+    `types.coroutine` generator's. The coroutine driver steps the compiled ones and generators
+    as iterators (their end is no StopIteration) and `async def`s with ``send``; both end the
+    same way, with the item finished and its worker free."""
+    k = Kernel(seed=1, workers=workers)
+    log: list[tuple[str, float]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(k.run)
+        ev = k.create_event("go")
+
+        @types.coroutine
+        def waiter(_: WorkItem) -> Generator[Any, Any, None]:
+            log.append(("wait", k.now))
+            yield from k.wait(ev).__await__()
+            log.append(("woke", k.now))
+
+        @types.coroutine
+        def at_once(_: WorkItem) -> Generator[Any, Any, None]:
+            log.append(("once", k.now))
+            return
+            yield  # a generator that never suspends
+
+        async def setter(_: WorkItem) -> None:
+            k.set_event(ev)
+
+        k.queue_work_item(CRITICAL, waiter, name="waiter")
+        k.queue_work_item(CRITICAL, at_once, name="at_once")
+        k.call_at(1.5, lambda: k.queue_work_item(CRITICAL, setter, name="setter",
+                                                 signals=(ev,)))
+        await trio.sleep(3.0)
+        q = k.queue(CRITICAL)
+        assert (q.blocked, len(q.pending)) == (0, 0)
+        assert all(w.state is WorkerState.IDLE for w in q.workers)
+        assert q.completed == 3
+        nursery.cancel_scope.cancel()
+    assert log == [("wait", 0.0), ("once", 0.0), ("woke", 1.5)]
+
+
+def test_the_kernel_reads_trios_own_clock_through_perf_counter() -> None:
+    """With trio's default clock the kernel reads `time.perf_counter` itself (a C call per
+    received batch, not the clock's interpreted method), and its time still follows trio's;
+    any other clock is read through its `current_time`."""
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        k = Kernel(seed=1)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(k.run)
+            seen["reader"] = k._clock
+            await trio.sleep(0.05)
+            k._sync_now()
+            seen["lag"] = (trio.current_time() - k.trio_time(0.0)) - k.now
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert seen["reader"] is time.perf_counter
+    assert 0.0 <= seen["lag"] < 0.005
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    trio.run(main, clock=clock)
+    assert seen["reader"] == clock.current_time
