@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 _ULONG: Final = struct.Struct("<I")
+# The per-frame send path returns this name, not NdisStatus.SUCCESS: on CPython 3.11 an enum
+# member read through its class is a call of EnumType.__getattr__ (about 900 instructions),
+# a Final name a C static in the wheel (bench/README.md, "fifth round").
+_SUCCESS: Final = NdisStatus.SUCCESS
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,7 @@ class EmulatedMiniport:
             self._end.transmit(frame)
             if on_complete is not None:
                 on_complete()
-            return NdisStatus.SUCCESS
+            return _SUCCESS
         if self.tx_queued >= self.config.tx_queue_limit:
             self.tx_dropped += 1
             return NdisStatus.RESOURCES
@@ -236,7 +240,7 @@ class EmulatedMiniport:
         else:
             k.call_at(start, end.transmit, frame)
         k.call_at(self.tx_busy_until, self._sent, on_complete)
-        return NdisStatus.SUCCESS
+        return _SUCCESS
 
     def _send_offloaded(self, frame: bytes,
                         on_complete: Callable[[], None] | None) -> NdisStatus:

@@ -55,6 +55,7 @@ _F_MULTICAST: Final = int(PacketFilter.MULTICAST)
 _F_ALL_MULTICAST: Final = int(PacketFilter.ALL_MULTICAST)
 _F_BROADCAST: Final = int(PacketFilter.BROADCAST)
 _F_PROMISCUOUS: Final = int(PacketFilter.PROMISCUOUS)
+_SUCCESS: Final = NdisStatus.SUCCESS  # per frame: see miniport._SUCCESS
 
 
 class ProtocolDriver(Protocol):
@@ -442,7 +443,7 @@ class Ndis:
         while queue and not block.removed:
             frame = queue.popleft()
             st = block.miniport.send(frame, lambda: self._send_complete(block))
-            if st is NdisStatus.SUCCESS:
+            if st is _SUCCESS:
                 return
             block.send_dropped += 1
 

@@ -54,6 +54,7 @@ from ndisemu.ndis import BindContext, Binding, Ndis
 from ndisemu.params import CRITICAL, SYSTEM_QUEUES
 from ndisemu.rng import SplitMix64
 
+from .counters import Counters
 from .errors import ConfigError
 from .executors import OidExecutor, Submission
 from .stack.context import HostConfig
@@ -130,6 +131,12 @@ class BindPhase(Enum):
     UNBOUND = "unbound"
 
 
+# The per-frame paths read BindPhase.UP through this name: on CPython 3.11 reading an enum
+# member through its class goes through EnumType.__getattr__ (about 900 instructions; gone in
+# 3.12), while a Final name is a C static in the wheel (bench/README.md, "fifth round").
+_UP: Final = BindPhase.UP
+
+
 @dataclass(eq=False)
 class Tcpip6Binding:
     """tcpip6's per-adapter state (its interface)."""
@@ -156,7 +163,7 @@ class Tcpip6Binding:
     mcast_pending: bool = False
     backlog: deque[bytes] = field(default_factory=deque)
     rx_item_queued: bool = False
-    counters: Counter[str] = field(default_factory=Counter)
+    counters: Counter[str] = field(default_factory=Counters)
 
 
 class Tcpip6Binder:
@@ -205,7 +212,7 @@ class Tcpip6Binder:
         #: and applications on it stop
         self.on_down: list[Callable[[str], None]] = []
         self.interfaces: dict[str, Tcpip6Binding] = {}
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counters()
         self.bound = 0  # interfaces up
         self.failed = 0  # binds that failed
         self.unbound = 0  # interfaces (or binds in progress) ended by the adapter's removal
@@ -292,7 +299,7 @@ class Tcpip6Binder:
     def receive(self, binding: Binding, frame: bytes) -> None:
         """ProtocolReceive at DPC level: backlog the frame, defer processing to a work item."""
         state: Tcpip6Binding | None = binding.context
-        if state is None or state.phase is not BindPhase.UP:
+        if state is None or state.phase is not _UP:
             self.counters["rx_drop_not_up"] += 1
             return
         if len(state.backlog) >= self.rx_backlog:
@@ -444,7 +451,7 @@ class Tcpip6Binder:
                 backlog.clear()
             finally:
                 state.rx_item_queued = False
-            if stack is not None and state.phase is BindPhase.UP:
+            if stack is not None and state.phase is _UP:
                 self._after_stack(state, out)
 
         return receive
@@ -520,13 +527,13 @@ class Tcpip6Binder:
         """tcpip6's timer DPC defers the stack's timer work to the same work queue as its
         receive processing (inferred, docs/model.md): a knotted queue freezes DAD, NUD, MLD."""
         state.timer = None
-        if state.timer_item_queued or state.phase is not BindPhase.UP:
+        if state.timer_item_queued or state.phase is not _UP:
             return
         state.timer_item_queued = True
 
         async def ipv6_timer(_item: WorkItem) -> None:
             state.timer_item_queued = False
-            if state.stack is not None and state.phase is BindPhase.UP:
+            if state.stack is not None and state.phase is _UP:
                 self._after_stack(state, state.stack.handle_timer(self.kernel.now))
 
         self.kernel.queue_work_item(self.rx_queue, ipv6_timer, name="tcpip6.timer",

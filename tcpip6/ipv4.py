@@ -20,6 +20,7 @@ from ndisemu.miniport import NdisRequest, ulong
 from ndisemu.ndis import BindContext, Binding, Ndis
 
 from .binder import BIND_OIDS_HEAD, LOOKAHEAD, BindPhase
+from .counters import Counters
 from .stack.ipv4responder import Ipv4Responder
 from .wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
 
@@ -47,7 +48,7 @@ class Ipv4Binding:
     bound_at: float | None = None
     mac: bytes = b""
     stack: Ipv4Responder | None = None
-    counters: Counter[str] = field(default_factory=Counter)
+    counters: Counter[str] = field(default_factory=Counters)
 
 
 class Ipv4Binder:

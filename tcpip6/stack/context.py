@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Protocol
 
+from tcpip6.counters import Counters
 from tcpip6.errors import ConfigError
 from tcpip6.stack import constants as c
 from tcpip6.stack.timers import TimerQueue
@@ -210,7 +211,7 @@ class StackContext:
         self.rng = rng
         self.config = config
         self.timers = TimerQueue()
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counters()
         #: log-worthy events not yet drained (at most EVENTS_KEPT, oldest first)
         self.events: list[HostEvent] = []
         self.params = LinkParams(

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from tcpip6.counters import Counters
 from tcpip6.errors import MalformedFrame
 from tcpip6.stack.base import FrameHandler
 from tcpip6.wire import arp, ipv4
@@ -56,7 +57,7 @@ class Ipv4Responder(FrameHandler):
         self.mac = bytes(mac)
         self.address = bytes(address)
         self.ttl = ttl
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counters()
         self._handlers: dict[int, Icmp4Handler] | None = None  # made when first asked for
         self.arp_listener: ArpListener | None = None
         self._l2 = (self.mac, BROADCAST_MAC)  # a tuple: 2 entries, a quarter of a frozenset

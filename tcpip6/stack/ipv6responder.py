@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from tcpip6.counters import Counters
 from tcpip6.errors import MalformedFrame
 from tcpip6.stack.base import FrameHandler
 from tcpip6.wire import icmpv6, ipv6
@@ -82,7 +83,7 @@ class Ipv6Responder(FrameHandler):
         self.hop_limit = hop_limit
         self.link_local: bytes = link_local_from_mac(self.mac)
         self.addresses: list[bytes] = [self.link_local]
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counters()
         self.icmp_handlers: dict[int, IcmpHandler] = {
             NS: self._rx_neighbor_solicitation,
             ECHO_REQUEST: self._rx_echo_request,

@@ -123,6 +123,10 @@ TRANSITIONS: dict[NudState | None, dict[NudEvent, NudState | None]] = {
 # ``output`` tests them by identity instead of hashing enum members per packet.
 _SEND_KEEPS: Final = (_S.REACHABLE, _S.DELAY, _S.PROBE)
 assert all(TRANSITIONS[s][_E.SEND] is s for s in _SEND_KEEPS)
+# Final names, not ``_S.STALE``: on CPython 3.11 an enum member read through its class costs
+# a call of EnumType.__getattr__ (about 900 instructions) per read; a Final name is a C static
+# in the wheel (bench/README.md, "fifth round").
+_STALE: Final = _S.STALE
 
 Solicit = Callable[[bytes, bytes | None, bytes | None], bytes | None]
 """``(target, unicast_mac_or_None, source_hint) -> NS frame`` (None: no usable source)."""
@@ -185,11 +189,11 @@ class NeighborCache:
         if entry is not None:
             st = entry.state
             lladdr = entry.lladdr
-            if st is _S.REACHABLE or st is _S.DELAY or st is _S.PROBE:
+            if st in _SEND_KEEPS:
                 assert lladdr is not None
                 head = lladdr + self._eth_tail
                 return [head + p for p in packets]
-            if st is _S.STALE:
+            if st is _STALE:
                 nxt = self._next(entry, _E.SEND)  # -> DELAY (§7.3.3)
                 assert nxt is not None and lladdr is not None
                 entry.state = nxt

@@ -27,6 +27,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from tcpip6.counters import Counters
 from tcpip6.stack.ipv4responder import Ipv4Responder
 from tcpip6.stack.ipv6responder import Ipv6Responder
 from tcpip6.wire import arp, icmpv6, ipv4
@@ -80,7 +81,7 @@ class PeerPort:
     def __init__(self, mac: bytes, ipv4: bytes | None = None) -> None:
         self.mac = bytes(mac)
         self.ipv4 = bytes(ipv4) if ipv4 is not None else None
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counters()
         self.v6 = Ipv6Responder(self.mac, hop_limit=PEER_HOP_LIMIT)
         self.v6.counters = self.counters
         self.v6.icmp_handlers[NA] = self._rx_neighbor_advertisement
