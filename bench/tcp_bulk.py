@@ -31,6 +31,7 @@ import trio
 from ndisemu.backends.netlink import PREFIX, Registry, in_netns
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab import services
+from tcpip6lab.cli.interrupts import leaf_exception
 from tcpip6lab.params import ModelParams
 from tcpip6lab.serve import real_host, running
 
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = trio.run(run, args.mb, args.rr, args.mtu, args.workers)
     except Exception as exc:
-        sys.stderr.write(f"bench.tcp_bulk: error: {exc}\n")
+        sys.stderr.write(f"bench.tcp_bulk: error: {leaf_exception(exc)}\n")
         return 2
     from tcpip6lab.buildinfo import describe
 

@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import sys
 import time
@@ -51,6 +52,7 @@ from ndisemu.kernel import WORKER_MODES
 from tcpip6.wire.ipv6 import addr_str, link_local_from_mac
 from tcpip6lab import services
 from tcpip6lab.buildinfo import describe as describe_modules
+from tcpip6lab.cli.interrupts import leaf_exception
 from tcpip6lab.params import ModelParams, adapter_mac
 from tcpip6lab.serve import RealHost, real_host, running
 
@@ -303,12 +305,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("bench.traffic: error: counts and --rounds must be positive, "
                          "--mixed-seconds >= 0, --bulk-mbit > 0\n")
         return 2
+    if shutil.which("ping") is None:
+        sys.stderr.write("bench.traffic: error: Linux's ping is the load and is not installed "
+                         "(Debian: apt install iputils-ping)\n")
+        return 2
     t0 = time.time()
     try:
         r = trio.run(run, args.count, args.rtt_count, args.workers, args.mixed_seconds,
                      args.bulk_mbit, args.rounds)
     except Exception as exc:  # one line for the user
-        sys.stderr.write(f"bench.traffic: error: {exc}\n")
+        sys.stderr.write(f"bench.traffic: error: {leaf_exception(exc)}\n")
         return 2
     rt = ratios(r)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
@@ -338,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report["tcp"] = tcp_bulk_part(args.tcp_mb, args.tcp_rr, args.workers)
         except Exception as exc:  # one line for the user
-            sys.stderr.write(f"bench.traffic: TCP part: error: {exc}\n")
+            sys.stderr.write(f"bench.traffic: TCP part: error: {leaf_exception(exc)}\n")
             return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,15 +19,8 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
-import trio
-
-from faults.errors import FaultsError
-from ndisemu.errors import NdisEmuError
-from tcpip6.errors import Tcpip6Error
-
 from ..buildinfo import version_line
-from ..errors import Tcpip6LabError
-from .interrupts import is_interrupt
+from .interrupts import USER_ERRORS, is_interrupt, leaf_exception
 from .options import PROG, Parser
 
 #: the built-in commands, in the order `--help` lists them (modules of this package)
@@ -73,36 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc, debug)
 
 
-_USER_ERRORS = (Tcpip6LabError, NdisEmuError, Tcpip6Error, FaultsError, ValueError)
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The exception that matters inside trio's exception groups: a Ctrl-C first, then a
-    user error, then anything else (Cancelled is only the echo of the others)."""
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for sub in e.exceptions:
-                walk(sub)
-        elif not isinstance(e, trio.Cancelled):
-            leaves.append(e)
-
-    walk(exc)
-    for leaf in leaves:
-        if is_interrupt(leaf):
-            return leaf
-    for kind in (_USER_ERRORS, SystemExit):
-        for leaf in leaves:
-            if isinstance(leaf, kind):
-                return leaf
-    return leaves[0] if leaves else exc
-
-
 def _report(exc: BaseException, debug: bool) -> int:
-    leaf = _leaf(exc)
+    leaf = leaf_exception(exc)
     if isinstance(leaf, SystemExit):
         return int(leaf.code) if isinstance(leaf.code, int) else 1
     if is_interrupt(leaf):
@@ -112,7 +77,7 @@ def _report(exc: BaseException, debug: bool) -> int:
         return 0
     if debug:
         traceback.print_exception(exc)
-    if isinstance(leaf, _USER_ERRORS):
+    if isinstance(leaf, USER_ERRORS):
         sys.stderr.write(f"{PROG}: error: {leaf}\n")
         return 2
     # A bug of ours: one line, the traceback only with --debug.
