@@ -158,6 +158,9 @@ ALL_NODES_MAC: Final = ipv6_multicast_mac(ALL_NODES)
 _U32: Final = struct.Struct("!I")
 _PORTS_SEQ: Final = struct.Struct("!HHI")  # the quoted TCP header's ports and sequence number
 _KNOWN_HBH: Final = frozenset({OPT_ROUTER_ALERT, OPT_JUMBO})  # RFC 2711, RFC 2675; Pad1/PadN always
+# per TCP segment (`_tcp_confirm`): a Final name, not an enum read through its class, which
+# on CPython 3.11 is a call of EnumType.__getattr__ (bench/README.md, "fifth round")
+_REACHABLE: Final = NudState.REACHABLE
 _KNOWN_DST: frozenset[int] = frozenset()
 
 IcmpHandler = Callable[
@@ -947,7 +950,7 @@ class Ipv6Host(FrameHandler):
     def _tcp_confirm(self, dst: bytes, now: float) -> None:
         """RFC 4861 §7.3.1: TCP's forward progress confirms the next hop's reachability."""
         next_hop = self.router.next_hop(dst)
-        if next_hop is not None and self.nud.state(next_hop) is not NudState.REACHABLE:
+        if next_hop is not None and self.nud.state(next_hop) is not _REACHABLE:
             self.nud.confirm(next_hop, now)
 
     def _router_lost(self, addr: bytes, now: float) -> None:

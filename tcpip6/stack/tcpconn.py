@@ -153,7 +153,20 @@ _CAN_SEND: Final = frozenset({_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT_1, _S.C
                               _S.LAST_ACK})
 _RECV_TEXT: Final = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})  # RFC 9293 step 7
 _APP_SEND: Final = frozenset({_S.SYN_SENT, _S.SYN_RECEIVED, _S.ESTABLISHED, _S.CLOSE_WAIT})
+# The states as Final names for the code below (per segment, per timer): on CPython 3.11
+# ``_S.ESTABLISHED`` in a function is a call of EnumType.__getattr__ (about 900 instructions)
+# per read, a Final name a C static in the wheel (bench/README.md, "fifth round"). The
+# tables above keep the enum's own spelling.
+_CLOSED: Final = _S.CLOSED
+_SYN_SENT: Final = _S.SYN_SENT
+_SYN_RECEIVED: Final = _S.SYN_RECEIVED
 _ESTABLISHED: Final = _S.ESTABLISHED
+_FIN_WAIT_1: Final = _S.FIN_WAIT_1
+_FIN_WAIT_2: Final = _S.FIN_WAIT_2
+_CLOSE_WAIT: Final = _S.CLOSE_WAIT
+_CLOSING: Final = _S.CLOSING
+_LAST_ACK: Final = _S.LAST_ACK
+_TIME_WAIT: Final = _S.TIME_WAIT
 
 # the one "main" timer slot: these uses exclude one another (RFC 9293 §3.8.6.1: persist only
 # while nothing is outstanding; TIME-WAIT and FIN-WAIT-2 have nothing to retransmit)
@@ -170,6 +183,12 @@ class TcpEventKind(StrEnum):
     RESET = "reset"  # connection refused/reset/timed out (detail says which); it is CLOSED
     CLOSED = "closed"  # the connection reached CLOSED and left the stack; nothing follows
     ACCEPT = "accept"  # (listener) a connection waits in the accept queue
+
+
+# the kinds told per segment, as Final names (see _CLOSED above)
+_DATA: Final = TcpEventKind.DATA
+_WRITABLE: Final = TcpEventKind.WRITABLE
+_EOF: Final = TcpEventKind.EOF
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +234,7 @@ class TcpConnection:
         self.listener = listener
         self.passive = listener is not None
         self._visible = listener is None  # embryonic passive connections are the stack's own
-        self.state = _S.CLOSED
+        self.state = _CLOSED
         self.error: str | None = None  # "refused" / "reset" / "timeout" / "aborted"
         self.soft_error: str | None = None  # the last ICMPv6 error about us (RFC 9293 §3.9.2.2)
         self.eof = False
@@ -393,10 +412,10 @@ class TcpConnection:
             return []
         self._now = now
         st = self.state
-        if st is _S.SYN_SENT or st is _S.SYN_RECEIVED:
+        if st is _SYN_SENT or st is _SYN_RECEIVED:
             self._deferred_close = True  # RFC 9293 §3.10.4: queued until ESTABLISHED
             return []
-        if st is not _S.ESTABLISHED and st is not _S.CLOSE_WAIT:
+        if st is not _ESTABLISHED and st is not _CLOSE_WAIT:
             return []
         out: list[bytes] = []
         self._fin_queued = True
@@ -409,7 +428,7 @@ class TcpConnection:
         more reading. Unread data, or data arriving later, resets the connection instead
         (RFC 1122 §4.2.2.13). In SYN-SENT the connection is simply deleted (§3.10.4)."""
         self._now = now
-        if self.state is _S.CLOSED or self._app_closed:
+        if self.state is _CLOSED or self._app_closed:
             return []
         self._app_closed = True
         if self.error is not None:
@@ -417,11 +436,11 @@ class TcpConnection:
         if self.rbuf:
             self._stack.counters["tcp.rst_unread_on_close"] += 1
             return self.abort(now)
-        if self.state is _S.SYN_SENT:
+        if self.state is _SYN_SENT:
             self._go(_I.CLOSE, now)
             return []
         out = self.shutdown_write(now)
-        if self.state is _S.FIN_WAIT_2:
+        if self.state is _FIN_WAIT_2:
             self._set_main(_T_FW2, now + self._stack.cfg.fin_wait_2_timeout)
             self._sched()
         return out
@@ -432,10 +451,10 @@ class TcpConnection:
         must match RCV.NXT exactly to count (RFC 5961 §3.2)."""
         self._now = now
         st = self.state
-        if st is _S.CLOSED:
+        if st is _CLOSED:
             return []
         out: list[bytes] = []
-        if st is not _S.SYN_SENT and st is not _S.TIME_WAIT:
+        if st is not _SYN_SENT and st is not _TIME_WAIT:
             self._emit_rst(self.snd_max, now, out)
         self._app_closed = True
         if self.error is None:
@@ -538,11 +557,11 @@ class TcpConnection:
     def on_segment(self, seg: TcpSegment, now: float) -> list[bytes]:
         self._now = now
         out: list[bytes] = []
-        if self.state is _S.SYN_SENT:
+        if self.state is _SYN_SENT:
             self._rx_syn_sent(seg, now, out)
         else:
             self._rx(seg, now, out)
-        if self.state is not _S.CLOSED:
+        if self.state is not _CLOSED:
             if self.state in _CAN_SEND:
                 self._push(now, out)
             if self._ack_now:
@@ -554,7 +573,7 @@ class TcpConnection:
         """The ACK deferred to the end of a receive batch (`TcpStack.end_batch`), unless a
         segment sent since carried it."""
         out: list[bytes] = []
-        if self._segs_unacked and self.state is not _S.CLOSED:
+        if self._segs_unacked and self.state is not _CLOSED:
             self._now = now
             self._emit(self.snd_max, ACK, b"", now, out)
             self._sched()
@@ -608,7 +627,7 @@ class TcpConnection:
         rn = self.rcv_nxt
         seq = rn + ((seg.seq - rn + HALF) & MASK) - HALF
         counters = self._stack.counters
-        if flags & SYN and st is _S.SYN_RECEIVED and seq == self.irs:
+        if flags & SYN and st is _SYN_RECEIVED and seq == self.irs:
             if not flags & (ACK | RST):  # the peer did not hear our SYN-ACK
                 counters["tcp.syn_dup"] += 1
                 self._send_syn(now, out, again=True)
@@ -617,7 +636,7 @@ class TcpConnection:
             seq += 1
         if flags & SYN and not flags & RST:  # RFC 5961 §4.2: whatever the sequence number
             # (checked before PAWS, so no timestamp test stands between a SYN and its answer)
-            if st is _S.SYN_RECEIVED and self.passive:  # RFC 9293 §3.10.7.4 fourth: LISTEN
+            if st is _SYN_RECEIVED and self.passive:  # RFC 9293 §3.10.7.4 fourth: LISTEN
                 self._drop(DropReason.NO_CONNECTION)
                 return self._go(_I.ABORT, now)
             return self._challenge_ack(now)
@@ -647,7 +666,7 @@ class TcpConnection:
         if not ok:
             if flags & RST:
                 return self._drop(DropReason.OUT_OF_WINDOW)
-            if st is _S.TIME_WAIT and flags & FIN:  # a retransmitted FIN: ACK, restart 2MSL
+            if st is _TIME_WAIT and flags & FIN:  # a retransmitted FIN: ACK, restart 2MSL
                 self._set_main(_T_2MSL, now + self._stack.cfg.time_wait)
             self._ack_now = True
             return self._drop(DropReason.OUT_OF_WINDOW)
@@ -656,11 +675,11 @@ class TcpConnection:
             if seq != rn:
                 return self._challenge_ack(now)
             counters["tcp.rst_rx"] += 1
-            if st is _S.TIME_WAIT:  # RFC 1337: no TIME-WAIT assassination
+            if st is _TIME_WAIT:  # RFC 1337: no TIME-WAIT assassination
                 return self._drop(DropReason.NO_CONNECTION)
-            if st is _S.SYN_RECEIVED and self.passive:  # back to LISTEN: just forget it
+            if st is _SYN_RECEIVED and self.passive:  # back to LISTEN: just forget it
                 return self._go(_I.ABORT, now)
-            return self._reset("refused" if st is _S.SYN_RECEIVED else "reset", now)
+            return self._reset("refused" if st is _SYN_RECEIVED else "reset", now)
         # RFC 7323 §4.3: TS.Recent from the segment that the last ACK sent covers
         if (
             self.ts_ok
@@ -675,7 +694,7 @@ class TcpConnection:
             return self._drop(DropReason.NO_CONNECTION)
         una = self.snd_una
         ack = una + ((seg.ack - una + HALF) & MASK) - HALF
-        if st is _S.SYN_RECEIVED:
+        if st is _SYN_RECEIVED:
             if not una < ack <= self.snd_max:
                 self._emit_rst(seg.ack, now, out)
                 return self._drop(DropReason.BAD_ACK)
@@ -697,7 +716,7 @@ class TcpConnection:
             return self._drop(DropReason.BAD_ACK)
         self._on_ack(seg, seq, ack, plen, flags, now, out)
         st = self.state
-        if st is _S.CLOSED or st is _S.TIME_WAIT:
+        if st is _CLOSED or st is _TIME_WAIT:
             return None
         # seventh and eighth: text and FIN
         if plen or flags & FIN:
@@ -758,13 +777,13 @@ class TcpConnection:
                 self._persist_n = 0
         if self._fin_queued and self.snd_una > self._snd_end:  # our FIN is acknowledged
             st = self.state
-            if st is _S.FIN_WAIT_1:
+            if st is _FIN_WAIT_1:
                 self._go(_I.RCV_ACK_OF_FIN, now)
                 if self._app_closed:  # orphaned: do not wait forever for the peer's FIN
                     self._set_main(_T_FW2, now + self._stack.cfg.fin_wait_2_timeout)
                 else:
                     self._set_main(_T_NONE, None)
-            elif st is _S.CLOSING or st is _S.LAST_ACK:
+            elif st is _CLOSING or st is _LAST_ACK:
                 self._go(_I.RCV_ACK_OF_FIN, now)
 
     def _ack_new(self, ack: int, seg: TcpSegment, now: float) -> None:
@@ -816,7 +835,7 @@ class TcpConnection:
         # buffer space: wake a writer once half the buffer is free again
         space = self.send_buffer - len(self._sbuf)
         if space >= self.send_buffer >> 1 and space - acked < self.send_buffer >> 1:
-            self._event(TcpEventKind.WRITABLE, now)
+            self._event(_WRITABLE, now)
 
     def _dupack(self, now: float, out: list[bytes]) -> None:
         self.dupacks += 1
@@ -950,7 +969,7 @@ class TcpConnection:
                             self._ack_now = True
                     elif self._t_ack is None:
                         self._t_ack = now + delay
-                self._event(TcpEventKind.DATA, now)
+                self._event(_DATA, now)
             else:
                 self._ooo_insert(seq, payload)
                 self._ack_now = True  # RFC 5681 §4.2: out of order -> immediate (dup) ACK
@@ -967,14 +986,14 @@ class TcpConnection:
     def _rcv_fin(self, now: float) -> None:
         self._ooo_fin = None
         st = self.state
-        if st is _S.SYN_RECEIVED or st is _S.SYN_SENT:
+        if st is _SYN_RECEIVED or st is _SYN_SENT:
             return
         self.rcv_nxt += 1
         self._ack_now = True
         if not self.eof:
             self.eof = True
-            self._event(TcpEventKind.EOF, now)
-        if st is _S.ESTABLISHED or st is _S.FIN_WAIT_1 or st is _S.FIN_WAIT_2:
+            self._event(_EOF, now)
+        if st is _ESTABLISHED or st is _FIN_WAIT_1 or st is _FIN_WAIT_2:
             self._go(_I.RCV_FIN, now)
 
     def _ooo_insert(self, s: int, data: memoryview) -> None:
@@ -1210,7 +1229,7 @@ class TcpConnection:
     def _send_syn(self, now: float, out: list[bytes], again: bool = False) -> None:
         """SYN or SYN-ACK with our options (RFC 9293 §3.7.1, RFC 7323, RFC 2018)."""
         cfg = self._stack.cfg
-        synack = self.state is _S.SYN_RECEIVED
+        synack = self.state is _SYN_RECEIVED
         ts = None
         if cfg.timestamps and (not synack or self.ts_ok):
             ts = (self._tsval(now), self.ts_recent if synack else 0)
@@ -1340,7 +1359,7 @@ class TcpConnection:
         out: list[bytes] = []
         if self._t_ack is not None and self._t_ack <= now:
             self._t_ack = None
-            if self.state is not _S.CLOSED:
+            if self.state is not _CLOSED:
                 self._stack.counters["tcp.delayed_acks"] += 1
                 self._emit(self.snd_max, ACK, b"", now, out)
         if self._t_main is not None and self._t_main <= now:
@@ -1355,7 +1374,7 @@ class TcpConnection:
             elif kind == _T_FW2:
                 self._stack.counters["tcp.fin_wait_2_timeouts"] += 1
                 self._go(_I.GIVE_UP, now)
-        if self.state is not _S.CLOSED:
+        if self.state is not _CLOSED:
             self._sched()
         return out
 
@@ -1364,16 +1383,16 @@ class TcpConnection:
         st = self.state
         cfg = self._stack.cfg
         counters = self._stack.counters
-        if st not in (_S.SYN_SENT, _S.SYN_RECEIVED) and self.snd_max <= self.snd_una:
+        if st not in (_SYN_SENT, _SYN_RECEIVED) and self.snd_max <= self.snd_una:
             return  # nothing outstanding any more
         self._retries += 1
         self.rto = min(self.rto * 2.0, cfg.rto_max)  # (5.5)
         self._rtt_seq = None  # Karn
-        if st is _S.SYN_SENT or st is _S.SYN_RECEIVED:
-            limit = cfg.syn_retries if st is _S.SYN_SENT else cfg.synack_retries
+        if st is _SYN_SENT or st is _SYN_RECEIVED:
+            limit = cfg.syn_retries if st is _SYN_SENT else cfg.synack_retries
             if self._retries > limit:
                 counters["tcp.handshake_timeouts"] += 1
-                if st is _S.SYN_RECEIVED and self.passive:
+                if st is _SYN_RECEIVED and self.passive:
                     self._go(_I.ABORT, now)  # an embryonic connection just goes
                 else:
                     self._reset("timeout", now)
@@ -1434,7 +1453,7 @@ class TcpConnection:
         older than TS.Recent (PAWS), and either its sequence number is above RCV.NXT or its
         timestamp is newer. A challenge ACK instead would leave the peer's connect retrying
         until 2*MSL ends."""
-        if self.state is not _S.TIME_WAIT:
+        if self.state is not _TIME_WAIT:
             return False
         ts = seg.tsval if self.ts_ok else None
         if ts is not None and 0 < (self.ts_recent - ts) & MASK < HALF:
@@ -1456,11 +1475,11 @@ class TcpConnection:
         counters = self._stack.counters
         if nxt is _ESTABLISHED:
             self._established(prev, now)
-        elif nxt is _S.TIME_WAIT:
+        elif nxt is _TIME_WAIT:
             self._t_ack = None
             self._set_main(_T_2MSL, now + self._stack.cfg.time_wait)
             counters["tcp.time_wait"] += 1
-        elif nxt is _S.CLOSED:
+        elif nxt is _CLOSED:
             self._closed(now)
 
     def _established(self, prev: TcpState, now: float) -> None:
@@ -1504,7 +1523,7 @@ class TcpConnection:
             raise ConnectionReset(self.error)
 
     def _event(self, kind: TcpEventKind, now: float, detail: str = "") -> None:
-        if kind is TcpEventKind.DATA or kind is TcpEventKind.WRITABLE:
+        if kind is _DATA or kind is _WRITABLE:
             if kind in self._pending:
                 return
             self._pending.add(kind)
@@ -1514,7 +1533,7 @@ class TcpConnection:
 
     def _done(self, out: list[bytes]) -> list[bytes]:
         """End of an application call: arm the timer, count the frames as sent."""
-        if self.state is not _S.CLOSED:
+        if self.state is not _CLOSED:
             self._sched()
         if out:
             self._stack.counters["tx"] += len(out)
