@@ -234,8 +234,8 @@ def render(res: dict[str, Any]) -> str:
         c = res[v]
         rows.append(f"{labels[v]:34s}{c['instructions']:>13,}{c['lines']:>13,}"
                     f"{c['code_lines']:>8,}{c['data_lines']:>8,}")
-    r = res["ratio"]
-    rows.append(f"{'emulated / naive':34s}{r['instructions']:>12}x{r['lines']:>12}x")
+    r = {k: "-" if v is None else f"{v:.2f}x" for k, v in res["ratio"].items()}
+    rows.append(f"{'emulated / naive':34s}{r['instructions']:>13s}{r['lines']:>13s}")
     return "\n".join(rows)
 
 
