@@ -207,6 +207,8 @@ def run(frames: int = 5) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="t6l-lines-") as tmp:
         d = Path(tmp)
         helper = build_helper(d)
+        print(f"counting {frames} frame(s) each way under callgrind (about a minute)...",
+              file=sys.stderr, flush=True)
         out = d / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--cache-sim=yes",
                LL_CACHE, f"--callgrind-out-file={out}",
