@@ -618,6 +618,8 @@ class Ipv6Host(FrameHandler):
     ) -> list[bytes]:
         msg = icmpv6.parse(ip.src, ip.dst, pkt[off:])
         t = msg.type
+        if t == ECHO_REQUEST:  # the common case, called natively (the table's call is generic)
+            return self._rx_echo_request(eth_src, ip, msg, pkt, l3mc, now)
         if t in ND_TYPES:
             if ip.hop_limit != ND_HOP_LIMIT:  # RFC 4861 §6.1, §7.1, §8.1
                 return self._ctx.drop(DropReason.HOP_LIMIT)
