@@ -53,7 +53,7 @@ class CoroutineDriver(WorkerDriver):
         timers = k._timers
         nxt: tuple[Worker, Any] | None = (worker, cmd)
         while nxt is not None:
-            self._turn(*nxt)
+            self._turn(nxt[0], nxt[1])  # not *nxt: a star call is a generic one when compiled
             if k._bugcheck is not None:
                 raise k._bugcheck
             turns += 1
@@ -86,7 +86,7 @@ class CoroutineDriver(WorkerDriver):
                 k._fire_due_timers()
             nxt = k._step()
             while nxt is not None:
-                self._turn(*nxt)
+                self._turn(nxt[0], nxt[1])
                 if k._timers and k._timers[0][0] <= k.now:
                     k._fire_due_timers()
                 nxt = (k._step() if k._dpcs or k.ready.count or k.core.manager_event

@@ -89,7 +89,9 @@ class Ipv6Header:
             raise MalformedFrame(
                 DropReason.TRUNCATED, f"ipv6: payload length {plen} > {n - HEADER_LEN} available"
             )
-        hdr = cls(plen, nh, hlim, src, dst, (vtcfl >> 20) & 0xFF, vtcfl & 0xFFFFF)
+        # Ipv6Header, not cls: compiled, a call through `cls` is a generic type call that
+        # parses its arguments (the class is closed: no subclass can be asking)
+        hdr = Ipv6Header(plen, nh, hlim, src, dst, (vtcfl >> 20) & 0xFF, vtcfl & 0xFFFFF)
         return hdr, memoryview(buf)[HEADER_LEN : HEADER_LEN + plen]
 
     def emit(self) -> bytes:
