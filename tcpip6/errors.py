@@ -65,3 +65,8 @@ class ConnectionReset(SocketError):
 
 class ConnectionClosed(SocketError):
     """Sending after shutdown_write/close (EPIPE), or reading after close."""
+
+
+class InterfaceDown(SocketError):
+    """A call on a socket whose interface is gone (its adapter was removed): the interface's
+    host is closed, and its connections and sockets with it (ENETDOWN)."""

@@ -13,6 +13,7 @@ IPv6, when the critical queue knots.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Callable
 from functools import partial
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from .errors import ConnectionClosed, ConnectionReset, SocketError, WouldBlock
+from .errors import ConnectionClosed, ConnectionReset, InterfaceDown, SocketError, WouldBlock
 from .stack.tcp import TcpListener as StackListener
 from .stack.tcpconn import TcpConnection, TcpState
 from .stack.udp import UdpSocket
@@ -149,6 +150,10 @@ class _Call:
 
         def call() -> None:
             frames: list[bytes] = []
+            if state.stack is None:  # unbound: the host is closed, nothing of it may run
+                error.append(InterfaceDown(f"interface {state.adapter!r} is down"))
+                done.set()
+                return
             try:
                 result, frames = fn(binder.kernel.now)
                 value.append(result)
@@ -209,6 +214,8 @@ class TcpStream(trio.abc.HalfCloseableStream):
             return await _Call.run(self._binder, self._state, fn, checkpoint=False)
         except ConnectionReset as exc:
             raise trio.BrokenResourceError(f"connection {exc}") from exc
+        except InterfaceDown as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
         except ConnectionClosed as exc:
             raise trio.ClosedResourceError(str(exc)) from exc
 
@@ -275,8 +282,10 @@ class TcpStream(trio.abc.HalfCloseableStream):
             return
         self._closed = True
         # Not shielded: when the whole host is being cancelled the kernel will not run the
-        # close; the stream is closed for us all the same (trio's aclose contract).
-        await _Call.run(self._binder, self._state, lambda now: (None, self.conn.close(now)))
+        # close; the stream is closed for us all the same (trio's aclose contract). An
+        # interface that went down took the connection with it: closed as well.
+        with contextlib.suppress(InterfaceDown):
+            await _Call.run(self._binder, self._state, lambda now: (None, self.conn.close(now)))
 
 
 class TcpListener(trio.abc.Listener[TcpStream]):
@@ -295,5 +304,6 @@ class TcpListener(trio.abc.Listener[TcpStream]):
                 return TcpStream(self._sockets, self._state, conn)
 
     async def aclose(self) -> None:
-        await _Call.run(self._sockets.binder, self._state,
-                        lambda now: (None, self.listener.close(now)))
+        with contextlib.suppress(InterfaceDown):  # gone with its interface: closed as well
+            await _Call.run(self._sockets.binder, self._state,
+                            lambda now: (None, self.listener.close(now)))
