@@ -39,7 +39,7 @@ async def test_a_stream_and_a_listener_on_an_interface_that_went_down(
         await trio.sleep(0.5)
         assert host.ipv6_ready() == 0
 
-        with pytest.raises(trio.BrokenResourceError, match="nic000.*down"):
+        with pytest.raises(trio.BrokenResourceError, match=r"nic000.*down"):
             await stream.send_all(b"more\n")
         await stream.aclose()  # closed with its interface: no error, no call into the stack
         await listener.aclose()
