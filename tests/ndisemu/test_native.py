@@ -5,6 +5,7 @@ the executors stay subclassable from Python."""
 from __future__ import annotations
 
 import ast
+import ctypes
 import dataclasses
 import importlib
 import json
@@ -70,6 +71,18 @@ def test_this_process_reports_what_it_loaded() -> None:
         f"compiled ({len(buildinfo.HOT_MODULES)} hot modules" if done else "pure Python")
     lines = buildinfo.report().splitlines()
     assert lines[0] == buildinfo.describe() and len(lines) == 1 + len(buildinfo.HOT_MODULES)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="setup.py's LINKAGE_FLAGS are for ELF")
+def test_the_group_library_hides_all_but_its_init() -> None:
+    """setup.py's LINKAGE_FLAGS took effect: the compiled modules' functions are hidden, so
+    they call one another directly, not through the PLT (bench.frame_lines counts the lines
+    this saves). The library's init function stays visible, or it could not be imported."""
+    _needs_compiled()
+    lib = ctypes.CDLL(importlib.import_module(f"{buildinfo.GROUP}__mypyc").__file__)
+    assert hasattr(lib, f"PyInit_{buildinfo.GROUP}__mypyc")
+    for hidden in ("CPy_AddTraceback", "CPyStatics"):  # mypyc's runtime, its constants
+        assert not hasattr(lib, hidden), hidden
 
 
 def test_the_native_command_says_which(capsys: pytest.CaptureFixture[str]) -> None:
