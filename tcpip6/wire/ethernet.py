@@ -47,12 +47,12 @@ class EthernetHeader:
         """Split ``buf`` into header and payload view; raise ``MalformedFrame(TRUNCATED)``."""
         if len(buf) < HEADER_LEN:
             raise MalformedFrame(DropReason.TRUNCATED, f"ethernet: {len(buf)} < 14 bytes")
-        dst, src, ethertype = _HDR.unpack_from(buf)
+        dst, src, ethertype = unpack_header(buf)
         return cls(dst, src, ethertype), memoryview(buf)[HEADER_LEN:]
 
     def emit(self) -> bytes:
         """The 14 header bytes."""
-        return _HDR.pack(self.dst, self.src, self.ethertype)
+        return pack_header(self.dst, self.src, self.ethertype)
 
     def __repr__(self) -> str:
         return (
@@ -63,7 +63,7 @@ class EthernetHeader:
 
 def frame(dst: bytes, src: bytes, ethertype: int, payload: bytes | bytearray | memoryview) -> bytes:
     """A complete frame (no padding: the NIC or wire pads, as in NDIS miniport sends)."""
-    return _HDR.pack(dst, src, ethertype) + payload
+    return pack_header(dst, src, ethertype) + payload
 
 
 def mac_str(mac: bytes | bytearray | memoryview) -> str:

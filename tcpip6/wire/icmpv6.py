@@ -102,6 +102,11 @@ _MTU_OPT: Final = struct.Struct("!BBHI")
 _RA_BODY: Final = struct.Struct("!BBHII")
 _REDIRECT_BODY: Final = struct.Struct("!I16s16s")
 _U32: Final = struct.Struct("!I")
+# bound once: compiled, ``_HDR.unpack_from(...)`` is a method call by name (a lookup in the
+# type's dict each time); a bound method is called directly
+_unpack_hdr: Final = _HDR.unpack_from
+_pack_hdr: Final = _HDR.pack
+_unpack_echo_body: Final = _ECHO_BODY.unpack_from
 _from_bytes: Final = int.from_bytes
 
 
@@ -193,7 +198,7 @@ def parse(
         raise MalformedFrame(DropReason.TRUNCATED, f"icmpv6: {n} < 4 bytes")
     if verify and pseudo_header_checksum(src, dst, n, NH_ICMPV6, data) != 0:
         raise MalformedFrame(DropReason.BAD_CHECKSUM, "icmpv6")
-    t, code, ck = _HDR.unpack_from(data)
+    t, code, ck = _unpack_hdr(data)
     return Icmpv6Message(t, code, ck, memoryview(data)[4:])
 
 
@@ -202,7 +207,7 @@ def parse_echo(msg: Icmpv6Message) -> Echo:
     body = msg.body
     if len(body) < 4:
         raise MalformedFrame(DropReason.BAD_LENGTH, f"echo: body {len(body)} < 4 bytes")
-    ident, seq = _ECHO_BODY.unpack_from(body)
+    ident, seq = _unpack_echo_body(body)
     return Echo(ident, seq, bytes(body[4:]))
 
 
@@ -380,7 +385,7 @@ def message(src: bytes, dst: bytes, icmp_type: int, code: int, body: bytes) -> b
     )
     r = total % 0xFFFF
     ck = 0 if (r == 0 and total) else 0xFFFF - r
-    return _HDR.pack(icmp_type, code, ck) + body
+    return _pack_hdr(icmp_type, code, ck) + body
 
 
 def echo_request(src: bytes, dst: bytes, ident: int, seq: int, data: bytes = b"") -> bytes:
@@ -406,7 +411,7 @@ def echo_reply_mirroring(request: Icmpv6Message) -> bytes:
         raise MalformedFrame(DropReason.BAD_LENGTH, f"echo: body {len(body)} < 4 bytes")
     old = (request.type << 8) | request.code
     r = (0xFFFF - request.checksum - old + (ECHO_REPLY << 8)) % 0xFFFF
-    return _HDR.pack(ECHO_REPLY, 0, 0xFFFF - r if r else 0) + bytes(body)
+    return _pack_hdr(ECHO_REPLY, 0, 0xFFFF - r if r else 0) + bytes(body)
 
 
 def lladdr_option(opt_type: int, mac: bytes) -> bytes:

@@ -45,6 +45,9 @@ SOLICITED_NODE_PREFIX: Final = bytes.fromhex("ff0200000000000000000001ff")  # ff
 _HDR: Final = struct.Struct("!IHBB16s16s")
 pack_header: Final = _HDR.pack
 """``pack_header(vtcfl, payload_length, next_header, hop_limit, src, dst)`` (hot path)."""
+# bound once: compiled, ``_HDR.unpack_from(...)`` is a method call by name (a lookup in the
+# type's dict each time); a bound method is called directly
+_unpack_header: Final = _HDR.unpack_from
 _from_bytes: Final = int.from_bytes
 
 
@@ -82,7 +85,9 @@ class Ipv6Header:
         n = len(buf)
         if n < HEADER_LEN:
             raise MalformedFrame(DropReason.TRUNCATED, f"ipv6: {n} < 40 bytes")
-        vtcfl, plen, nh, hlim, src, dst = _HDR.unpack_from(buf)
+        vtcfl: int  # declared: compiled, the shifts and masks below are native, not generic
+        plen: int
+        vtcfl, plen, nh, hlim, src, dst = _unpack_header(buf)
         if vtcfl >> 28 != 6:
             raise MalformedFrame(DropReason.BAD_VERSION, f"ipv6: version {vtcfl >> 28}")
         if plen > n - HEADER_LEN:
@@ -97,7 +102,7 @@ class Ipv6Header:
     def emit(self) -> bytes:
         """The 40 header bytes."""
         vtcfl = 0x60000000 | (self.traffic_class & 0xFF) << 20 | (self.flow_label & 0xFFFFF)
-        return _HDR.pack(
+        return pack_header(
             vtcfl, self.payload_length, self.next_header, self.hop_limit, self.src, self.dst
         )
 
@@ -120,7 +125,7 @@ def packet(
 ) -> bytes:
     """Header + payload as one ``bytes`` (the builders' fast path; no dataclass)."""
     vtcfl = 0x60000000 | (traffic_class & 0xFF) << 20 | (flow_label & 0xFFFFF)
-    return _HDR.pack(vtcfl, len(payload), next_header, hop_limit, src, dst) + payload
+    return pack_header(vtcfl, len(payload), next_header, hop_limit, src, dst) + payload
 
 
 _HALF_MASKS: dict[int, int] = {}

@@ -57,6 +57,12 @@ MAX_WSCALE: Final = 14  # RFC 7323 §2.3
 _HDR: Final = struct.Struct("!HHIIHHHH")  # ports, seq, ack, offset|flags, window, checksum, urgent
 _U16: Final = struct.Struct("!H")
 _U32X2: Final = struct.Struct("!II")
+# bound once: compiled, ``_HDR.unpack_from(...)`` is a method call by name (a lookup in the
+# type's dict each time); a bound method is called directly
+_unpack_hdr: Final = _HDR.unpack_from
+_pack_hdr: Final = _HDR.pack
+_unpack_u32x2: Final = _U32X2.unpack_from
+_pack_u32x2: Final = _U32X2.pack
 _TS_FAST: Final[bytes] = b"\x01\x01\x08\x0a"  # NOP NOP kind=8 len=10: the usual data-segment layout
 _TS_FAST_SACK: Final[bytes] = b"\x04\x02\x08\x0a"  # SACK_PERM then TS (a Linux SYN's second word)
 _from_bytes: Final = int.from_bytes
@@ -144,7 +150,8 @@ def parse(
     n = len(data)
     if n < HEADER_LEN:
         raise MalformedFrame(DropReason.TRUNCATED, f"tcp: {n} < 20 bytes")
-    sport, dport, seq, ack, offfl, window, _ck, urgent = _HDR.unpack_from(data)
+    offfl: int  # declared: compiled, the shifts and masks below are native, not generic
+    sport, dport, seq, ack, offfl, window, _ck, urgent = _unpack_hdr(data)
     hl = (offfl >> 12) << 2
     if hl < HEADER_LEN:
         raise MalformedFrame(DropReason.BAD_LENGTH, f"tcp: data offset {hl >> 2} < 5")
@@ -155,7 +162,7 @@ def parse(
     mv = data if isinstance(data, memoryview) else memoryview(data)
     seg = TcpSegment(sport, dport, seq, ack, offfl & 0xFF, window, urgent, mv[hl:])
     if hl == 32 and mv[20:24] == _TS_FAST:
-        seg.tsval, seg.tsecr = _U32X2.unpack_from(mv, 24)
+        seg.tsval, seg.tsecr = _unpack_u32x2(mv, 24)
     elif hl > HEADER_LEN:
         _parse_options(seg, mv, hl)
     return seg
@@ -220,7 +227,7 @@ def options(
 
 def ts_option(tsval: int, tsecr: int) -> bytes:
     """``NOP NOP TS`` — the 12 bytes on every segment of a connection with timestamps."""
-    return _TS_FAST + _U32X2.pack(tsval, tsecr)
+    return _TS_FAST + _pack_u32x2(tsval, tsecr)
 
 
 def pseudo_sum(src: bytes, dst: bytes) -> int:
@@ -261,14 +268,14 @@ def emit(
     """:func:`build` with the pseudo-header sum precomputed (:func:`pseudo_sum`): hot path."""
     hl = HEADER_LEN + len(opts)
     offfl = (hl << 10) | flags  # (hl // 4) << 12
-    head = _HDR.pack(src_port, dst_port, seq, ack, offfl, window, 0, urgent) + opts
+    head = _pack_hdr(src_port, dst_port, seq, ack, offfl, window, 0, urgent) + opts
     plen = len(payload)
     body = _from_bytes(payload, "big")
     body = reduce_ffff(body << 8 if plen & 1 else body, plen * 8 + 8)
     total = psum + hl + plen + _from_bytes(head, "big") + body
     r = total % 0xFFFF
     ck = 0 if (r == 0 and total) else 0xFFFF - r
-    return _HDR.pack(src_port, dst_port, seq, ack, offfl, window, ck, urgent) + opts + payload
+    return _pack_hdr(src_port, dst_port, seq, ack, offfl, window, ck, urgent) + opts + payload
 
 
 def emit_partial(
@@ -289,5 +296,5 @@ def emit_partial(
     virtio-net NEEDS_CSUM frame carry. The payload is never summed here."""
     hl = HEADER_LEN + len(opts)
     r = (psum + hl + len(payload)) % 0xFFFF
-    return (_HDR.pack(src_port, dst_port, seq, ack, (hl << 10) | flags, window,
+    return (_pack_hdr(src_port, dst_port, seq, ack, (hl << 10) | flags, window,
                       r if r else 0xFFFF, urgent) + opts + payload)

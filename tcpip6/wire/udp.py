@@ -22,6 +22,10 @@ from tcpip6.wire.ipv6 import NH_UDP, pseudo_header_checksum
 
 HEADER_LEN: Final = 8
 _HDR: Final = struct.Struct("!HHHH")
+# bound once: compiled, ``_HDR.unpack_from(...)`` is a method call by name (a lookup in the
+# type's dict each time); a bound method is called directly
+_unpack_hdr: Final = _HDR.unpack_from
+_pack_hdr: Final = _HDR.pack
 _from_bytes: Final = int.from_bytes
 
 
@@ -41,7 +45,7 @@ def parse(
     n = len(data)
     if n < HEADER_LEN:
         raise MalformedFrame(DropReason.TRUNCATED, f"udp: {n} < 8 bytes")
-    sport, dport, length, ck = _HDR.unpack_from(data)
+    sport, dport, length, ck = _unpack_hdr(data)
     if length < HEADER_LEN:
         raise MalformedFrame(DropReason.BAD_LENGTH, f"udp: length field {length} < 8")
     if length > n:
@@ -71,4 +75,4 @@ def datagram(
     )
     r = total % 0xFFFF
     ck = 0 if (r == 0 and total) else 0xFFFF - r
-    return _HDR.pack(src_port, dst_port, length, ck or 0xFFFF) + payload
+    return _pack_hdr(src_port, dst_port, length, ck or 0xFFFF) + payload
