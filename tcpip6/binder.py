@@ -31,7 +31,7 @@ the storm — stops answering.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -161,7 +161,7 @@ class Tcpip6Binding:
     timer_item_queued: bool = False
     mcast_gen: int = 0  # the multicast set programmed into the NIC
     mcast_pending: bool = False
-    backlog: deque[bytes] = field(default_factory=deque)
+    backlog: list[bytes] = field(default_factory=list)
     rx_item_queued: bool = False
     counters: Counter[str] = field(default_factory=Counters)
 
@@ -441,14 +441,13 @@ class Tcpip6Binder:
             # replies go out after the batch, in the order of the frames that caused them.
             # The stack takes them as one batch (TCP acknowledges a batch's data once).
             stack = state.stack
-            backlog = state.backlog
+            frames = state.backlog
             out: list[bytes] = []
             try:
-                if stack is not None and backlog:
-                    frames = list(backlog)
-                    backlog.clear()
-                    out = stack.handle_batch(frames, self.kernel.now)
-                backlog.clear()
+                if frames:  # taken whole: the next frame starts a new backlog
+                    state.backlog = []
+                    if stack is not None:
+                        out = stack.handle_batch(frames, self.kernel.now)
             finally:
                 state.rx_item_queued = False
             if stack is not None and state.phase is _UP:

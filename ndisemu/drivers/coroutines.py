@@ -117,8 +117,8 @@ class CoroutineDriver(WorkerDriver):
                 item, coro = self._coros[worker.id]
             else:
                 # Called as the task driver calls it: in the thread, inside the bugcheck net.
+                # Kept in `_coros` only if it waits (below): most items finish in one step.
                 coro = item.routine(item)
-                self._coros[worker.id] = (item, coro)
             if type(coro) is _PY_COROUTINE:
                 try:
                     trap = coro.send(None)
@@ -130,9 +130,12 @@ class CoroutineDriver(WorkerDriver):
                 # costs a traceback entry (a new code object) per finished item.
                 trap = next(coro, _DONE)  # type: ignore[call-overload]
             done = trap is _DONE
-            if not done and trap is not _WAIT:
-                coro.close()
-                raise ExecutiveError(NOT_A_KERNEL_WAIT.format(item.label))
+            if not done:
+                if trap is not _WAIT:
+                    coro.close()
+                    raise ExecutiveError(NOT_A_KERNEL_WAIT.format(item.label))
+                if cmd is not None:
+                    self._coros[worker.id] = (item, coro)
         except Exception as exc:
             self._coros.pop(worker.id, None)
             k._ended.add(worker.id)
@@ -140,7 +143,8 @@ class CoroutineDriver(WorkerDriver):
         finally:
             k._current = None
         if done:  # outside the bugcheck net, as a completion always was
-            del self._coros[worker.id]
+            if cmd is None:
+                del self._coros[worker.id]
             k.core.finish(worker, k.now)
             if k.core.has_actions() or k._sleeping:
                 k._apply_actions()

@@ -406,6 +406,8 @@ class Ipv6Host(FrameHandler):
     def _rx(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
         if len(frame) < HEADER_LEN:
             raise MalformedFrame(DropReason.TRUNCATED, "ethernet")
+        dst_mac: bytes  # declared: compiled, their reads below are native, not generic
+        src_mac: bytes
         dst_mac, src_mac, ethertype = unpack_header(frame)
         if self._l2_gen != self.mld.generation:
             self._refresh_l2()
