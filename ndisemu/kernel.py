@@ -75,6 +75,8 @@ from .trace import Tracer
 Routine = Callable[[WorkItem], Awaitable[None]]
 
 WORKER_MODES: Final = ("tasks", "coroutines")
+# compiled, a bare `next` is a lookup in the builtins module at each call
+_next: Final[Callable[[Any], Any]] = next
 
 __all__ = ["CHECKPOINT_TURNS", "SCHEDULES", "WORKER_MODES", "Kernel", "KernelStats", "Routine",
            "Timer"]
@@ -202,7 +204,7 @@ class Kernel:
         """Run `fn(*args)` at DPC level at virtual time `when` (a KTIMER + KDPC)."""
         if self._sleeping:
             self._sync_now()
-        t = Timer(when if when > self.now else self.now, next(self._timer_seq), fn, args)
+        t = Timer(when if when > self.now else self.now, _next(self._timer_seq), fn, args)
         heapq.heappush(self._timers, (t.when, t.seq, t))
         if self._sleeping:
             self._wakeup.set()
@@ -213,7 +215,7 @@ class Kernel:
         if self._sleeping:
             self._sync_now()
         now = self.now
-        t = Timer(now + delay if delay > 0 else now, next(self._timer_seq), fn, args)
+        t = Timer(now + delay if delay > 0 else now, _next(self._timer_seq), fn, args)
         heapq.heappush(self._timers, (t.when, t.seq, t))
         if self._sleeping:
             self._wakeup.set()

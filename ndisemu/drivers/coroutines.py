@@ -29,6 +29,8 @@ _WAIT: Final = object()  # what Kernel.wait yields to the coroutine driver
 _STARTED: Final = object()  # Worker.task of a thread carried as coroutines, once it has run
 _DONE: Final = object()  # a turn's routine returned
 _PY_COROUTINE: Final = types.CoroutineType  # an interpreted `async def`'s: it has no __next__
+# compiled, a bare `next` is a lookup in the builtins module at each call
+_next: Final[Callable[[Any, Any], Any]] = next
 
 
 @types.coroutine
@@ -128,7 +130,7 @@ class CoroutineDriver(WorkerDriver):
                 # A compiled routine's coroutine (or a generator) steps as an iterator: its end
                 # is `_DONE`, not a StopIteration raised through this compiled frame, which
                 # costs a traceback entry (a new code object) per finished item.
-                trap = next(coro, _DONE)  # type: ignore[call-overload]
+                trap = _next(coro, _DONE)
             done = trap is _DONE
             if not done:
                 if trap is not _WAIT:

@@ -265,6 +265,16 @@ class QueueState:
     last_dequeue_at: float | None = None
     nonempty_since: float | None = None  # when the list last went from empty to non-empty
     cap_reached_at: float | None = None  # when the dynamic threads first reached max_dynamic
+    # The spec's settings that each insert and completion reads, copied as native fields: the
+    # spec is a frozen interpreted dataclass, and each read of it is a generic attribute lookup.
+    thread_per_item: bool = field(init=False)
+    eager_growth: bool = field(init=False)
+    max_dynamic: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.thread_per_item = self.spec.thread_per_item
+        self.eager_growth = self.spec.eager_growth
+        self.max_dynamic = self.spec.max_dynamic
 
     @property
     def name(self) -> str:
@@ -276,7 +286,7 @@ class QueueState:
 
     @property
     def at_max_threads(self) -> bool:
-        return self.dynamic >= self.spec.max_dynamic
+        return self.dynamic >= self.max_dynamic
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -407,13 +417,13 @@ class ExecutiveCore:
         if self._trace is not None:
             self._trace("exec.item.queued", queue=q.name, item=item.label, depth=len(q.pending),
                         **item.tags)
-        if q.spec.thread_per_item:
+        if q.thread_per_item:
             self._create_worker(q, dynamic=False, now=now)
         if q.idle and q.running < q.concurrency:
             self._dispatch(q, now)
         # ExpNewThreadNecessary on insert (critical only): list non-empty, CurrentCount <
         # MaximumCount, dynamic below the cap. W ex/worker.c:229-283,558-565.
-        if q.spec.eager_growth and self._new_thread_necessary(q):
+        if q.eager_growth and self._new_thread_necessary(q):
             if self._inline_growth:
                 self._create_worker(q, dynamic=True, now=now)
                 self._dispatch(q, now)
@@ -426,7 +436,7 @@ class ExecutiveCore:
 
     @staticmethod
     def _new_thread_necessary(q: QueueState) -> bool:
-        return bool(q.pending) and q.running < q.concurrency and q.dynamic < q.spec.max_dynamic
+        return bool(q.pending) and q.running < q.concurrency and q.dynamic < q.max_dynamic
 
     def run_manager(self, now: float) -> bool:
         """The balance manager wakes on its event: ExpCheckDynamicThreadCount creates one thread
@@ -437,7 +447,7 @@ class ExecutiveCore:
         self.manager_event = False
         self.manager_wakes += 1
         for q in self._balanced:
-            if q.spec.eager_growth and self._new_thread_necessary(q):
+            if q.eager_growth and self._new_thread_necessary(q):
                 self._create_worker(q, dynamic=True, now=now)
                 if self._trace is not None:
                     self._trace("exec.manager.grow", queue=q.name, dynamic=q.dynamic)
@@ -531,7 +541,7 @@ class ExecutiveCore:
         worker.item = None
         if self._trace is not None:
             self._trace("exec.item.completed", queue=q.name, item=item.label, worker=worker.name)
-        if q.spec.thread_per_item:
+        if q.thread_per_item:
             q.workers.remove(worker)
             worker.state = WorkerState.EXITED
             self._actions.append(WorkerExit(worker))
@@ -604,7 +614,7 @@ class ExecutiveCore:
         """ExpDetectWorkerThreadDeadlock for each balanced queue (W ex/worker.c:805-841)."""
         for q in self._balanced:
             grow = (q.depth_last_pass > 0 and q.processed == q.processed_last_pass
-                    and q.dynamic < q.spec.max_dynamic)
+                    and q.dynamic < q.max_dynamic)
             if grow:
                 self._create_worker(q, dynamic=True, now=now)
                 if self._trace is not None:

@@ -139,6 +139,7 @@ from tcpip6.wire.ipv6 import (
     is_link_local,
     packet,
     solicited_node,
+    view,
 )
 from tcpip6.wire.ipv6 import HEADER_LEN as IP6_HEADER_LEN
 from tcpip6.wire.ipv6ext import (
@@ -421,7 +422,7 @@ class Ipv6Host(FrameHandler):
             return self._ctx.drop(DropReason.LOOPED)
         if self.disabled:
             return self._ctx.drop(DropReason.DISABLED)
-        mv = memoryview(frame)[HEADER_LEN:]
+        mv = view(frame)[HEADER_LEN:]
         ip, _ = Ipv6Header.parse(mv)
         if ip.payload_length or ip.next_header != NH_HOPOPTS:
             pkt = mv[: IP6_HEADER_LEN + ip.payload_length]

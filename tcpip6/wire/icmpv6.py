@@ -32,7 +32,7 @@ from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
-from tcpip6.wire.ipv6 import NH_ICMPV6, pseudo_header_checksum
+from tcpip6.wire.ipv6 import NH_ICMPV6, pseudo_header_checksum, view
 
 DEST_UNREACH: Final = 1
 PACKET_TOO_BIG: Final = 2
@@ -199,7 +199,7 @@ def parse(
     if verify and pseudo_header_checksum(src, dst, n, NH_ICMPV6, data) != 0:
         raise MalformedFrame(DropReason.BAD_CHECKSUM, "icmpv6")
     t, code, ck = _unpack_hdr(data)
-    return Icmpv6Message(t, code, ck, memoryview(data)[4:])
+    return Icmpv6Message(t, code, ck, view(data)[4:])
 
 
 def parse_echo(msg: Icmpv6Message) -> Echo:

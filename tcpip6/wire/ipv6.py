@@ -49,6 +49,15 @@ pack_header: Final = _HDR.pack
 # type's dict each time); a bound method is called directly
 _unpack_header: Final = _HDR.unpack_from
 _from_bytes: Final = int.from_bytes
+# compiled, a bare `memoryview` is a lookup in the builtins module at each use
+_MEMORYVIEW: Final = memoryview
+
+
+def view(buf: bytes | bytearray | memoryview) -> memoryview:
+    """``buf`` as a memoryview: itself if it is one (the receive path's case, no new view)."""
+    if type(buf) is _MEMORYVIEW:  # memoryview has no subclasses
+        return buf
+    return _MEMORYVIEW(buf)
 
 
 # Not frozen: one is made for every received packet, and a frozen dataclass's __init__ sets each
@@ -97,7 +106,7 @@ class Ipv6Header:
         # Ipv6Header, not cls: compiled, a call through `cls` is a generic type call that
         # parses its arguments (the class is closed: no subclass can be asking)
         hdr = Ipv6Header(plen, nh, hlim, src, dst, (vtcfl >> 20) & 0xFF, vtcfl & 0xFFFFF)
-        return hdr, memoryview(buf)[HEADER_LEN : HEADER_LEN + plen]
+        return hdr, view(buf)[HEADER_LEN : HEADER_LEN + plen]
 
     def emit(self) -> bytes:
         """The 40 header bytes."""

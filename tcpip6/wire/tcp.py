@@ -29,7 +29,7 @@ from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
-from tcpip6.wire.ipv6 import NH_TCP, pseudo_header_checksum, reduce_ffff
+from tcpip6.wire.ipv6 import NH_TCP, pseudo_header_checksum, reduce_ffff, view
 
 HEADER_LEN: Final = 20
 MAX_OPTIONS_LEN: Final = 40  # Data Offset is 4 bits of 32-bit words: 60 bytes of header at most
@@ -159,7 +159,7 @@ def parse(
         raise MalformedFrame(DropReason.TRUNCATED, f"tcp: data offset {hl} > {n} bytes")
     if verify and pseudo_header_checksum(src, dst, n, _NH, data) != 0:
         raise MalformedFrame(DropReason.BAD_CHECKSUM, "tcp")
-    mv = data if isinstance(data, memoryview) else memoryview(data)
+    mv = view(data)
     seg = TcpSegment(sport, dport, seq, ack, offfl & 0xFF, window, urgent, mv[hl:])
     if hl == 32 and mv[20:24] == _TS_FAST:
         seg.tsval, seg.tsecr = _unpack_u32x2(mv, 24)

@@ -18,7 +18,7 @@ from typing import Final
 
 from tcpip6.errors import MalformedFrame
 from tcpip6.wire.drops import DropReason
-from tcpip6.wire.ipv6 import NH_UDP, pseudo_header_checksum
+from tcpip6.wire.ipv6 import NH_UDP, pseudo_header_checksum, view
 
 HEADER_LEN: Final = 8
 _HDR: Final = struct.Struct("!HHHH")
@@ -52,7 +52,7 @@ def parse(
         raise MalformedFrame(DropReason.TRUNCATED, f"udp: length field {length} > {n}")
     if ck == 0:
         raise MalformedFrame(DropReason.ZERO_CHECKSUM, "udp over ipv6")
-    mv = memoryview(data)[:length]
+    mv = view(data)[:length]
     if verify and pseudo_header_checksum(src, dst, length, NH_UDP, mv) != 0:
         raise MalformedFrame(DropReason.BAD_CHECKSUM, "udp")
     return UdpDatagram(sport, dport, mv[HEADER_LEN:])
