@@ -229,6 +229,8 @@ class TcpStack:
 
     def pop_ready(self) -> list[TcpConnection | TcpListener]:
         """Connections and listeners with new events since the last call, in order."""
+        if not self._ready:  # the common case: after every batch of frames
+            return []
         ready = list(self._ready)
         self._ready.clear()
         return ready

@@ -411,7 +411,8 @@ def echo_reply_mirroring(request: Icmpv6Message) -> bytes:
         raise MalformedFrame(DropReason.BAD_LENGTH, f"echo: body {len(body)} < 4 bytes")
     old = (request.type << 8) | request.code
     r = (0xFFFF - request.checksum - old + (ECHO_REPLY << 8)) % 0xFFFF
-    return _pack_hdr(ECHO_REPLY, 0, 0xFFFF - r if r else 0) + bytes(body)
+    # bytes + a memoryview is bytes: no bytes(body) first (a type call, a copy)
+    return _pack_hdr(ECHO_REPLY, 0, 0xFFFF - r if r else 0) + body
 
 
 def lladdr_option(opt_type: int, mac: bytes) -> bytes:
