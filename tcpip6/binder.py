@@ -163,6 +163,10 @@ class Tcpip6Binding:
     mcast_pending: bool = False
     backlog: list[bytes] = field(default_factory=list)
     rx_item_queued: bool = False
+    # the receive item's routine and tags, made once per interface (as a driver initializes
+    # its WORK_QUEUE_ITEM's routine and context once and queues it again and again)
+    rx_routine: Callable[[WorkItem], Any] | None = None
+    rx_tags: dict[str, Any] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counters)
 
 
@@ -308,8 +312,12 @@ class Tcpip6Binder:
         state.backlog.append(frame)
         if not state.rx_item_queued:
             state.rx_item_queued = True
-            self.kernel.queue_work_item(self.rx_queue, self._rx_routine(state),
-                                        name="tcpip6.receive", tags={"adapter": state.adapter})
+            routine = state.rx_routine
+            if routine is None:
+                routine = state.rx_routine = self._rx_routine(state)
+                state.rx_tags = {"adapter": state.adapter}
+            self.kernel.queue_work_item(self.rx_queue, routine, name="tcpip6.receive",
+                                        tags=state.rx_tags)
 
     # -- bind sequence ------------------------------------------------------------------------
 
