@@ -44,7 +44,7 @@ import trio
 
 from .errors import BenchError, BenchUsageError
 from .frame_path import ECHO_REPLY, _frames
-from .jsonout import write_json
+from .jsonout import report
 from .naive_responder import echo_reply
 
 VARIANTS = ("emulated", "dropped", "naive")
@@ -259,10 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         sys.stderr.write(f"bench.frame_lines: error: {exc}\n")
         return 2
-    print(render(res))
-    if args.json is not None and not write_json("bench.frame_lines", args.json, res):
-        return 2
-    return 0
+    return report("bench.frame_lines", render(res), args.json, res)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from typing import Any
 import trio
 
 from .errors import BenchError, BenchUsageError
-from .jsonout import write_json
+from .jsonout import report
 from .naive_responder import echo_reply
 
 PEER_MAC = bytes.fromhex("020000aa0001")
@@ -232,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"python -m bench.frame_path: {exc}", file=sys.stderr)
         return 1
-    print(render(res))
-    if args.json is not None and not write_json("python -m bench.frame_path", args.json, res):
-        return 2
-    return 0
+    return report("python -m bench.frame_path", render(res), args.json, res)
 
 
 if __name__ == "__main__":

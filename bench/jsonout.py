@@ -17,3 +17,12 @@ def write_json(prog: str, path: Path, data: Any) -> bool:
         print(f"{prog}: cannot write {str(path)!r}: {exc.strerror}", file=sys.stderr)
         return False
     return True
+
+
+def report(prog: str, text: str, path: Path | None, data: Any) -> int:
+    """A bench command's ending: print `text`, write `data` to `path` (``--json``) if given;
+    the exit status (2 if the file could not be written)."""
+    print(text)
+    if path is not None and not write_json(prog, path, data):
+        return 2
+    return 0

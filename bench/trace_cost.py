@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchUsageError
-from .jsonout import write_json
+from .jsonout import report
 
 EXECUTORS = ("critical", "dedicated", "async", "rescuer")
 
@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
 
     res = run(args.adapters, args.executor, args.repeat, progress)
-    print(render(res))
-    if args.json is not None and not write_json("python -m bench.trace_cost", args.json, res):
-        return 2
+    status = report("python -m bench.trace_cost", render(res), args.json, res)
+    if status:
+        return status
     if args.max_ratio is not None and res["cpu_ratio"] > args.max_ratio:
         return 1
     return 0
