@@ -44,6 +44,8 @@ from .naive_responder import echo_reply
 PEER_MAC = bytes.fromhex("020000aa0001")
 PEER_LL = bytes.fromhex("fe80000000000000000000fffeaa0001")
 BATCH = 16
+#: frames each way sends once first, so every object and code path exists before timing
+WARM_UP = 200
 ECHO_REPLY = 129
 
 
@@ -108,7 +110,7 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
         with trio.fail_after(30):
             while host.ipv6_ready() < 1:  # noqa: ASYNC110 - the host signals nothing
                 await trio.sleep(0.01)
-        ns_frame, reqs = _frames(adapter_mac(0), max(count, idle))
+        ns_frame, reqs = _frames(adapter_mac(0), max(count, idle, WARM_UP))
         kernel = host.kernel
         kernel.interrupt(sink.deliver, [ns_frame])
         await trio.sleep(0.05)
@@ -122,7 +124,7 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
 
         for name, fn in (("emulated", emulated), ("naive", naive)):
             sent0 = sink.sent
-            fn(reqs[:200])  # warm-up
+            fn(reqs[:WARM_UP])
             hot: list[float] = []
             for i in range(count):
                 t0 = time.perf_counter()
@@ -141,7 +143,8 @@ async def _measure(count: int, idle: int, gap: float) -> dict[str, Any]:
                 cold.append(time.perf_counter() - t0)
             out[name] = {"hot_us": _us(hot), "batch_us": _us(batch), "after_idle_us": _us(cold)}
             if name == "emulated":
-                answered = (sink.sent - sent0, 200 + count + (count // BATCH) * BATCH + idle)
+                answered = (sink.sent - sent0,
+                            WARM_UP + count + (count // BATCH) * BATCH + idle)
         nursery.cancel_scope.cancel()
     if answered[0] != answered[1]:  # a frame that got no reply measured nothing
         raise BenchError(f"the emulated host answered {answered[0]} of {answered[1]} "
